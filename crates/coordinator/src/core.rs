@@ -1,0 +1,387 @@
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use harambee_params::{Digest, ParamSet};
+use harambee_strategy::{Aggregate, Failure, FailureReason, FitResult, ParticipantId, Strategy};
+use rand::SeedableRng;
+use rand::seq::index;
+use rand_chacha::ChaCha20Rng;
+
+use crate::types::{
+    Action, CoordinatorConfig, CoreError, Event, EventOutcome, OpenRound, Refusal, RoundOutcome,
+    RoundSummary, Tick,
+};
+
+/// Where the federation stands.
+#[derive(Debug)]
+enum Phase {
+    /// Waiting for enough participants to open round `next`.
+    Waiting,
+    /// A round is open.
+    Training(OpenState),
+    /// Done, successfully or not.
+    Finished,
+}
+
+#[derive(Debug)]
+struct OpenState {
+    round: u64,
+    attempt: u32,
+    selected: BTreeSet<ParticipantId>,
+    results: BTreeMap<ParticipantId, FitResult>,
+    failures: BTreeMap<ParticipantId, Failure>,
+    base: Digest,
+    deadline: Tick,
+}
+
+/// The round state machine. See the crate documentation for the call order.
+pub struct Coordinator {
+    config: CoordinatorConfig,
+    strategy: Box<dyn Strategy>,
+    global: Arc<ParamSet>,
+    /// The next round to open (rounds count from 1).
+    next_round: u64,
+    participants: BTreeSet<ParticipantId>,
+    phase: Phase,
+    actions: VecDeque<Action>,
+    error: Option<CoreError>,
+    /// Last time seen, so events without a timer can still open rounds with a deadline.
+    now: Tick,
+}
+
+impl Coordinator {
+    /// A coordinator starting from `global`, combining results with `strategy`.
+    pub fn new(config: CoordinatorConfig, strategy: Box<dyn Strategy>, global: ParamSet) -> Self {
+        Self {
+            config,
+            strategy,
+            global: Arc::new(global),
+            next_round: 1,
+            participants: BTreeSet::new(),
+            phase: Phase::Waiting,
+            actions: VecDeque::new(),
+            error: None,
+            now: Tick(0),
+        }
+    }
+
+    /// A coordinator that resumes after `completed` rounds from their `global` result.
+    pub fn resume(
+        config: CoordinatorConfig,
+        strategy: Box<dyn Strategy>,
+        global: ParamSet,
+        completed: u64,
+    ) -> Self {
+        let mut core = Self::new(config, strategy, global);
+        core.next_round = completed + 1;
+        core
+    }
+
+    /// Feeds an input. Drain [`poll_action`](Self::poll_action) afterwards.
+    pub fn handle_event(&mut self, now: Tick, event: Event) -> EventOutcome {
+        self.now = self.now.max(now);
+        if matches!(self.phase, Phase::Finished) {
+            return EventOutcome::Closed;
+        }
+        let outcome = match event {
+            Event::Enrol(p) => {
+                if self.participants.insert(p) {
+                    EventOutcome::Enrolled
+                } else {
+                    EventOutcome::AlreadyEnrolled
+                }
+            }
+            Event::Leave(p) => {
+                self.participants.remove(&p);
+                if let Phase::Training(open) = &mut self.phase {
+                    if open.selected.contains(&p) && !open.results.contains_key(&p) {
+                        open.failures.insert(
+                            p,
+                            Failure {
+                                participant: p,
+                                reason: FailureReason::Dropped,
+                            },
+                        );
+                    }
+                }
+                EventOutcome::Left
+            }
+            Event::Result { round, result } => match self.validate(round, &result) {
+                Ok(()) => {
+                    if let Phase::Training(open) = &mut self.phase {
+                        open.results.insert(result.participant, result);
+                    }
+                    EventOutcome::Accepted
+                }
+                Err(refusal) => EventOutcome::Refused(refusal),
+            },
+            Event::Failed { round, failure } => match &mut self.phase {
+                Phase::Training(open)
+                    if open.round == round
+                        && open.selected.contains(&failure.participant)
+                        && !open.results.contains_key(&failure.participant) =>
+                {
+                    open.failures.insert(failure.participant, failure);
+                    EventOutcome::FailureRecorded
+                }
+                _ => EventOutcome::Refused(Refusal::NotSelected(failure.participant)),
+            },
+        };
+        self.advance();
+        outcome
+    }
+
+    /// Tells the core that time has passed. A call before any deadline does nothing.
+    pub fn handle_timeout(&mut self, now: Tick) {
+        self.now = self.now.max(now);
+        let Phase::Training(open) = &mut self.phase else {
+            return;
+        };
+        if now < open.deadline {
+            return;
+        }
+        for p in &open.selected {
+            if !open.results.contains_key(p) && !open.failures.contains_key(p) {
+                open.failures.insert(
+                    *p,
+                    Failure {
+                        participant: *p,
+                        reason: FailureReason::Late,
+                    },
+                );
+            }
+        }
+        if open.results.len() >= self.config.quorum.max(1) {
+            self.close_round();
+        } else {
+            self.retry_round();
+        }
+        self.advance();
+    }
+
+    /// The next thing the driver must do, if any.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called, if at all.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Tick> {
+        match &self.phase {
+            Phase::Training(open) => Some(open.deadline),
+            _ => None,
+        }
+    }
+
+    /// The fatal error that stopped the federation, if one did.
+    pub fn error(&self) -> Option<&CoreError> {
+        self.error.as_ref()
+    }
+
+    /// The current global parameters.
+    pub fn global(&self) -> &Arc<ParamSet> {
+        &self.global
+    }
+
+    /// The round that is open, if one is.
+    pub fn open_round(&self) -> Option<u64> {
+        match &self.phase {
+            Phase::Training(open) => Some(open.round),
+            _ => None,
+        }
+    }
+
+    /// Enrolled participants.
+    pub fn participants(&self) -> impl Iterator<Item = ParticipantId> + '_ {
+        self.participants.iter().copied()
+    }
+
+    fn validate(&self, round: u64, result: &FitResult) -> Result<(), Refusal> {
+        let p = result.participant;
+        if !self.participants.contains(&p) {
+            return Err(Refusal::UnknownParticipant(p));
+        }
+        let Phase::Training(open) = &self.phase else {
+            return Err(Refusal::WrongRound {
+                expected: 0,
+                got: round,
+            });
+        };
+        if round != open.round {
+            return Err(Refusal::WrongRound {
+                expected: open.round,
+                got: round,
+            });
+        }
+        if !open.selected.contains(&p) || open.failures.contains_key(&p) {
+            return Err(Refusal::NotSelected(p));
+        }
+        if open.results.contains_key(&p) {
+            return Err(Refusal::Duplicate(p));
+        }
+        if result.params.check_same_layout(&self.global).is_err() {
+            return Err(Refusal::LayoutMismatch);
+        }
+        if result.params.check_finite().is_err() {
+            return Err(Refusal::NonFinite);
+        }
+        if result.num_samples == 0 {
+            return Err(Refusal::NoSamples);
+        }
+        Ok(())
+    }
+
+    /// Moves the state machine forward as far as it can without new input.
+    fn advance(&mut self) {
+        loop {
+            match &self.phase {
+                Phase::Waiting => {
+                    if self.next_round > self.config.rounds {
+                        self.finish();
+                    } else if self.participants.len() >= self.config.min_participants.max(1) {
+                        self.open_round_now(0);
+                    }
+                    return;
+                }
+                Phase::Training(open) => {
+                    let answered = open.results.len() + open.failures.len();
+                    if answered < open.selected.len() {
+                        return;
+                    }
+                    // Everyone has answered: no need to wait for the deadline.
+                    if open.results.len() >= self.config.quorum.max(1) {
+                        self.close_round();
+                    } else {
+                        self.retry_round();
+                    }
+                }
+                Phase::Finished => return,
+            }
+        }
+    }
+
+    fn open_round_now(&mut self, attempt: u32) {
+        let round = self.next_round;
+        let available: Vec<ParticipantId> = self.participants.iter().copied().collect();
+        let wanted = self
+            .strategy
+            .sample_size(available.len())
+            .clamp(1, available.len());
+        let mut rng = ChaCha20Rng::seed_from_u64(selection_seed(self.config.seed, round, attempt));
+        let mut chosen: Vec<ParticipantId> = index::sample(&mut rng, available.len(), wanted)
+            .into_iter()
+            .map(|i| available[i])
+            .collect();
+        chosen.sort();
+        let base = self.global.digest();
+        let deadline = self.now.after_ms(self.config.round_timeout_ms);
+        self.actions.push_back(Action::OpenRound(OpenRound {
+            round,
+            attempt,
+            participants: chosen.clone(),
+            config: self.strategy.configure_fit(round),
+            global: Arc::clone(&self.global),
+            base,
+            deadline,
+        }));
+        self.phase = Phase::Training(OpenState {
+            round,
+            attempt,
+            selected: chosen.into_iter().collect(),
+            results: BTreeMap::new(),
+            failures: BTreeMap::new(),
+            base,
+            deadline,
+        });
+    }
+
+    fn close_round(&mut self) {
+        let Phase::Training(open) = std::mem::replace(&mut self.phase, Phase::Waiting) else {
+            return;
+        };
+        // BTreeMap order: results are combined in participant order, whatever the arrival order.
+        let results: Vec<FitResult> = open.results.into_values().collect();
+        let failures: Vec<Failure> = open.failures.into_values().collect();
+        let aggregate = self
+            .strategy
+            .aggregate_fit(open.round, &self.global, &results, &failures);
+        let outcome = match aggregate {
+            Ok(Aggregate::Updated(p)) => {
+                let digest = p.digest();
+                self.global = Arc::new(p);
+                RoundOutcome::Updated(digest)
+            }
+            Ok(Aggregate::KeepPrevious { reason }) => RoundOutcome::Kept { reason },
+            Err(source) => {
+                self.fail(CoreError::Aggregation {
+                    round: open.round,
+                    source,
+                });
+                return;
+            }
+        };
+        let contributions = results
+            .iter()
+            .map(|r| {
+                (
+                    r.participant,
+                    r.num_samples,
+                    r.params.digest(),
+                    r.train_loss,
+                )
+            })
+            .collect();
+        self.actions.push_back(Action::CloseRound(RoundSummary {
+            round: open.round,
+            strategy: self.strategy.name(),
+            base: open.base,
+            contributions,
+            failures,
+            outcome,
+            global: Arc::clone(&self.global),
+        }));
+        self.next_round += 1;
+    }
+
+    fn retry_round(&mut self) {
+        let Phase::Training(open) = std::mem::replace(&mut self.phase, Phase::Waiting) else {
+            return;
+        };
+        self.actions.push_back(Action::RoundRetried {
+            round: open.round,
+            received: open.results.len(),
+            quorum: self.config.quorum,
+        });
+        if open.attempt >= self.config.max_round_retries {
+            self.fail(CoreError::QuorumNotReached {
+                round: open.round,
+                quorum: self.config.quorum,
+                attempts: open.attempt + 1,
+            });
+        } else if self.participants.len() >= self.config.min_participants.max(1) {
+            self.open_round_now(open.attempt + 1);
+        }
+    }
+
+    fn fail(&mut self, error: CoreError) {
+        self.error = Some(error);
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        self.phase = Phase::Finished;
+        self.actions.push_back(Action::Finished {
+            global: Arc::clone(&self.global),
+        });
+    }
+}
+
+/// A per-round, per-attempt seed, so selections differ between rounds but not between runs.
+fn selection_seed(seed: u64, round: u64, attempt: u32) -> u64 {
+    // SplitMix64 finaliser over the combined inputs: cheap and well mixed.
+    let mut z = seed ^ round.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (u64::from(attempt) << 48);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}

@@ -1,0 +1,228 @@
+use std::sync::Arc;
+
+use harambee_params::{Digest, ParamSet};
+use harambee_strategy::{
+    Failure, FailureReason, FitConfig, FitResult, ParticipantId, StrategyError,
+};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// A point in time, in milliseconds since an epoch the driver chooses (virtual in simulation,
+/// a monotonic clock in the service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Tick(pub u64);
+
+impl Tick {
+    /// `self + ms`, saturating.
+    pub fn after_ms(self, ms: u64) -> Tick {
+        Tick(self.0.saturating_add(ms))
+    }
+}
+
+/// The coordinator's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CoordinatorConfig {
+    /// Seed for participant selection: the same seed gives the same selections.
+    pub seed: u64,
+    /// Rounds to run before finishing.
+    pub rounds: u64,
+    /// Participants that must be enrolled before a round opens.
+    pub min_participants: usize,
+    /// Results needed to aggregate when the deadline passes.
+    pub quorum: usize,
+    /// Milliseconds from opening a round to its deadline.
+    pub round_timeout_ms: u64,
+    /// Times a round that missed its quorum is opened again before the federation fails.
+    pub max_round_retries: u32,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            rounds: 10,
+            min_participants: 2,
+            quorum: 1,
+            round_timeout_ms: 600_000,
+            max_round_retries: 3,
+        }
+    }
+}
+
+/// An input to the core.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A participant joined (already authenticated by the driver).
+    Enrol(ParticipantId),
+    /// A participant left or was declared gone by the driver.
+    Leave(ParticipantId),
+    /// A participant's result for a round.
+    Result {
+        /// The round it trained for.
+        round: u64,
+        /// What it trained.
+        result: FitResult,
+    },
+    /// A selected participant reported that it cannot deliver.
+    Failed {
+        /// The round.
+        round: u64,
+        /// Who and why.
+        failure: Failure,
+    },
+}
+
+/// Why a result was refused. The core's state is unchanged by a refused result.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The participant is not enrolled.
+    #[error("participant {0} is not enrolled")]
+    UnknownParticipant(ParticipantId),
+    /// The result is for another round than the one open.
+    #[error("result for round {got}, but round {expected} is open")]
+    WrongRound {
+        /// The open round (0 when none is).
+        expected: u64,
+        /// The round the result names.
+        got: u64,
+    },
+    /// The participant was not selected for this round.
+    #[error("participant {0} was not selected for this round")]
+    NotSelected(ParticipantId),
+    /// The participant already delivered a result this round (a replay).
+    #[error("participant {0} already delivered this round")]
+    Duplicate(ParticipantId),
+    /// The parameters do not match the model's names and shapes.
+    #[error("the update's tensors do not match the model's names and shapes")]
+    LayoutMismatch,
+    /// The parameters hold NaN or infinite values.
+    #[error("the update holds NaN or infinite values")]
+    NonFinite,
+    /// The result claims zero training examples.
+    #[error("the update claims zero training examples")]
+    NoSamples,
+}
+
+/// What an event did, so drivers can answer participants precisely.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum EventOutcome {
+    /// A participant was enrolled.
+    Enrolled,
+    /// The participant was already enrolled; nothing changed.
+    AlreadyEnrolled,
+    /// A participant left.
+    Left,
+    /// A result was validated and kept for aggregation.
+    Accepted,
+    /// A failure was recorded.
+    FailureRecorded,
+    /// The input was refused, for the stated reason.
+    Refused(Refusal),
+    /// The federation has finished or failed; nothing more is accepted.
+    Closed,
+}
+
+/// A round the driver must run: send the global parameters to the selected participants.
+#[derive(Debug, Clone)]
+pub struct OpenRound {
+    /// The round number, from 1.
+    pub round: u64,
+    /// Which attempt at this round (0 the first time).
+    pub attempt: u32,
+    /// Who trains, sorted.
+    pub participants: Vec<ParticipantId>,
+    /// What they should do.
+    pub config: FitConfig,
+    /// The parameters they start from.
+    pub global: Arc<ParamSet>,
+    /// Its digest.
+    pub base: Digest,
+    /// When the round's deadline falls.
+    pub deadline: Tick,
+}
+
+/// How a round ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoundOutcome {
+    /// New global parameters, with their digest.
+    Updated(Digest),
+    /// The strategy kept the previous model.
+    Kept {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Everything a completed round used and produced: what the ledger and the metrics record.
+#[derive(Debug, Clone)]
+pub struct RoundSummary {
+    /// The round number.
+    pub round: u64,
+    /// The strategy's name.
+    pub strategy: &'static str,
+    /// Digest of the parameters the round started from.
+    pub base: Digest,
+    /// Accepted results: who, how many samples, the digest of their parameters, their loss.
+    pub contributions: Vec<(ParticipantId, u64, Digest, f32)>,
+    /// Selected participants that did not contribute.
+    pub failures: Vec<Failure>,
+    /// What came of it.
+    pub outcome: RoundOutcome,
+    /// The global parameters after the round.
+    pub global: Arc<ParamSet>,
+}
+
+/// An output of the core.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Run a round.
+    OpenRound(OpenRound),
+    /// A round is complete.
+    CloseRound(RoundSummary),
+    /// A round missed its quorum and will be opened again.
+    RoundRetried {
+        /// The round.
+        round: u64,
+        /// Results received before the deadline.
+        received: usize,
+        /// Results that were needed.
+        quorum: usize,
+    },
+    /// All rounds are done (or the federation failed, see [`Coordinator::error`](crate::Coordinator::error)).
+    Finished {
+        /// The final global parameters.
+        global: Arc<ParamSet>,
+    },
+}
+
+/// A fatal error: the core keeps it, and every later call reports it.
+#[derive(Debug, Clone, PartialEq, Error)]
+#[non_exhaustive]
+pub enum CoreError {
+    /// The strategy failed to aggregate.
+    #[error("round {round}: aggregation failed: {source}")]
+    Aggregation {
+        /// The round.
+        round: u64,
+        /// The strategy's error.
+        source: StrategyError,
+    },
+    /// A round missed its quorum more often than allowed.
+    #[error("round {round} missed its quorum of {quorum} results {attempts} times")]
+    QuorumNotReached {
+        /// The round.
+        round: u64,
+        /// The quorum.
+        quorum: usize,
+        /// Attempts made.
+        attempts: u32,
+    },
+}
+
+impl From<&Refusal> for FailureReason {
+    fn from(r: &Refusal) -> Self {
+        FailureReason::Refused(r.to_string())
+    }
+}

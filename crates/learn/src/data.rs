@@ -1,0 +1,121 @@
+use std::sync::Arc;
+
+/// What one example looks like.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Features {
+    /// Fixed-size real vectors, `dim` values each, stored row after row (images: pixels in
+    /// [0, 1], row-major, `height × width`).
+    Dense {
+        /// Values per example.
+        dim: usize,
+        /// Image height and width when the vector is an image.
+        image: Option<(usize, usize)>,
+        /// All values.
+        values: Vec<f32>,
+    },
+    /// Variable-length lists of token ids (hashed n-grams), example `i` at
+    /// `ids[offsets[i]..offsets[i + 1]]`; ids are below `vocab`.
+    Tokens {
+        /// Number of distinct ids.
+        vocab: usize,
+        /// Start of each example, plus the end.
+        offsets: Vec<usize>,
+        /// All ids.
+        ids: Vec<u32>,
+    },
+}
+
+/// A labelled data set held in memory. Participants refer to it by index sets, so a thousand
+/// virtual participants cost a thousand index lists, not a thousand copies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    /// The examples.
+    pub features: Features,
+    /// One label per example, below `class_names.len()`.
+    pub labels: Vec<u32>,
+    /// A name per class (digits, language codes).
+    pub class_names: Vec<String>,
+}
+
+impl Dataset {
+    /// The number of examples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when the set holds no examples.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The number of classes.
+    pub fn num_classes(&self) -> usize {
+        self.class_names.len()
+    }
+
+    /// A short word for the kind of data, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self.features {
+            Features::Dense { image: Some(_), .. } => "image",
+            Features::Dense { .. } => "vector",
+            Features::Tokens { .. } => "text",
+        }
+    }
+
+    /// Dense features of example `i`.
+    pub(crate) fn dense_row(&self, i: usize) -> &[f32] {
+        match &self.features {
+            Features::Dense { dim, values, .. } => &values[i * dim..(i + 1) * dim],
+            Features::Tokens { .. } => &[],
+        }
+    }
+
+    /// Token ids of example `i`.
+    pub(crate) fn tokens(&self, i: usize) -> &[u32] {
+        match &self.features {
+            Features::Tokens { offsets, ids, .. } => &ids[offsets[i]..offsets[i + 1]],
+            Features::Dense { .. } => &[],
+        }
+    }
+
+    /// A new data set with only the examples at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> Dataset {
+        let features = match &self.features {
+            Features::Dense { dim, image, .. } => Features::Dense {
+                dim: *dim,
+                image: *image,
+                values: indices
+                    .iter()
+                    .flat_map(|&i| self.dense_row(i).iter().copied())
+                    .collect(),
+            },
+            Features::Tokens { vocab, .. } => {
+                let mut offsets = vec![0];
+                let mut ids = Vec::new();
+                for &i in indices {
+                    ids.extend_from_slice(self.tokens(i));
+                    offsets.push(ids.len());
+                }
+                Features::Tokens {
+                    vocab: *vocab,
+                    offsets,
+                    ids,
+                }
+            }
+        };
+        Dataset {
+            features,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            class_names: self.class_names.clone(),
+        }
+    }
+}
+
+/// A training set and a test set that share classes.
+#[derive(Debug, Clone)]
+pub struct Split {
+    /// Examples to train on (and to partition among participants).
+    pub train: Arc<Dataset>,
+    /// Held-out examples for evaluation.
+    pub test: Arc<Dataset>,
+}

@@ -1,0 +1,403 @@
+//! Local training and evaluation, behind the [`Trainer`] trait.
+
+use burn::nn::loss::CrossEntropyLoss;
+use burn::optim::{AdamWConfig, GradientsParams, SgdConfig, momentum::MomentumConfig};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use harambee_params::{Layout, ParamSet};
+use harambee_strategy::FitConfig;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha20Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::burn_io::{ProximalStep, export, import, layout_of};
+use crate::model::{Cnn, Input, LangId, Mlp, ModelKind, Net};
+use crate::{Dataset, Features, LearnError};
+
+/// Examples per forward pass during evaluation: large batches amortise per-call overhead.
+const EVAL_BATCH: usize = 1000;
+
+/// The local optimiser.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Optimizer {
+    /// Stochastic gradient descent, with heavy-ball momentum when `momentum > 0`.
+    Sgd {
+        /// Momentum (0 for plain SGD, as in McMahan et al.).
+        momentum: f32,
+    },
+    /// AdamW (Loshchilov and Hutter 2019).
+    AdamW {
+        /// Decoupled weight decay.
+        weight_decay: f32,
+    },
+}
+
+impl Default for Optimizer {
+    fn default() -> Self {
+        Optimizer::Sgd { momentum: 0.0 }
+    }
+}
+
+/// What local training produced.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    /// The trained parameters.
+    pub params: ParamSet,
+    /// Examples trained on (per epoch).
+    pub num_samples: u64,
+    /// Mean loss over the last epoch.
+    pub mean_loss: f32,
+    /// Optimiser steps taken.
+    pub steps: u64,
+}
+
+/// Accuracy and loss on a data set, overall and per class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Mean cross-entropy.
+    pub loss: f64,
+    /// Fraction classified correctly.
+    pub accuracy: f64,
+    /// Examples evaluated.
+    pub examples: usize,
+    /// Per class: (correct, total).
+    pub per_class: Vec<(usize, usize)>,
+}
+
+/// Trains and evaluates one model architecture. Parameters go in and out as [`ParamSet`]s in
+/// PyTorch's conventions; no other type of the ML library crosses this boundary.
+pub trait Trainer: Send + Sync {
+    /// The model's tensor names and shapes.
+    fn layout(&self) -> &Layout;
+
+    /// Fresh parameters, deterministically from `seed`.
+    fn init(&self, seed: u64) -> ParamSet;
+
+    /// Trains from `global` on the examples `indices` of `data`, as `config` says.
+    fn train(
+        &self,
+        global: &ParamSet,
+        data: &Dataset,
+        indices: &[usize],
+        config: &FitConfig,
+        seed: u64,
+    ) -> Result<TrainOutcome, LearnError>;
+
+    /// Evaluates `params` on `indices` of `data` (all examples when `None`).
+    fn evaluate(
+        &self,
+        params: &ParamSet,
+        data: &Dataset,
+        indices: Option<&[usize]>,
+    ) -> Result<Evaluation, LearnError>;
+}
+
+/// The architecture with the sizes it was built for.
+#[derive(Debug, Clone, PartialEq)]
+enum Arch {
+    Mlp(Vec<usize>),
+    Cnn {
+        image: (usize, usize),
+        classes: usize,
+    },
+    LangId {
+        vocab: usize,
+        dim: usize,
+        classes: usize,
+    },
+}
+
+/// A [`Trainer`] on burn's pure-Rust CPU back-end (`flex`).
+#[derive(Debug, Clone)]
+pub struct BurnTrainer {
+    kind: ModelKind,
+    arch: Arch,
+    optimizer: Optimizer,
+    layout: Layout,
+    device: Device,
+}
+
+/// Calls `$body` with `$net` bound to a freshly built module of the trainer's architecture.
+macro_rules! with_net {
+    ($self:expr, $device:expr, |$net:ident| $body:expr) => {
+        match &$self.arch {
+            Arch::Mlp(sizes) => {
+                let $net = Mlp::new(sizes, $device);
+                $body
+            }
+            Arch::Cnn { image, classes } => {
+                let $net = Cnn::new(*image, *classes, $device);
+                $body
+            }
+            Arch::LangId {
+                vocab,
+                dim,
+                classes,
+            } => {
+                let $net = LangId::new(*vocab, *dim, *classes, $device);
+                $body
+            }
+        }
+    };
+}
+
+impl BurnTrainer {
+    /// A trainer for `kind` sized for `data` (input size, image shape, vocabulary, classes).
+    /// `embedding_dim` sizes the language-identification model's vectors.
+    pub fn new(
+        kind: ModelKind,
+        data: &Dataset,
+        optimizer: Optimizer,
+        embedding_dim: usize,
+    ) -> Result<Self, LearnError> {
+        let classes = data.num_classes();
+        let incompatible = || LearnError::Incompatible {
+            model: kind.name(),
+            data: data.kind(),
+        };
+        let arch = match (&data.features, kind) {
+            (Features::Dense { dim, .. }, ModelKind::LogReg) => Arch::Mlp(vec![*dim, classes]),
+            (Features::Dense { dim, .. }, ModelKind::Mlp2nn) => {
+                Arch::Mlp(vec![*dim, 200, 200, classes])
+            }
+            (
+                Features::Dense {
+                    image: Some(image), ..
+                },
+                ModelKind::Cnn,
+            ) => Arch::Cnn {
+                image: *image,
+                classes,
+            },
+            (Features::Tokens { vocab, .. }, ModelKind::LangId) => Arch::LangId {
+                vocab: *vocab,
+                dim: embedding_dim,
+                classes,
+            },
+            _ => return Err(incompatible()),
+        };
+        let device = Device::flex();
+        let mut trainer = Self {
+            kind,
+            arch,
+            optimizer,
+            layout: Layout::new::<String>([]).map_err(LearnError::Params)?,
+            device,
+        };
+        trainer.layout = with_net!(trainer, &trainer.device, |net| layout_of(&net));
+        Ok(trainer)
+    }
+
+    /// The model trained.
+    pub fn kind(&self) -> ModelKind {
+        self.kind
+    }
+
+    fn check(&self, params: &ParamSet) -> Result<(), LearnError> {
+        if params.layout() == &self.layout {
+            Ok(())
+        } else {
+            Err(LearnError::Params(
+                harambee_params::ParamsError::LayoutMismatch,
+            ))
+        }
+    }
+
+    fn train_net<N: Net>(
+        &self,
+        net: N,
+        global: &ParamSet,
+        data: &Dataset,
+        indices: &[usize],
+        config: &FitConfig,
+        seed: u64,
+    ) -> Result<TrainOutcome, LearnError> {
+        let device = self.device.clone().autodiff();
+        let mut model = import(net, global);
+        let mut optim = match self.optimizer {
+            Optimizer::Sgd { momentum } if momentum > 0.0 => SgdConfig::new()
+                .with_momentum(Some(
+                    MomentumConfig::new().with_momentum(f64::from(momentum)),
+                ))
+                .init(),
+            Optimizer::Sgd { .. } => SgdConfig::new().init(),
+            Optimizer::AdamW { weight_decay } => {
+                AdamWConfig::new().with_weight_decay(weight_decay).init()
+            }
+        };
+        let mut proximal = (config.proximal_mu > 0.0)
+            .then(|| ProximalStep::new(&model, config.learning_rate, config.proximal_mu));
+        let loss_fn = CrossEntropyLoss::new(None, &device);
+        let batch_size = match config.batch_size as usize {
+            0 => indices.len().max(1),
+            b => b,
+        };
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let mut order = indices.to_vec();
+        let (mut steps, mut mean_loss) = (0u64, 0.0f32);
+        for _ in 0..config.epochs.max(1) {
+            order.shuffle(&mut rng);
+            let mut epoch_loss: Option<Tensor<1>> = None;
+            for chunk in order.chunks(batch_size) {
+                let (input, targets) = batch(data, chunk, &device);
+                let loss = loss_fn.forward(model.forward(input), targets);
+                let detached = loss.clone().detach().inner() * chunk.len() as f32;
+                epoch_loss = Some(match epoch_loss {
+                    Some(sum) => sum + detached,
+                    None => detached,
+                });
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optim.step(f64::from(config.learning_rate), model, grads);
+                if let Some(p) = proximal.as_mut() {
+                    model = p.apply(model);
+                }
+                steps += 1;
+            }
+            let total = epoch_loss.map_or(0.0, |t| t.into_scalar::<f32>());
+            mean_loss = total / order.len().max(1) as f32;
+            if !mean_loss.is_finite() {
+                return Err(LearnError::Diverged(mean_loss));
+            }
+        }
+        Ok(TrainOutcome {
+            params: export(&model.valid(), &self.layout),
+            num_samples: indices.len() as u64,
+            mean_loss,
+            steps,
+        })
+    }
+
+    fn evaluate_net<N: Net>(
+        &self,
+        net: N,
+        params: &ParamSet,
+        data: &Dataset,
+        indices: &[usize],
+    ) -> Evaluation {
+        let model = import(net, params);
+        let loss_fn = CrossEntropyLoss::new(None, &self.device);
+        let mut per_class = vec![(0usize, 0usize); data.num_classes()];
+        let (mut loss_sum, mut correct) = (0f64, 0usize);
+        for chunk in indices.chunks(EVAL_BATCH) {
+            let (input, targets) = batch(data, chunk, &self.device);
+            let logits = model.forward(input);
+            let loss = loss_fn
+                .forward(logits.clone(), targets)
+                .into_scalar::<f32>();
+            loss_sum += f64::from(loss) * chunk.len() as f64;
+            let predicted = logits.argmax(1).into_data();
+            for (&i, p) in chunk.iter().zip(predicted.iter::<i64>()) {
+                let label = data.labels[i] as usize;
+                per_class[label].1 += 1;
+                if p as usize == label {
+                    per_class[label].0 += 1;
+                    correct += 1;
+                }
+            }
+        }
+        let n = indices.len().max(1);
+        Evaluation {
+            loss: loss_sum / n as f64,
+            accuracy: correct as f64 / n as f64,
+            examples: indices.len(),
+            per_class,
+        }
+    }
+}
+
+impl Trainer for BurnTrainer {
+    fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn init(&self, seed: u64) -> ParamSet {
+        self.device.seed(seed);
+        with_net!(self, &self.device, |net| export(&net, &self.layout))
+    }
+
+    fn train(
+        &self,
+        global: &ParamSet,
+        data: &Dataset,
+        indices: &[usize],
+        config: &FitConfig,
+        seed: u64,
+    ) -> Result<TrainOutcome, LearnError> {
+        self.check(global)?;
+        if indices.is_empty() {
+            return Err(LearnError::InvalidSetting(
+                "no local examples to train on".into(),
+            ));
+        }
+        let device = self.device.clone().autodiff();
+        with_net!(self, &device, |net| self
+            .train_net(net, global, data, indices, config, seed))
+    }
+
+    fn evaluate(
+        &self,
+        params: &ParamSet,
+        data: &Dataset,
+        indices: Option<&[usize]>,
+    ) -> Result<Evaluation, LearnError> {
+        self.check(params)?;
+        let all: Vec<usize>;
+        let indices = match indices {
+            Some(i) => i,
+            None => {
+                all = (0..data.len()).collect();
+                &all
+            }
+        };
+        Ok(with_net!(self, &self.device, |net| self
+            .evaluate_net(net, params, data, indices)))
+    }
+}
+
+/// Builds one batch on `device`: the inputs and the target classes.
+fn batch(data: &Dataset, indices: &[usize], device: &Device) -> (Input, Tensor<1, Int>) {
+    let n = indices.len();
+    let labels: Vec<i64> = indices.iter().map(|&i| i64::from(data.labels[i])).collect();
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), device);
+    let input = match &data.features {
+        Features::Dense { dim, image, .. } => {
+            let mut values = Vec::with_capacity(n * dim);
+            for &i in indices {
+                values.extend_from_slice(data.dense_row(i));
+            }
+            match image {
+                Some((h, w)) => Input::Image(Tensor::from_data(
+                    TensorData::new(values, [n, 1, *h, *w]),
+                    device,
+                )),
+                None => Input::Dense(Tensor::from_data(
+                    TensorData::new(values, [n, *dim]),
+                    device,
+                )),
+            }
+        }
+        Features::Tokens { .. } => {
+            let len = indices
+                .iter()
+                .map(|&i| data.tokens(i).len())
+                .max()
+                .unwrap_or(0)
+                .max(1);
+            let mut ids = vec![0i64; n * len];
+            let mut mask = vec![0f32; n * len];
+            for (row, &i) in indices.iter().enumerate() {
+                for (k, &t) in data.tokens(i).iter().enumerate() {
+                    // Shift by one: id 0 is padding.
+                    ids[row * len + k] = i64::from(t) + 1;
+                    mask[row * len + k] = 1.0;
+                }
+            }
+            Input::Tokens {
+                ids: Tensor::from_data(TensorData::new(ids, [n, len]), device),
+                mask: Tensor::from_data(TensorData::new(mask, [n, len, 1]), device),
+            }
+        }
+    };
+    (input, targets)
+}

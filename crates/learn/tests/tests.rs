@@ -1,0 +1,367 @@
+//! Learn crate tests: models train on the bundled data, parameters cross the burn boundary
+//! unchanged, loaders refuse bad files, partitioners keep their invariants.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use harambee_learn::udhr::{TextFeatures, extract_sentences, load_corpus};
+use harambee_learn::{
+    BurnTrainer, Dataset, ModelKind, Optimizer, Partition, Split, Trainer, digit_names,
+    load_idx_dir, parse_images, parse_labels,
+};
+use harambee_strategy::FitConfig;
+use proptest::prelude::*;
+
+fn repo_data(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data")
+        .join(rel)
+}
+
+/// The bundled MNIST subset (6,000 training and 1,000 test images), loaded once.
+fn mnist() -> &'static Split {
+    static SPLIT: OnceLock<Split> = OnceLock::new();
+    SPLIT.get_or_init(|| {
+        load_idx_dir(&repo_data("mnist"), digit_names()).expect("bundled MNIST subset")
+    })
+}
+
+mod models {
+    use super::*;
+
+    #[test]
+    fn layouts_follow_pytorch_conventions() {
+        let t =
+            BurnTrainer::new(ModelKind::Mlp2nn, &mnist().train, Optimizer::default(), 0).unwrap();
+        let shapes: Vec<(String, Vec<usize>)> = t
+            .layout()
+            .tensors()
+            .iter()
+            .map(|s| (s.name.clone(), s.shape.clone()))
+            .collect();
+        assert_eq!(shapes[0], ("layers.0.weight".to_string(), vec![200, 784]));
+        assert_eq!(shapes[1], ("layers.0.bias".to_string(), vec![200]));
+        assert_eq!(t.layout().num_values(), 199_210);
+        let cnn =
+            BurnTrainer::new(ModelKind::Cnn, &mnist().train, Optimizer::default(), 0).unwrap();
+        assert_eq!(cnn.layout().num_values(), 1_663_370);
+        assert_eq!(
+            cnn.layout().get("conv1.weight").unwrap().shape,
+            vec![32, 1, 5, 5]
+        );
+        assert_eq!(
+            cnn.layout().get("fc1.weight").unwrap().shape,
+            vec![512, 3136]
+        );
+    }
+
+    #[test]
+    fn init_is_deterministic_from_the_seed() {
+        let t =
+            BurnTrainer::new(ModelKind::LogReg, &mnist().train, Optimizer::default(), 0).unwrap();
+        assert_eq!(t.init(3).digest(), t.init(3).digest());
+        assert_ne!(t.init(3).digest(), t.init(4).digest());
+    }
+
+    /// With a zero learning rate, training must hand back exactly what it was given: this
+    /// guards the transposition of linear weights in both directions.
+    #[test]
+    fn parameters_cross_the_boundary_unchanged() {
+        let t =
+            BurnTrainer::new(ModelKind::Mlp2nn, &mnist().train, Optimizer::default(), 0).unwrap();
+        let global = t.init(1);
+        let config = FitConfig {
+            epochs: 1,
+            batch_size: 10,
+            learning_rate: 0.0,
+            proximal_mu: 0.0,
+        };
+        let out = t
+            .train(&global, &mnist().train, &[0, 1, 2, 3, 4], &config, 0)
+            .unwrap();
+        assert_eq!(out.params.digest(), global.digest());
+    }
+
+    #[test]
+    fn training_the_2nn_beats_chance_by_far() {
+        let t =
+            BurnTrainer::new(ModelKind::Mlp2nn, &mnist().train, Optimizer::default(), 0).unwrap();
+        let global = t.init(1);
+        let before = t.evaluate(&global, &mnist().test, None).unwrap();
+        let indices: Vec<usize> = (0..3000).collect();
+        let config = FitConfig {
+            epochs: 1,
+            batch_size: 10,
+            learning_rate: 0.1,
+            proximal_mu: 0.0,
+        };
+        let out = t
+            .train(&global, &mnist().train, &indices, &config, 7)
+            .unwrap();
+        let after = t.evaluate(&out.params, &mnist().test, None).unwrap();
+        assert!(
+            before.accuracy < 0.3,
+            "untrained accuracy {}",
+            before.accuracy
+        );
+        assert!(after.accuracy > 0.85, "trained accuracy {}", after.accuracy);
+        assert_eq!(out.steps, 300);
+        assert_eq!(after.per_class.iter().map(|c| c.1).sum::<usize>(), 1000);
+    }
+
+    #[test]
+    fn fedprox_term_pulls_towards_the_global_model() {
+        let t =
+            BurnTrainer::new(ModelKind::LogReg, &mnist().train, Optimizer::default(), 0).unwrap();
+        let global = t.init(1);
+        let indices: Vec<usize> = (0..500).collect();
+        let plain = FitConfig {
+            epochs: 2,
+            batch_size: 10,
+            learning_rate: 0.1,
+            proximal_mu: 0.0,
+        };
+        let prox = FitConfig {
+            proximal_mu: 1.0,
+            ..plain.clone()
+        };
+        let a = t
+            .train(&global, &mnist().train, &indices, &plain, 3)
+            .unwrap();
+        let b = t
+            .train(&global, &mnist().train, &indices, &prox, 3)
+            .unwrap();
+        let drift = |p: &harambee_params::ParamSet| p.sub(&global).unwrap().l2_norm();
+        assert!(
+            drift(&b.params) < drift(&a.params),
+            "{} !< {}",
+            drift(&b.params),
+            drift(&a.params)
+        );
+    }
+
+    #[test]
+    fn cnn_and_adamw_train() {
+        let t = BurnTrainer::new(
+            ModelKind::Cnn,
+            &mnist().train,
+            Optimizer::AdamW { weight_decay: 0.0 },
+            0,
+        )
+        .unwrap();
+        let global = t.init(1);
+        let indices: Vec<usize> = (0..200).collect();
+        let config = FitConfig {
+            epochs: 1,
+            batch_size: 20,
+            learning_rate: 1e-3,
+            proximal_mu: 0.0,
+        };
+        let out = t
+            .train(&global, &mnist().train, &indices, &config, 1)
+            .unwrap();
+        let test: Vec<usize> = (0..200).collect();
+        let eval = t.evaluate(&out.params, &mnist().test, Some(&test)).unwrap();
+        assert!(eval.accuracy > 0.4, "accuracy {}", eval.accuracy);
+    }
+
+    #[test]
+    fn wrong_models_and_parameters_are_refused() {
+        assert!(
+            BurnTrainer::new(ModelKind::LangId, &mnist().train, Optimizer::default(), 8).is_err()
+        );
+        let t =
+            BurnTrainer::new(ModelKind::LogReg, &mnist().train, Optimizer::default(), 0).unwrap();
+        let wrong = harambee_params::ParamSet::from_tensors([("x", vec![1], vec![0.0])]).unwrap();
+        assert!(t.evaluate(&wrong, &mnist().test, None).is_err());
+        assert!(
+            t.train(&wrong, &mnist().train, &[0], &FitConfig::default(), 0)
+                .is_err()
+        );
+    }
+}
+
+mod text {
+    use super::*;
+
+    #[test]
+    fn sentences_come_from_paragraphs_with_entities_decoded() {
+        let html = "<html><body><h1>Title here</h1><article><h2>Article 1</h2>\
+            <p>All human beings are born free. They are endowed with reason &#x26; conscience.</p>\
+            <ol><li><p>一切人生而自由。在尊严和权利上一律平等。</p></li></ol></article></body></html>";
+        let s = extract_sentences(html);
+        assert_eq!(s[0], "All human beings are born free.");
+        assert_eq!(s[1], "They are endowed with reason & conscience.");
+        assert_eq!(s[2], "一切人生而自由。");
+        assert_eq!(s.len(), 4);
+    }
+
+    #[test]
+    fn language_identification_learns_the_bundled_corpus() {
+        let corpus = load_corpus(&repo_data("udhr"), None).unwrap();
+        assert!(corpus.languages.len() >= 30);
+        let africa = corpus
+            .languages
+            .iter()
+            .filter(|l| l.region == "africa")
+            .count();
+        let india = corpus
+            .languages
+            .iter()
+            .filter(|l| l.region == "india")
+            .count();
+        assert!(africa >= 8 && india >= 5, "africa {africa}, india {india}");
+        let split = corpus.split(&TextFeatures::default(), 5);
+        let t = BurnTrainer::new(
+            ModelKind::LangId,
+            &split.train,
+            Optimizer::AdamW { weight_decay: 0.0 },
+            16,
+        )
+        .unwrap();
+        let global = t.init(1);
+        let indices: Vec<usize> = (0..split.train.len()).collect();
+        let config = FitConfig {
+            epochs: 2,
+            batch_size: 32,
+            learning_rate: 0.02,
+            proximal_mu: 0.0,
+        };
+        let out = t
+            .train(&global, &split.train, &indices, &config, 1)
+            .unwrap();
+        let eval = t.evaluate(&out.params, &split.test, None).unwrap();
+        assert!(
+            eval.accuracy > 0.8,
+            "accuracy {} over {} languages",
+            eval.accuracy,
+            corpus.languages.len()
+        );
+    }
+
+    #[test]
+    fn unknown_language_is_a_clear_error() {
+        let err = load_corpus(&repo_data("udhr"), Some(&["xx_nope".to_string()])).unwrap_err();
+        assert!(err.to_string().contains("xx_nope"), "{err}");
+    }
+}
+
+mod loaders {
+    use super::*;
+
+    #[test]
+    fn bundled_mnist_subset_has_the_documented_size() {
+        assert_eq!(mnist().train.len(), 6000);
+        assert_eq!(mnist().test.len(), 1000);
+    }
+
+    #[test]
+    fn missing_directory_says_how_to_fetch() {
+        let err = load_idx_dir(Path::new("/nonexistent"), digit_names()).unwrap_err();
+        assert!(err.to_string().contains("fetch-data"), "{err}");
+    }
+
+    proptest! {
+        /// IDX files come from disk and may be corrupt: the parsers return errors, never panic.
+        #[test]
+        fn idx_parsers_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..64), magic in prop::bool::ANY) {
+            let mut b = bytes.clone();
+            if magic && b.len() >= 4 { b[..4].copy_from_slice(&[0, 0, 8, 3]); }
+            let _ = parse_images(&b);
+            if magic && b.len() >= 4 { b[..4].copy_from_slice(&[0, 0, 8, 1]); }
+            let _ = parse_labels(&b);
+        }
+    }
+}
+
+mod partitions {
+    use super::*;
+
+    fn sorted_union(parts: &[Vec<usize>]) -> Vec<usize> {
+        let mut all: Vec<usize> = parts.iter().flatten().copied().collect();
+        all.sort_unstable();
+        all
+    }
+
+    fn classes_of(data: &Dataset, part: &[usize]) -> usize {
+        let mut seen = vec![false; data.num_classes()];
+        part.iter()
+            .for_each(|&i| seen[data.labels[i] as usize] = true);
+        seen.iter().filter(|s| **s).count()
+    }
+
+    #[test]
+    fn every_example_is_used_exactly_once() {
+        let data = &mnist().train;
+        let expected: Vec<usize> = (0..data.len()).collect();
+        for p in [
+            Partition::Iid,
+            Partition::Shards,
+            Partition::Dirichlet { alpha: 0.5 },
+        ] {
+            let parts = p.split(data, 100, 9).unwrap();
+            assert_eq!(parts.len(), 100);
+            assert_eq!(sorted_union(&parts), expected, "{p}");
+        }
+    }
+
+    #[test]
+    fn iid_is_balanced_and_shards_give_about_two_classes() {
+        let data = &mnist().train;
+        let iid = Partition::Iid.split(data, 100, 1).unwrap();
+        assert!(iid.iter().all(|p| p.len() == 60));
+        let shards = Partition::Shards.split(data, 100, 1).unwrap();
+        assert!(shards.iter().all(|p| p.len() == 60));
+        let mean: f64 = shards
+            .iter()
+            .map(|p| classes_of(data, p) as f64)
+            .sum::<f64>()
+            / 100.0;
+        assert!(mean <= 2.5, "mean classes per participant {mean}");
+    }
+
+    #[test]
+    fn dirichlet_skew_grows_as_alpha_shrinks() {
+        let data = &mnist().train;
+        // Mean over participants of the largest class share: near 0.1 when balanced, near 1 when skewed.
+        let skew = |alpha| {
+            let parts = Partition::Dirichlet { alpha }.split(data, 20, 5).unwrap();
+            let mut total = 0.0;
+            let mut counted = 0.0;
+            for p in parts.iter().filter(|p| !p.is_empty()) {
+                let mut counts = [0usize; 10];
+                p.iter().for_each(|&i| counts[data.labels[i] as usize] += 1);
+                total += *counts.iter().max().unwrap() as f64 / p.len() as f64;
+                counted += 1.0;
+            }
+            total / counted
+        };
+        let (low, high) = (skew(0.1), skew(100.0));
+        assert!(low > 0.5, "alpha 0.1 gives max share {low}");
+        assert!(high < 0.2, "alpha 100 gives max share {high}");
+    }
+
+    #[test]
+    fn natural_partition_limits_classes_per_participant() {
+        let data = &mnist().train;
+        let parts = Partition::Natural {
+            classes_per_participant: 3,
+        }
+        .split(data, 5, 2)
+        .unwrap();
+        assert!(parts.iter().all(|p| classes_of(data, p) <= 3));
+        let union = sorted_union(&parts);
+        let mut dedup = union.clone();
+        dedup.dedup();
+        assert_eq!(union, dedup, "no example twice");
+    }
+
+    #[test]
+    fn partitions_are_deterministic_and_parse() {
+        let data = &mnist().train;
+        let p: Partition = "dirichlet:0.3".parse().unwrap();
+        assert_eq!(p.split(data, 10, 4).unwrap(), p.split(data, 10, 4).unwrap());
+        assert!("nonsense".parse::<Partition>().is_err());
+        assert!(Partition::Iid.split(data, 0, 1).is_err());
+    }
+}

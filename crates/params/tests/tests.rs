@@ -1,0 +1,219 @@
+//! Integration tests of the params crate: arithmetic, encodings, safetensors, digest.
+
+use harambee_params::{Encoding, Layout, ParamSet, ParamsError, weighted_mean};
+use proptest::prelude::*;
+
+fn layout() -> Layout {
+    Layout::new([("fc.weight", vec![3, 2]), ("fc.bias", vec![3])]).unwrap()
+}
+
+fn set(values: Vec<f32>) -> ParamSet {
+    ParamSet::from_values(layout(), values).unwrap()
+}
+
+/// Values for the test layout (9 of them), kept in a range where f32 sums stay exact enough.
+fn values() -> impl Strategy<Value = Vec<f32>> {
+    prop::collection::vec(-100.0f32..100.0, 9)
+}
+
+mod arithmetic {
+    use super::*;
+
+    #[test]
+    fn weighted_mean_matches_hand_computed_values() {
+        let a = set(vec![1., 2., 3., 4., 5., 6., 7., 8., 9.]);
+        let b = set(vec![9., 8., 7., 6., 5., 4., 3., 2., 1.]);
+        // Weights 1 and 3: (1*a + 3*b) / 4.
+        let m = weighted_mean(&[(&a, 1.0), (&b, 3.0)]).unwrap();
+        assert_eq!(m.values(), &[7.0, 6.5, 6.0, 5.5, 5.0, 4.5, 4.0, 3.5, 3.0]);
+    }
+
+    #[test]
+    fn weighted_mean_refuses_bad_input() {
+        let a = set(vec![0.0; 9]);
+        assert_eq!(weighted_mean(&[]), Err(ParamsError::Empty));
+        assert_eq!(weighted_mean(&[(&a, 0.0)]), Err(ParamsError::BadWeights));
+        assert_eq!(weighted_mean(&[(&a, -1.0)]), Err(ParamsError::BadWeights));
+        assert_eq!(
+            weighted_mean(&[(&a, f64::NAN)]),
+            Err(ParamsError::BadWeights)
+        );
+        let other = ParamSet::from_tensors([("x", vec![9], vec![0.0; 9])]).unwrap();
+        assert_eq!(
+            weighted_mean(&[(&a, 1.0), (&other, 1.0)]),
+            Err(ParamsError::LayoutMismatch)
+        );
+    }
+
+    #[test]
+    fn large_sets_take_the_parallel_path_and_agree() {
+        let n = 1 << 19;
+        let layout = Layout::new([("big", vec![n])]).unwrap();
+        let a = ParamSet::from_values(layout.clone(), (0..n).map(|i| i as f32).collect()).unwrap();
+        let b = ParamSet::from_values(layout, vec![1.0; n]).unwrap();
+        let m = weighted_mean(&[(&a, 1.0), (&b, 1.0)]).unwrap();
+        for (i, v) in m.values().iter().enumerate().step_by(4097) {
+            assert_eq!(*v, (i as f32 + 1.0) / 2.0);
+        }
+    }
+
+    #[test]
+    fn clip_and_norm() {
+        let mut p = set(vec![3., 4., 0., 0., 0., 0., 0., 0., 0.]);
+        assert_eq!(p.l2_norm(), 5.0);
+        assert_eq!(p.clip_l2(10.0), 1.0);
+        assert!((p.clip_l2(1.0) - 0.2).abs() < 1e-12);
+        assert!((p.l2_norm() - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn check_finite_names_the_tensor() {
+        let mut v = vec![0.0; 9];
+        v[7] = f32::NAN;
+        assert_eq!(
+            set(v).check_finite(),
+            Err(ParamsError::NonFinite {
+                name: "fc.bias".into(),
+                index: 1
+            })
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn mean_of_identical_updates_is_that_update(v in values(), w in prop::collection::vec(0.1f64..10.0, 1..8)) {
+            let p = set(v);
+            let inputs: Vec<_> = w.iter().map(|w| (&p, *w)).collect();
+            let m = weighted_mean(&inputs).unwrap();
+            for (a, b) in m.values().iter().zip(p.values()) {
+                prop_assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()));
+            }
+        }
+
+        #[test]
+        fn one_participant_fedavg_is_its_own_update(v in values(), w in 0.1f64..1e6) {
+            let p = set(v);
+            let m = weighted_mean(&[(&p, w)]).unwrap();
+            prop_assert_eq!(m.values(), p.values());
+        }
+
+        #[test]
+        fn order_does_not_matter(sets in prop::collection::vec((values(), 1.0f64..100.0), 1..6), seed in any::<u64>()) {
+            let ps: Vec<(ParamSet, f64)> = sets.into_iter().map(|(v, w)| (set(v), w)).collect();
+            let forward: Vec<_> = ps.iter().map(|(p, w)| (p, *w)).collect();
+            let mut shuffled = forward.clone();
+            // A deterministic permutation from the seed.
+            let n = shuffled.len();
+            for i in 0..n { shuffled.swap(i, (seed as usize).wrapping_add(i * 7) % n); }
+            let a = weighted_mean(&forward).unwrap();
+            let b = weighted_mean(&shuffled).unwrap();
+            for (x, y) in a.values().iter().zip(b.values()) {
+                prop_assert!((x - y).abs() <= 1e-3 * (1.0 + x.abs()));
+            }
+        }
+    }
+}
+
+mod encodings {
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn f32_round_trip_is_exact(v in values()) {
+            let p = set(v);
+            let bytes = Encoding::F32.encode(&p);
+            prop_assert_eq!(Encoding::F32.decode(&layout(), &bytes).unwrap(), p);
+        }
+
+        #[test]
+        fn f16_round_trip_is_close(v in values()) {
+            let p = set(v);
+            let q = Encoding::F16.decode(&layout(), &Encoding::F16.encode(&p)).unwrap();
+            for (a, b) in p.values().iter().zip(q.values()) {
+                prop_assert!((a - b).abs() <= 1e-3 * a.abs().max(1.0) * 100.0 / 100.0 + 0.05);
+            }
+        }
+
+        /// The decoder sees untrusted bytes: it must answer with a value or an error, never panic.
+        #[test]
+        fn decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..80)) {
+            for enc in [Encoding::F32, Encoding::F16] {
+                if let Ok(p) = enc.decode(&layout(), &bytes) {
+                    prop_assert!(p.check_finite().is_ok());
+                    prop_assert_eq!(bytes.len(), 9 * enc.bytes_per_value());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_length_and_non_finite_are_refused() {
+        assert_eq!(
+            Encoding::F32.decode(&layout(), &[0u8; 35]),
+            Err(ParamsError::EncodedLength {
+                expected: 36,
+                actual: 35,
+                encoding: "f32"
+            })
+        );
+        let mut bytes = Encoding::F32.encode(&set(vec![1.0; 9]));
+        bytes[0..4].copy_from_slice(&f32::INFINITY.to_le_bytes());
+        assert!(matches!(
+            Encoding::F32.decode(&layout(), &bytes),
+            Err(ParamsError::NonFinite { .. })
+        ));
+    }
+}
+
+mod files_and_digests {
+    use super::*;
+
+    #[test]
+    fn safetensors_round_trip_keeps_order_names_shapes_values() {
+        // Names deliberately out of alphabetical order.
+        let p = ParamSet::from_tensors([
+            ("z.weight", vec![2, 3], vec![1., 2., 3., 4., 5., 6.]),
+            ("a.bias", vec![2], vec![-1., 0.5]),
+        ])
+        .unwrap();
+        let bytes = p.to_safetensors().unwrap();
+        let q = ParamSet::from_safetensors(&bytes).unwrap();
+        assert_eq!(p, q);
+        assert_eq!(p.digest(), q.digest());
+        let r = ParamSet::from_safetensors_with_layout(&bytes, p.layout()).unwrap();
+        assert_eq!(p, r);
+    }
+
+    #[test]
+    fn safetensors_garbage_is_an_error() {
+        assert!(ParamSet::from_safetensors(b"not a safetensors file").is_err());
+        assert!(ParamSet::from_safetensors(&[]).is_err());
+    }
+
+    /// Guards the canonical form: if this value changes, every ledger ever written breaks.
+    #[test]
+    fn digest_is_stable_across_runs_and_platforms() {
+        let p = set(vec![1., 2., 3., 4., 5., 6., 7., 8., 9.]);
+        assert_eq!(p.digest().to_hex(), "DIGEST_PLACEHOLDER");
+    }
+
+    #[test]
+    fn digest_sees_names_shapes_and_values() {
+        let p = set(vec![0.0; 9]);
+        let mut q = p.clone();
+        q.values_mut()[8] = -0.0;
+        assert_ne!(p.digest(), q.digest(), "sign of zero must count");
+        let renamed = ParamSet::from_tensors([
+            ("fc.weight", vec![3, 2], vec![0.0; 6]),
+            ("fc.bias2", vec![3], vec![0.0; 3]),
+        ])
+        .unwrap();
+        assert_ne!(p.digest(), renamed.digest());
+        let reshaped = ParamSet::from_tensors([
+            ("fc.weight", vec![2, 3], vec![0.0; 6]),
+            ("fc.bias", vec![3], vec![0.0; 3]),
+        ])
+        .unwrap();
+        assert_ne!(p.digest(), reshaped.digest());
+    }
+}

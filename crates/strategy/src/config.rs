@@ -1,0 +1,151 @@
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{FedAvg, FedOpt, FedProx, FitConfig, ServerOptimizer, Strategy, StrategyError};
+
+/// A strategy as configuration names it: `fedavg`, `fedprox`, `fedavgm`, `fedadam`, `fedyogi`,
+/// `fedadagrad`, with the server-side settings each one needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "name")]
+#[non_exhaustive]
+pub enum StrategyConfig {
+    /// [`FedAvg`].
+    FedAvg,
+    /// [`FedProx`] with proximal weight `mu`.
+    FedProx {
+        /// μ.
+        mu: f32,
+    },
+    /// FedAvgM: server momentum.
+    FedAvgM {
+        /// Server learning rate η.
+        server_lr: f32,
+        /// Momentum β.
+        momentum: f32,
+    },
+    /// FedAdam.
+    FedAdam {
+        /// Server learning rate η.
+        server_lr: f32,
+        /// Adaptivity floor τ.
+        tau: f32,
+    },
+    /// FedYogi.
+    FedYogi {
+        /// Server learning rate η.
+        server_lr: f32,
+        /// Adaptivity floor τ.
+        tau: f32,
+    },
+    /// FedAdagrad.
+    FedAdagrad {
+        /// Server learning rate η.
+        server_lr: f32,
+        /// Adaptivity floor τ.
+        tau: f32,
+    },
+}
+
+impl StrategyConfig {
+    /// Builds the strategy.
+    pub fn build(
+        &self,
+        fraction: f64,
+        min_participants: usize,
+        fit: FitConfig,
+    ) -> Result<Box<dyn Strategy>, StrategyError> {
+        if !(fraction > 0.0 && fraction <= 1.0) {
+            return Err(StrategyError::InvalidSetting {
+                name: "fraction",
+                reason: format!("{fraction} must be in (0, 1]"),
+            });
+        }
+        let opt = |o, lr, tau| FedOpt::new(fraction, min_participants, fit.clone(), o, lr, tau);
+        Ok(match *self {
+            StrategyConfig::FedAvg => Box::new(FedAvg::new(fraction, min_participants, fit)),
+            StrategyConfig::FedProx { mu } => {
+                Box::new(FedProx::new(fraction, min_participants, fit, mu)?)
+            }
+            StrategyConfig::FedAvgM {
+                server_lr,
+                momentum,
+            } => Box::new(opt(
+                ServerOptimizer::Momentum { momentum },
+                server_lr,
+                1e-3,
+            )?),
+            StrategyConfig::FedAdam { server_lr, tau } => {
+                Box::new(opt(ServerOptimizer::Adam, server_lr, tau)?)
+            }
+            StrategyConfig::FedYogi { server_lr, tau } => {
+                Box::new(opt(ServerOptimizer::Yogi, server_lr, tau)?)
+            }
+            StrategyConfig::FedAdagrad { server_lr, tau } => {
+                Box::new(opt(ServerOptimizer::Adagrad, server_lr, tau)?)
+            }
+        })
+    }
+}
+
+impl FromStr for StrategyConfig {
+    type Err = StrategyError;
+
+    /// Parses a bare name with default settings: `fedprox` (μ = 0.01), `fedavgm` (η = 1,
+    /// β = 0.9), `fedadam`/`fedyogi` (η = 0.01, τ = 1e-3), `fedadagrad` (η = 0.1, τ = 1e-3).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "fedavg" => StrategyConfig::FedAvg,
+            "fedprox" => StrategyConfig::FedProx { mu: 0.01 },
+            "fedavgm" => StrategyConfig::FedAvgM {
+                server_lr: 1.0,
+                momentum: 0.9,
+            },
+            "fedadam" => StrategyConfig::FedAdam {
+                server_lr: 0.01,
+                tau: 1e-3,
+            },
+            "fedyogi" => StrategyConfig::FedYogi {
+                server_lr: 0.01,
+                tau: 1e-3,
+            },
+            "fedadagrad" => StrategyConfig::FedAdagrad {
+                server_lr: 0.1,
+                tau: 1e-3,
+            },
+            other => {
+                return Err(StrategyError::InvalidSetting {
+                    name: "strategy",
+                    reason: format!(
+                        "unknown strategy {other:?}; known: fedavg, fedprox, fedavgm, fedadam, fedyogi, fedadagrad"
+                    ),
+                });
+            }
+        })
+    }
+}
+
+impl fmt::Display for StrategyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StrategyConfig::FedAvg => write!(f, "fedavg"),
+            StrategyConfig::FedProx { mu } => write!(f, "fedprox(mu={mu})"),
+            StrategyConfig::FedAvgM {
+                server_lr,
+                momentum,
+            } => {
+                write!(f, "fedavgm(server_lr={server_lr}, momentum={momentum})")
+            }
+            StrategyConfig::FedAdam { server_lr, tau } => {
+                write!(f, "fedadam(server_lr={server_lr}, tau={tau})")
+            }
+            StrategyConfig::FedYogi { server_lr, tau } => {
+                write!(f, "fedyogi(server_lr={server_lr}, tau={tau})")
+            }
+            StrategyConfig::FedAdagrad { server_lr, tau } => {
+                write!(f, "fedadagrad(server_lr={server_lr}, tau={tau})")
+            }
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Strategy tests: each rule against values computed by hand, and FedAvg's algebraic laws.
+
+use harambee_params::ParamSet;
+use harambee_strategy::{
+    Aggregate, FedAvg, FedOpt, FitConfig, FitResult, ParticipantId, ServerOptimizer, Strategy,
+    StrategyConfig,
+};
+use proptest::prelude::*;
+
+fn params(v: &[f32]) -> ParamSet {
+    ParamSet::from_tensors([("w", vec![v.len()], v.to_vec())]).unwrap()
+}
+
+fn result(id: u64, v: &[f32], n: u64) -> FitResult {
+    FitResult {
+        participant: ParticipantId(id),
+        params: params(v),
+        num_samples: n,
+        train_loss: 0.0,
+    }
+}
+
+fn updated(a: Aggregate) -> Vec<f32> {
+    match a {
+        Aggregate::Updated(p) => p.values().to_vec(),
+        other => panic!("expected an update, got {other:?}"),
+    }
+}
+
+fn close(a: &[f32], b: &[f32]) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() < 1e-5, "expected {b:?}, got {a:?}");
+    }
+}
+
+#[test]
+fn fedavg_weights_by_samples() {
+    let mut s = FedAvg::default();
+    let out = s.aggregate_fit(
+        1,
+        &params(&[0.0, 0.0]),
+        &[result(1, &[1.0, 2.0], 1), result(2, &[3.0, 6.0], 3)],
+        &[],
+    );
+    close(&updated(out.unwrap()), &[2.5, 5.0]);
+}
+
+#[test]
+fn no_results_keeps_the_previous_model() {
+    let mut s = FedAvg::default();
+    assert!(matches!(
+        s.aggregate_fit(1, &params(&[1.0]), &[], &[]),
+        Ok(Aggregate::KeepPrevious { .. })
+    ));
+}
+
+#[test]
+fn sample_size_respects_fraction_and_minimum() {
+    let s = FedAvg::new(0.1, 3, FitConfig::default());
+    assert_eq!(s.sample_size(100), 10);
+    assert_eq!(s.sample_size(10), 3);
+    assert_eq!(s.sample_size(2), 2);
+}
+
+#[test]
+fn fedavgm_accumulates_velocity() {
+    // Δ = mean − global = 1 each round; β = 0.5, η = 1: v₁ = 1, x₁ = 1; then Δ = 1 again:
+    // v₂ = 0.5·1 + 1 = 1.5, x₂ = 2.5.
+    let mut s = FedOpt::new(
+        1.0,
+        1,
+        FitConfig::default(),
+        ServerOptimizer::Momentum { momentum: 0.5 },
+        1.0,
+        1e-3,
+    )
+    .unwrap();
+    let x1 = updated(
+        s.aggregate_fit(1, &params(&[0.0]), &[result(1, &[1.0], 1)], &[])
+            .unwrap(),
+    );
+    close(&x1, &[1.0]);
+    let x2 = updated(
+        s.aggregate_fit(2, &params(&x1), &[result(1, &[2.0], 1)], &[])
+            .unwrap(),
+    );
+    close(&x2, &[2.5]);
+}
+
+#[test]
+fn fedadam_first_step_by_hand() {
+    // Δ = 2, m = 0.1·2 = 0.2, v = 0.99·τ² + 0.01·4 with τ = 0.1: 0.0099 + 0.04 = 0.0499,
+    // x = 0 + 1·0.2 / (√0.0499 + 0.1).
+    let mut s = FedOpt::new(
+        1.0,
+        1,
+        FitConfig::default(),
+        ServerOptimizer::Adam,
+        1.0,
+        0.1,
+    )
+    .unwrap();
+    let x = updated(
+        s.aggregate_fit(1, &params(&[0.0]), &[result(1, &[2.0], 5)], &[])
+            .unwrap(),
+    );
+    close(&x, &[0.2 / (0.0499f32.sqrt() + 0.1)]);
+}
+
+#[test]
+fn fedyogi_and_fedadagrad_first_step_by_hand() {
+    // Yogi: v = τ² − 0.01·Δ²·sign(τ² − Δ²) = 0.01 + 0.01·4 = 0.05.
+    let mut y = FedOpt::new(
+        1.0,
+        1,
+        FitConfig::default(),
+        ServerOptimizer::Yogi,
+        1.0,
+        0.1,
+    )
+    .unwrap();
+    let x = updated(
+        y.aggregate_fit(1, &params(&[0.0]), &[result(1, &[2.0], 5)], &[])
+            .unwrap(),
+    );
+    close(&x, &[0.2 / (0.05f32.sqrt() + 0.1)]);
+    // Adagrad: v = τ² + Δ² = 4.01.
+    let mut a = FedOpt::new(
+        1.0,
+        1,
+        FitConfig::default(),
+        ServerOptimizer::Adagrad,
+        1.0,
+        0.1,
+    )
+    .unwrap();
+    let x = updated(
+        a.aggregate_fit(1, &params(&[0.0]), &[result(1, &[2.0], 5)], &[])
+            .unwrap(),
+    );
+    close(&x, &[0.2 / (4.01f32.sqrt() + 0.1)]);
+}
+
+#[test]
+fn config_parses_names_and_refuses_unknown_ones() {
+    for name in [
+        "fedavg",
+        "fedprox",
+        "fedavgm",
+        "fedadam",
+        "fedyogi",
+        "fedadagrad",
+    ] {
+        let cfg: StrategyConfig = name.parse().unwrap();
+        let s = cfg.build(0.5, 1, FitConfig::default()).unwrap();
+        assert_eq!(s.name(), name);
+    }
+    assert!("fedmagic".parse::<StrategyConfig>().is_err());
+    assert!(
+        StrategyConfig::FedAvg
+            .build(0.0, 1, FitConfig::default())
+            .is_err()
+    );
+    assert!(
+        StrategyConfig::FedProx { mu: -1.0 }
+            .build(1.0, 1, FitConfig::default())
+            .is_err()
+    );
+}
+
+#[test]
+fn fedprox_asks_participants_for_the_proximal_term() {
+    let s = StrategyConfig::FedProx { mu: 0.1 }
+        .build(1.0, 1, FitConfig::default())
+        .unwrap();
+    assert_eq!(s.configure_fit(1).proximal_mu, 0.1);
+}
+
+proptest! {
+    /// With β = 0 and η = 1, FedAvgM is exactly FedAvg.
+    #[test]
+    fn fedavgm_without_momentum_is_fedavg(a in prop::collection::vec(-10f32..10.0, 4), b in prop::collection::vec(-10f32..10.0, 4), g in prop::collection::vec(-10f32..10.0, 4)) {
+        let results = [result(1, &a, 2), result(2, &b, 5)];
+        let mut avg = FedAvg::default();
+        let mut m = FedOpt::new(1.0, 1, FitConfig::default(), ServerOptimizer::Momentum { momentum: 0.0 }, 1.0, 1e-3).unwrap();
+        let x = updated(avg.aggregate_fit(1, &params(&g), &results, &[]).unwrap());
+        let y = updated(m.aggregate_fit(1, &params(&g), &results, &[]).unwrap());
+        for (p, q) in x.iter().zip(&y) { prop_assert!((p - q).abs() < 1e-4); }
+    }
+}
