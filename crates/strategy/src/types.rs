@@ -86,7 +86,7 @@ pub enum Aggregate {
 }
 
 /// An aggregation rule, pure: no IO, no clock, no unseeded randomness.
-pub trait Strategy: Send {
+pub trait Strategy: Send + Sync {
     /// A short name for logs and the ledger (`fedavg`, `fedadam`, ...).
     fn name(&self) -> &'static str;
 

@@ -1,0 +1,327 @@
+//! The round state machine, driven by a small deterministic harness: a coordinator and N
+//! participants whose "training" is a pure function, so every failure is a short test.
+
+use std::sync::Arc;
+
+use harambee_coordinator::{
+    Action, Coordinator, CoordinatorConfig, CoreError, Event, EventOutcome, OpenRound, Refusal,
+    RoundOutcome, RoundSummary, Tick,
+};
+use harambee_params::ParamSet;
+use harambee_strategy::{Failure, FailureReason, FedAvg, FitConfig, FitResult, ParticipantId};
+
+fn model(v: f32) -> ParamSet {
+    ParamSet::from_tensors([("w", vec![2], vec![v, v])]).unwrap()
+}
+
+/// A participant "trains" by adding its id to every value, with `id` samples.
+fn train(open: &OpenRound, p: ParticipantId) -> FitResult {
+    let mut params = (*open.global).clone();
+    params
+        .values_mut()
+        .iter_mut()
+        .for_each(|v| *v += p.0 as f32);
+    FitResult {
+        participant: p,
+        params,
+        num_samples: p.0,
+        train_loss: 0.5,
+    }
+}
+
+struct Harness {
+    core: Coordinator,
+    now: Tick,
+    closed: Vec<RoundSummary>,
+    opened: Vec<OpenRound>,
+    retried: usize,
+    finished: Option<Arc<ParamSet>>,
+}
+
+impl Harness {
+    /// Enrols `participants`; the first round opens once all of them are in.
+    fn new(participants: u64, fraction: f64, mut config: CoordinatorConfig) -> Self {
+        config.min_participants = participants as usize;
+        let strategy = FedAvg::new(fraction, 1, FitConfig::default());
+        let mut h = Harness {
+            core: Coordinator::new(config, Box::new(strategy), model(0.0)),
+            now: Tick(0),
+            closed: vec![],
+            opened: vec![],
+            retried: 0,
+            finished: None,
+        };
+        for p in 1..=participants {
+            assert_eq!(
+                h.core.handle_event(h.now, Event::Enrol(ParticipantId(p))),
+                EventOutcome::Enrolled
+            );
+        }
+        h.drain();
+        h
+    }
+
+    fn drain(&mut self) {
+        while let Some(a) = self.core.poll_action() {
+            match a {
+                Action::OpenRound(o) => self.opened.push(o),
+                Action::CloseRound(s) => self.closed.push(s),
+                Action::RoundRetried { .. } => self.retried += 1,
+                Action::Finished { global } => self.finished = Some(global),
+            }
+        }
+    }
+
+    fn current(&self) -> OpenRound {
+        self.opened.last().expect("a round is open").clone()
+    }
+
+    fn deliver(&mut self, p: ParticipantId) -> EventOutcome {
+        let open = self.current();
+        let out = self.core.handle_event(
+            self.now,
+            Event::Result {
+                round: open.round,
+                result: train(&open, p),
+            },
+        );
+        self.drain();
+        out
+    }
+
+    /// Every selected participant delivers.
+    fn step(&mut self) {
+        let open = self.current();
+        for &p in &open.participants {
+            assert_eq!(self.deliver(p), EventOutcome::Accepted);
+        }
+    }
+
+    fn advance_to(&mut self, t: Tick) {
+        self.now = t;
+        self.core.handle_timeout(t);
+        self.drain();
+    }
+}
+
+fn config(rounds: u64, quorum: usize) -> CoordinatorConfig {
+    CoordinatorConfig {
+        seed: 42,
+        rounds,
+        min_participants: 3,
+        quorum,
+        round_timeout_ms: 1000,
+        max_round_retries: 1,
+    }
+}
+
+#[test]
+fn rounds_run_to_the_end_and_fedavg_is_applied() {
+    let mut h = Harness::new(3, 1.0, config(2, 3));
+    h.step();
+    // Participants 1, 2, 3 add their id, weighted by id: (1·1 + 2·2 + 3·3) / 6 = 14/6.
+    assert_eq!(h.closed.len(), 1);
+    assert!((h.closed[0].global.values()[0] - 14.0 / 6.0).abs() < 1e-6);
+    assert!(matches!(h.closed[0].outcome, RoundOutcome::Updated(_)));
+    h.step();
+    assert_eq!(h.closed.len(), 2);
+    assert!(h.finished.is_some());
+    assert_eq!(
+        h.core.handle_event(h.now, Event::Enrol(ParticipantId(9))),
+        EventOutcome::Closed
+    );
+}
+
+#[test]
+fn no_round_opens_before_enough_participants() {
+    let strategy = FedAvg::default();
+    let mut core = Coordinator::new(config(1, 1), Box::new(strategy), model(0.0));
+    let _ = core.handle_event(Tick(0), Event::Enrol(ParticipantId(1)));
+    assert!(core.poll_action().is_none());
+    assert_eq!(core.poll_timeout(), None);
+}
+
+#[test]
+fn selection_is_deterministic_from_the_seed_and_varies_by_round() {
+    let run = || {
+        let mut h = Harness::new(
+            100,
+            0.1,
+            CoordinatorConfig {
+                rounds: 3,
+                ..config(3, 1)
+            },
+        );
+        let mut picks = vec![];
+        for _ in 0..3 {
+            picks.push(h.current().participants.clone());
+            h.step();
+        }
+        picks
+    };
+    let a = run();
+    assert_eq!(a, run());
+    assert_eq!(a[0].len(), 10);
+    assert_ne!(a[0], a[1]);
+}
+
+#[test]
+fn result_arrival_order_does_not_change_the_model() {
+    let mut forward = Harness::new(5, 1.0, config(1, 5));
+    let mut backward = Harness::new(5, 1.0, config(1, 5));
+    let ps = forward.current().participants.clone();
+    for &p in &ps {
+        let _ = forward.deliver(p);
+    }
+    for &p in ps.iter().rev() {
+        let _ = backward.deliver(p);
+    }
+    assert_eq!(
+        forward.closed[0].global.digest(),
+        backward.closed[0].global.digest()
+    );
+}
+
+#[test]
+fn bad_results_are_refused_without_changing_state() {
+    let mut h = Harness::new(3, 1.0, config(1, 3));
+    let open = h.current();
+    let p = ParticipantId(1);
+    let refuse = |h: &mut Harness, round: u64, result: FitResult| {
+        let out = h.core.handle_event(h.now, Event::Result { round, result });
+        h.drain();
+        out
+    };
+    // Wrong round.
+    assert_eq!(
+        refuse(&mut h, 7, train(&open, p)),
+        EventOutcome::Refused(Refusal::WrongRound {
+            expected: 1,
+            got: 7
+        })
+    );
+    // Unknown participant.
+    let stranger = train(&open, ParticipantId(99));
+    assert_eq!(
+        refuse(&mut h, 1, stranger),
+        EventOutcome::Refused(Refusal::UnknownParticipant(ParticipantId(99)))
+    );
+    // Wrong shape.
+    let mut wrong = train(&open, p);
+    wrong.params = ParamSet::from_tensors([("w", vec![3], vec![0.0; 3])]).unwrap();
+    assert_eq!(
+        refuse(&mut h, 1, wrong),
+        EventOutcome::Refused(Refusal::LayoutMismatch)
+    );
+    // NaN and infinity.
+    let mut nan = train(&open, p);
+    nan.params.values_mut()[1] = f32::NAN;
+    assert_eq!(
+        refuse(&mut h, 1, nan),
+        EventOutcome::Refused(Refusal::NonFinite)
+    );
+    let mut inf = train(&open, p);
+    inf.params.values_mut()[0] = f32::INFINITY;
+    assert_eq!(
+        refuse(&mut h, 1, inf),
+        EventOutcome::Refused(Refusal::NonFinite)
+    );
+    // Zero samples.
+    let mut none = train(&open, p);
+    none.num_samples = 0;
+    assert_eq!(
+        refuse(&mut h, 1, none),
+        EventOutcome::Refused(Refusal::NoSamples)
+    );
+    // Nothing of that changed the round: the honest results still produce the exact FedAvg.
+    h.step();
+    assert!((h.closed[0].global.values()[0] - 14.0 / 6.0).abs() < 1e-6);
+    assert_eq!(h.closed[0].contributions.len(), 3);
+}
+
+#[test]
+fn a_replayed_result_is_refused() {
+    let mut h = Harness::new(3, 1.0, config(2, 3));
+    assert_eq!(h.deliver(ParticipantId(1)), EventOutcome::Accepted);
+    assert_eq!(
+        h.deliver(ParticipantId(1)),
+        EventOutcome::Refused(Refusal::Duplicate(ParticipantId(1)))
+    );
+}
+
+#[test]
+fn a_dropout_is_tolerated_down_to_the_quorum() {
+    let mut h = Harness::new(3, 1.0, config(1, 2));
+    let _ = h.deliver(ParticipantId(1));
+    let _ = h.core.handle_event(h.now, Event::Leave(ParticipantId(2)));
+    h.drain();
+    assert!(h.closed.is_empty(), "participant 3 may still deliver");
+    let _ = h.deliver(ParticipantId(3));
+    assert_eq!(h.closed.len(), 1);
+    assert_eq!(
+        h.closed[0].failures,
+        vec![Failure {
+            participant: ParticipantId(2),
+            reason: FailureReason::Dropped
+        }]
+    );
+    // (1·1 + 3·3) / 4 = 2.5.
+    assert!((h.closed[0].global.values()[0] - 2.5).abs() < 1e-6);
+}
+
+#[test]
+fn the_deadline_closes_a_round_at_quorum_and_marks_the_late() {
+    let mut h = Harness::new(3, 1.0, config(1, 2));
+    let _ = h.deliver(ParticipantId(1));
+    let _ = h.deliver(ParticipantId(2));
+    // A spurious early timeout does nothing.
+    h.advance_to(Tick(10));
+    assert!(h.closed.is_empty());
+    h.advance_to(Tick(1000));
+    assert_eq!(h.closed.len(), 1);
+    assert_eq!(h.closed[0].failures[0].reason, FailureReason::Late);
+    // A result after the round closed is refused.
+    let late = h.core.handle_event(
+        h.now,
+        Event::Result {
+            round: 1,
+            result: train(&h.opened[0], ParticipantId(3)),
+        },
+    );
+    assert_eq!(late, EventOutcome::Closed);
+}
+
+#[test]
+fn below_quorum_the_round_is_retried_then_the_federation_fails() {
+    let mut h = Harness::new(3, 1.0, config(1, 3));
+    let _ = h.deliver(ParticipantId(1));
+    h.advance_to(Tick(1000));
+    assert_eq!(h.retried, 1);
+    assert_eq!(h.current().attempt, 1);
+    assert_eq!(h.current().round, 1);
+    h.advance_to(Tick(2000));
+    assert_eq!(h.retried, 2);
+    assert!(h.finished.is_some());
+    assert_eq!(
+        h.core.error(),
+        Some(&CoreError::QuorumNotReached {
+            round: 1,
+            quorum: 3,
+            attempts: 2
+        })
+    );
+}
+
+#[test]
+fn a_resumed_coordinator_continues_from_the_recorded_round() {
+    let strategy = FedAvg::default();
+    let mut core = Coordinator::resume(config(5, 1), Box::new(strategy), model(3.0), 4);
+    for p in 1..=3 {
+        let _ = core.handle_event(Tick(0), Event::Enrol(ParticipantId(p)));
+    }
+    let Some(Action::OpenRound(open)) = core.poll_action() else {
+        panic!("expected a round")
+    };
+    assert_eq!(open.round, 5);
+    assert_eq!(open.base, model(3.0).digest());
+}

@@ -1,0 +1,190 @@
+//! `harambee bench`: the performance targets, each beside a baseline measured in the same run.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use harambee_learn::{ModelKind, Partition};
+use harambee_params::weighted_sum_into;
+use harambee_sim::{DatasetName, RoundRecord, SimConfig, Simulation, Workload, peak_rss_bytes};
+use serde_json::json;
+
+use crate::cli::BenchArgs;
+
+/// Flower 1.42 with PyTorch on this 2-core machine, from DEVELOPERS.md: the numbers to beat.
+const FLOWER_2NN_ROUND_S: f64 = 1.10;
+const FLOWER_CNN_ROUND_S: f64 = 24.0;
+const FLOWER_STARTUP_S: f64 = 6.0;
+const FLOWER_PEAK_GB: f64 = 2.2;
+
+struct Timed {
+    per_round_s: f64,
+    train_s: f64,
+    eval_s: f64,
+    samples_per_round: f64,
+    startup_s: f64,
+    accuracy: f64,
+}
+
+pub(crate) fn run(args: BenchArgs) -> Result<()> {
+    let mut report = Vec::new();
+    println!(
+        "harambee bench: {} cores; each line shows ours, its baseline and the ratio.\n",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    let (agg_gbs, copy_gbs) = aggregation_bandwidth();
+    line(
+        "aggregation, 50 × 2NN updates (GB/s)",
+        agg_gbs,
+        copy_gbs,
+        "memcpy of the same bytes",
+        agg_gbs / copy_gbs,
+    );
+    report.push(json!({"name": "aggregation_gbs", "ours": agg_gbs, "baseline": copy_gbs, "baseline_name": "memcpy"}));
+
+    let start = Instant::now();
+    let mlp = time_rounds(&args, ModelKind::Mlp2nn, 1000, 0.05, 1, 0.1, start)?;
+    let mlp_peak = peak_rss_bytes() as f64 / 1e9;
+    line(
+        "2NN round: 1000 clients, 50/round, E=1, B=10, with test eval (s)",
+        mlp.per_round_s,
+        FLOWER_2NN_ROUND_S,
+        "Flower+PyTorch",
+        FLOWER_2NN_ROUND_S / mlp.per_round_s,
+    );
+    println!(
+        "    target <= 0.08 s; train {:.3}s, eval {:.3}s per round; test accuracy {:.4}",
+        mlp.train_s, mlp.eval_s, mlp.accuracy
+    );
+    line(
+        "start-up to first round (s)",
+        mlp.startup_s,
+        FLOWER_STARTUP_S,
+        "Flower+PyTorch",
+        FLOWER_STARTUP_S / mlp.startup_s.max(1e-9),
+    );
+    println!("    target <= 0.3 s");
+    line(
+        "peak memory after the 2NN runs (GB)",
+        mlp_peak,
+        FLOWER_PEAK_GB,
+        "Flower+PyTorch",
+        FLOWER_PEAK_GB / mlp_peak.max(1e-9),
+    );
+    println!("    target <= 0.3 GB");
+    let mlp_tput = mlp.samples_per_round / mlp.train_s;
+    println!(
+        "  2NN local training throughput: {:.0} samples/s (both cores, 50 participants in parallel)",
+        mlp_tput
+    );
+    report.push(json!({"name": "2nn_round_s", "ours": mlp.per_round_s, "baseline": FLOWER_2NN_ROUND_S, "train_s": mlp.train_s, "eval_s": mlp.eval_s, "samples_per_s": mlp_tput, "startup_s": mlp.startup_s, "peak_gb": mlp_peak}));
+
+    if !args.skip_cnn {
+        let cnn = time_rounds(&args, ModelKind::Cnn, 100, 0.1, 5, 0.05, Instant::now())?;
+        line(
+            "CNN round: 10 clients × 600 examples, E=5, B=10, with test eval (s)",
+            cnn.per_round_s,
+            FLOWER_CNN_ROUND_S,
+            "Flower+PyTorch",
+            FLOWER_CNN_ROUND_S / cnn.per_round_s,
+        );
+        let tput = cnn.samples_per_round / cnn.train_s;
+        println!(
+            "    target <= 16 s; train {:.2}s, eval {:.2}s per round; {:.0} samples/s; test accuracy {:.4}",
+            cnn.train_s, cnn.eval_s, tput, cnn.accuracy
+        );
+        report.push(json!({"name": "cnn_round_s", "ours": cnn.per_round_s, "baseline": FLOWER_CNN_ROUND_S, "train_s": cnn.train_s, "eval_s": cnn.eval_s, "samples_per_s": tput}));
+    }
+    let peak = peak_rss_bytes() as f64 / 1e9;
+    println!("\npeak memory of this whole bench: {:.3} GB", peak);
+    if let Some(path) = &args.json {
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(&json!({"results": report, "peak_gb": peak}))?,
+        )?;
+    }
+    Ok(())
+}
+
+fn line(what: &str, ours: f64, baseline: f64, baseline_name: &str, ratio: f64) {
+    println!("{what:<70} {ours:>10.4}   {baseline_name}: {baseline:>8.4}   ratio {ratio:>6.2}x");
+}
+
+/// Median seconds per round over `args.rounds` rounds after one warm-up round.
+fn time_rounds(
+    args: &BenchArgs,
+    model: ModelKind,
+    clients: usize,
+    fraction: f64,
+    epochs: u32,
+    lr: f32,
+    start: Instant,
+) -> Result<Timed> {
+    let config = SimConfig {
+        dataset: DatasetName::Mnist,
+        data_dir: args.data_dir.clone(),
+        model,
+        clients,
+        fraction,
+        epochs,
+        batch: 10,
+        lr,
+        partition: Partition::Iid,
+        rounds: args.rounds + 1,
+        seed: 1,
+        ..SimConfig::default()
+    };
+    let workload = Workload::load(&config)?;
+    if workload.split.train.len() < 60_000 {
+        eprintln!(
+            "note: using the bundled subset ({} examples) from {}; fetch the full set with scripts/fetch-data.sh for the reference workload",
+            workload.split.train.len(),
+            workload.source.display()
+        );
+    }
+    let mut sim = Simulation::with_start(config, workload, start)?;
+    let mut records: Vec<RoundRecord> = Vec::new();
+    let summary = sim.run(&mut |r: &RoundRecord| records.push(r.clone()))?;
+    let timed: Vec<&RoundRecord> = records.iter().skip(1).collect();
+    let median = |f: &dyn Fn(&RoundRecord) -> f64| {
+        let mut v: Vec<f64> = timed.iter().map(|r| f(r)).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let samples: f64 = sim.participants().iter().map(Vec::len).sum::<usize>() as f64
+        * fraction
+        * f64::from(epochs);
+    Ok(Timed {
+        per_round_s: median(&|r| r.wall_s),
+        train_s: median(&|r| r.train_s),
+        eval_s: median(&|r| r.eval_s),
+        samples_per_round: samples,
+        startup_s: summary.startup_s,
+        accuracy: summary.final_accuracy,
+    })
+}
+
+/// FedAvg's inner loop on 50 updates of the 2NN's size, against copying the same bytes.
+fn aggregation_bandwidth() -> (f64, f64) {
+    let n = 199_210;
+    let inputs: Vec<Vec<f32>> = (0..50).map(|i| vec![i as f32; n]).collect();
+    let refs: Vec<(&[f32], f32)> = inputs.iter().map(|v| (v.as_slice(), 0.02)).collect();
+    let mut out = vec![0.0f32; n];
+    let bytes = ((inputs.len() + 1) * n * 4) as f64;
+    let reps = 40;
+    let t = Instant::now();
+    for _ in 0..reps {
+        weighted_sum_into(&mut out, &refs);
+        std::hint::black_box(&out);
+    }
+    let agg = bytes * reps as f64 / t.elapsed().as_secs_f64() / 1e9;
+    let t = Instant::now();
+    for _ in 0..reps {
+        for x in &inputs {
+            out.copy_from_slice(x);
+        }
+        std::hint::black_box(&out);
+    }
+    let copy = bytes * reps as f64 / t.elapsed().as_secs_f64() / 1e9;
+    (agg, copy)
+}

@@ -1,0 +1,32 @@
+//! `harambee`: one binary for every role in a federation. Today: `simulate` (many virtual
+//! participants on one machine), `demo` (a small language-identification federation with a
+//! per-language report) and `bench` (the performance targets against baselines measured in
+//! the same run).
+
+mod bench;
+mod cli;
+mod demo;
+mod progress;
+mod simulate;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let process_start = Instant::now();
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Simulate(args) => simulate::run(args, process_start),
+        cli::Command::Demo(args) => demo::run(args, process_start),
+        cli::Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

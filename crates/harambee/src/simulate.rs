@@ -1,0 +1,190 @@
+//! `harambee simulate`.
+
+use std::fs;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use harambee_learn::Optimizer;
+use harambee_sim::{MetricsWriter, RoundRecord, SimConfig, Simulation, Summary, Workload};
+use harambee_strategy::ParticipantId;
+
+use crate::cli::SimulateArgs;
+use crate::progress::RoundProgress;
+
+pub(crate) fn run(args: SimulateArgs, process_start: Instant) -> Result<()> {
+    let compare_local = args.compare_local;
+    let config = config_from(args)?;
+    let workload = Workload::load(&config)?;
+    eprintln!(
+        "simulating {} on {} ({} training / {} test examples from {}), {} participants, {} partition, {}",
+        config.model,
+        config.dataset,
+        workload.split.train.len(),
+        workload.split.test.len(),
+        workload.source.display(),
+        config.clients,
+        config.partition,
+        config.strategy,
+    );
+    let mut sim = Simulation::with_start(config.clone(), workload, process_start)?;
+    let mut writer = config
+        .out
+        .as_deref()
+        .map(MetricsWriter::create)
+        .transpose()?;
+    let mut write_error = None;
+    let mut record = |r: &RoundRecord| {
+        if let Some(w) = writer.as_mut() {
+            if let Err(e) = w.record(r) {
+                write_error.get_or_insert(e);
+            }
+        }
+    };
+    let summary = sim.run(&mut RoundProgress::new(config.rounds, Some(&mut record)))?;
+    if let Some(e) = write_error {
+        return Err(e.into());
+    }
+    if let Some(w) = &writer {
+        w.summary(&summary)?;
+        let model = w.path("model.safetensors");
+        fs::write(&model, sim.global().to_safetensors()?)
+            .with_context(|| format!("writing {}", model.display()))?;
+    }
+    print_summary(&summary, config.out.as_deref());
+    if compare_local {
+        compare_with_local(&sim, &summary)?;
+    }
+    Ok(())
+}
+
+fn print_summary(s: &Summary, out: Option<&Path>) {
+    println!();
+    match (s.rounds_to_target, s.target_accuracy) {
+        (Some(r), Some(t)) => println!("reached {t} test accuracy in {r} rounds"),
+        (None, Some(t)) => println!("did not reach {t} test accuracy in {} rounds", s.rounds),
+        _ => {}
+    }
+    println!(
+        "final accuracy {:.4} (best {:.4}) after {} rounds; {:.3}s per round; start-up {:.3}s; total {:.1}s; peak memory {:.0} MiB",
+        s.final_accuracy,
+        s.best_accuracy,
+        s.rounds,
+        s.mean_round_s,
+        s.startup_s,
+        s.total_s,
+        s.peak_rss_bytes as f64 / (1024.0 * 1024.0)
+    );
+    println!("final model digest {}", s.final_digest);
+    if let Some(out) = out {
+        println!(
+            "results in {} (rounds.jsonl, rounds.csv, summary.json, model.safetensors)",
+            out.display()
+        );
+    }
+}
+
+/// The federation against each participant's local-only model, on the whole test set.
+fn compare_with_local(sim: &Simulation, summary: &Summary) -> Result<()> {
+    let ids: Vec<ParticipantId> = (0..sim.participants().len() as u64)
+        .map(ParticipantId)
+        .collect();
+    eprintln!("training {} local-only models for comparison...", ids.len());
+    let baselines = sim.local_baselines(&ids)?;
+    println!("\n{:<12} {:>10}  classes held", "participant", "accuracy");
+    let mut best_local = 0.0f64;
+    for b in &baselines {
+        best_local = best_local.max(b.evaluation.accuracy);
+        println!(
+            "{:<12} {:>10.4}  {}",
+            b.participant.to_string(),
+            b.evaluation.accuracy,
+            b.classes.join(" ")
+        );
+    }
+    println!(
+        "{:<12} {:>10.4}  all, through the federation",
+        "federated", summary.final_accuracy
+    );
+    if summary.final_accuracy > best_local {
+        println!(
+            "the federated model beats every local-only model ({:.4} > {:.4})",
+            summary.final_accuracy, best_local
+        );
+    } else {
+        println!(
+            "the federated model does NOT beat the best local-only model ({:.4} <= {:.4})",
+            summary.final_accuracy, best_local
+        );
+    }
+    Ok(())
+}
+
+/// Settings from `--config` (if any) with flags on top.
+fn config_from(args: SimulateArgs) -> Result<SimConfig> {
+    let mut c = match &args.config {
+        Some(path) => {
+            let text =
+                fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str::<SimConfig>(&text)
+                .with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => SimConfig::default(),
+    };
+    macro_rules! set {
+        ($field:ident) => {
+            if let Some(v) = args.$field {
+                c.$field = v;
+            }
+        };
+        ($field:ident, parse) => {
+            if let Some(v) = args.$field.as_deref() {
+                c.$field = v.parse()?;
+            }
+        };
+    }
+    set!(dataset, parse);
+    set!(model, parse);
+    set!(partition, parse);
+    set!(strategy, parse);
+    set!(clients);
+    set!(fraction);
+    set!(epochs);
+    set!(batch);
+    set!(lr);
+    set!(rounds);
+    set!(seed);
+    set!(eval_every);
+    if let Some(v) = args.optimizer.as_deref() {
+        c.optimizer = parse_optimizer(v)?;
+    }
+    if args.data_dir.is_some() {
+        c.data_dir = args.data_dir;
+    }
+    if args.target_accuracy.is_some() {
+        c.target_accuracy = args.target_accuracy;
+    }
+    if args.out.is_some() {
+        c.out = args.out;
+    }
+    if c.model == harambee_learn::ModelKind::LangId && c.dataset != harambee_sim::DatasetName::Udhr
+    {
+        bail!("--model langid needs --dataset udhr");
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+fn parse_optimizer(s: &str) -> Result<Optimizer> {
+    Ok(match s.split_once(':') {
+        None if s == "sgd" => Optimizer::Sgd { momentum: 0.0 },
+        None if s == "adamw" => Optimizer::AdamW { weight_decay: 0.0 },
+        Some(("sgd", m)) => Optimizer::Sgd {
+            momentum: m.parse().context("sgd:MOMENTUM needs a number")?,
+        },
+        Some(("adamw", wd)) => Optimizer::AdamW {
+            weight_decay: wd.parse().context("adamw:DECAY needs a number")?,
+        },
+        _ => bail!("unknown optimizer {s:?}; use sgd, sgd:MOMENTUM, adamw or adamw:DECAY"),
+    })
+}

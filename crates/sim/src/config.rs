@@ -1,0 +1,151 @@
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use harambee_learn::{ModelKind, Optimizer, Partition};
+use harambee_strategy::StrategyConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::SimError;
+
+/// The data sets the simulator knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetName {
+    /// MNIST handwritten digits.
+    Mnist,
+    /// Fashion-MNIST clothing images.
+    FashionMnist,
+    /// The UDHR in many languages, as language identification.
+    Udhr,
+}
+
+impl DatasetName {
+    /// The name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetName::Mnist => "mnist",
+            DatasetName::FashionMnist => "fashion-mnist",
+            DatasetName::Udhr => "udhr",
+        }
+    }
+}
+
+impl fmt::Display for DatasetName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for DatasetName {
+    type Err = SimError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "mnist" => Ok(DatasetName::Mnist),
+            "fashion-mnist" | "fashion" => Ok(DatasetName::FashionMnist),
+            "udhr" => Ok(DatasetName::Udhr),
+            other => Err(SimError::InvalidSetting(format!(
+                "unknown dataset {other:?}; known: mnist, fashion-mnist, udhr"
+            ))),
+        }
+    }
+}
+
+/// Everything a simulation needs, as flags or a TOML file give it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimConfig {
+    /// The data set.
+    pub dataset: DatasetName,
+    /// Where to read it; by default `data/full/NAME` when fetched, else the bundled subset.
+    pub data_dir: Option<PathBuf>,
+    /// The model.
+    pub model: ModelKind,
+    /// Virtual participants (K).
+    pub clients: usize,
+    /// Fraction selected per round (C).
+    pub fraction: f64,
+    /// Local epochs (E).
+    pub epochs: u32,
+    /// Local batch size (B); 0 for the whole local set.
+    pub batch: u32,
+    /// Local learning rate.
+    pub lr: f32,
+    /// The local optimiser.
+    pub optimizer: Optimizer,
+    /// How the training set is split among participants.
+    pub partition: Partition,
+    /// Rounds to run at most.
+    pub rounds: u64,
+    /// The aggregation strategy.
+    pub strategy: StrategyConfig,
+    /// Seed for everything random.
+    pub seed: u64,
+    /// Stop once test accuracy reaches this.
+    pub target_accuracy: Option<f64>,
+    /// Evaluate on the test set every this many rounds (and always on the last).
+    pub eval_every: u64,
+    /// Where to write `rounds.jsonl`, `rounds.csv`, `summary.json` and `model.safetensors`.
+    pub out: Option<PathBuf>,
+    /// Embedding width of the language-identification model.
+    pub embedding_dim: usize,
+    /// UDHR languages to use (codes); all in the index when empty.
+    pub languages: Vec<String>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            dataset: DatasetName::Mnist,
+            data_dir: None,
+            model: ModelKind::Mlp2nn,
+            clients: 100,
+            fraction: 0.1,
+            epochs: 1,
+            batch: 10,
+            lr: 0.1,
+            optimizer: Optimizer::default(),
+            partition: Partition::Iid,
+            rounds: 100,
+            strategy: StrategyConfig::FedAvg,
+            seed: 0,
+            target_accuracy: None,
+            eval_every: 1,
+            out: None,
+            embedding_dim: 32,
+            languages: Vec::new(),
+        }
+    }
+}
+
+impl SimConfig {
+    /// Checks ranges that would otherwise fail deep inside a run.
+    pub fn validate(&self) -> Result<(), SimError> {
+        let bad = |m: String| Err(SimError::InvalidSetting(m));
+        if self.clients == 0 {
+            return bad("--clients must be at least 1".into());
+        }
+        if !(self.fraction > 0.0 && self.fraction <= 1.0) {
+            return bad(format!("--fraction {} must be in (0, 1]", self.fraction));
+        }
+        if !(self.lr.is_finite() && self.lr >= 0.0) {
+            return bad(format!(
+                "--lr {} must be a finite non-negative number",
+                self.lr
+            ));
+        }
+        if self.epochs == 0 {
+            return bad("--epochs must be at least 1".into());
+        }
+        if self.rounds == 0 {
+            return bad("--rounds must be at least 1".into());
+        }
+        if let Some(t) = self.target_accuracy {
+            if !(0.0..=1.0).contains(&t) {
+                return bad(format!("--target-accuracy {t} must be in [0, 1]"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,32 @@
+use std::path::PathBuf;
+
+use harambee_coordinator::CoreError;
+use harambee_learn::LearnError;
+use harambee_strategy::StrategyError;
+use thiserror::Error;
+
+/// Why a simulation could not run.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum SimError {
+    /// Data or model trouble.
+    #[error(transparent)]
+    Learn(#[from] LearnError),
+    /// The strategy's settings are invalid.
+    #[error(transparent)]
+    Strategy(#[from] StrategyError),
+    /// The coordinator stopped the federation.
+    #[error("the federation stopped: {0}")]
+    Core(#[from] CoreError),
+    /// A setting is out of range.
+    #[error("invalid setting: {0}")]
+    InvalidSetting(String),
+    /// Writing results failed.
+    #[error("cannot write {path}: {reason}")]
+    Output {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}

@@ -1,0 +1,33 @@
+//! The federated-learning simulator: N virtual participants in one process, driving the same
+//! coordinator core ([`harambee_coordinator::Coordinator`]) the network service runs.
+//!
+//! A [`Workload`] names the data, the model and how the data is split; a [`SimConfig`] adds the
+//! federation's settings; [`Simulation::run`] plays the rounds. Memory stays bounded: a
+//! participant is an index set into one shared data set, and no model is kept for idle
+//! participants. Local training of a round's participants runs in parallel across cores.
+//! Everything is deterministic from the seed. Each round yields a [`RoundRecord`] (written as
+//! JSON lines and CSV by [`MetricsWriter`]), and the run a [`Summary`].
+//!
+//! ```no_run
+//! use harambee_sim::{SimConfig, Simulation, Workload};
+//!
+//! let config = SimConfig { rounds: 5, clients: 20, fraction: 0.25, ..SimConfig::default() };
+//! let workload = Workload::load(&config).unwrap();
+//! let mut sim = Simulation::new(config, workload).unwrap();
+//! let summary = sim.run(&mut |record: &harambee_sim::RoundRecord| {
+//!     println!("round {} accuracy {:.3}", record.round, record.accuracy);
+//! }).unwrap();
+//! println!("best accuracy {:.3}", summary.best_accuracy);
+//! ```
+
+mod config;
+mod error;
+mod metrics;
+mod simulation;
+mod workload;
+
+pub use config::{DatasetName, SimConfig};
+pub use error::SimError;
+pub use metrics::{MetricsWriter, RoundRecord, Summary, peak_rss_bytes};
+pub use simulation::{LocalBaseline, Observer, Simulation};
+pub use workload::Workload;
