@@ -2,6 +2,7 @@
 //!
 //! Criterion prints throughput in GB/s for both, so the ratio to memory bandwidth is read off
 //! the same run: `cargo bench -p harambee-params`.
+#![allow(missing_docs)] // criterion_group! generates undocumented items.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use harambee_params::weighted_sum_into;

@@ -1,0 +1,104 @@
+//! The `harambee` binary as a user runs it: flags, a TOML file, outputs, errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn harambee(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_harambee"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn simulate_writes_rounds_summary_and_a_loadable_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let out = harambee(&[
+        "simulate", "--dataset", "mnist", "--data-dir", "data/mnist", "--model", "logreg", "--clients", "20",
+        "--fraction", "0.5", "--rounds", "3", "--seed", "3", "--out", out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("final accuracy"));
+    assert_eq!(std::fs::read_to_string(out_dir.join("rounds.jsonl")).unwrap().lines().count(), 3);
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["rounds"], 3);
+    assert!(summary["startup_s"].as_f64().unwrap() > 0.0);
+    let model = std::fs::read(out_dir.join("model.safetensors")).unwrap();
+    let params = harambee_params::ParamSet::from_safetensors(&model).unwrap();
+    assert_eq!(params.digest().to_hex(), summary["final_digest"].as_str().unwrap());
+    // PyTorch convention: Linear weight is [out, in].
+    assert_eq!(params.layout().get("layers.0.weight").unwrap().shape, vec![10, 784]);
+}
+
+#[test]
+fn a_toml_file_and_the_same_flags_give_the_same_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("sim.toml");
+    std::fs::write(
+        &toml,
+        "dataset = \"mnist\"\ndata_dir = \"data/mnist\"\nmodel = \"logreg\"\nclients = 10\nfraction = 0.5\nrounds = 2\nseed = 5\n\
+         partition = { kind = \"dirichlet\", alpha = 0.5 }\nstrategy = { name = \"fedavgm\", server_lr = 1.0, momentum = 0.9 }\n",
+    )
+    .unwrap();
+    let from_file = harambee(&["simulate", "--config", toml.to_str().unwrap()]);
+    let from_flags = harambee(&[
+        "simulate", "--dataset", "mnist", "--data-dir", "data/mnist", "--model", "logreg", "--clients", "10",
+        "--fraction", "0.5", "--rounds", "2", "--seed", "5", "--partition", "dirichlet:0.5", "--strategy", "fedavgm",
+    ]);
+    assert!(from_file.status.success(), "{}", text(&from_file));
+    assert!(from_flags.status.success(), "{}", text(&from_flags));
+    let digest = |o: &Output| text(o).lines().find(|l| l.starts_with("final model digest")).map(str::to_string);
+    assert_eq!(digest(&from_file), digest(&from_flags));
+    assert!(digest(&from_file).is_some());
+}
+
+#[test]
+fn bad_settings_fail_with_a_clear_message() {
+    for (args, needle) in [
+        (vec!["simulate", "--dataset", "cifar"], "unknown dataset"),
+        (vec!["simulate", "--model", "gpt"], "unknown model"),
+        (vec!["simulate", "--strategy", "fedmagic"], "unknown strategy"),
+        (vec!["simulate", "--partition", "zipf"], "unknown partition"),
+        (vec!["simulate", "--fraction", "1.5"], "fraction"),
+        (vec!["simulate", "--optimizer", "lion"], "unknown optimizer"),
+        (vec!["simulate", "--data-dir", "/nonexistent"], "fetch-data"),
+        (vec!["simulate", "--config", "/nonexistent.toml"], "nonexistent.toml"),
+    ] {
+        let out = harambee(&args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(text(&out).contains(needle), "{args:?}: {}", text(&out));
+        assert!(!text(&out).contains("panicked"), "{args:?} panicked: {}", text(&out));
+    }
+}
+
+#[test]
+fn an_unknown_key_in_the_toml_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("bad.toml");
+    std::fs::write(&toml, "clients = 10\nclinets = 3\n").unwrap();
+    let out = harambee(&["simulate", "--config", toml.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("clinets"), "{}", text(&out));
+}
+
+#[test]
+fn the_demo_trains_languages_and_reports_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = harambee(&["demo", "--rounds", "4", "--dir", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    for needle in ["Swahili", "Yoruba", "Hindi", "Tamil", "Overall: federated", "model.safetensors"] {
+        assert!(t.contains(needle), "missing {needle}: {t}");
+    }
+    assert!(dir.path().join("model.safetensors").is_file());
+}
