@@ -28,7 +28,7 @@ struct OpenState {
     round: u64,
     attempt: u32,
     selected: BTreeSet<ParticipantId>,
-    results: BTreeMap<ParticipantId, FitResult>,
+    results: BTreeMap<ParticipantId, (FitResult, Digest)>,
     failures: BTreeMap<ParticipantId, Failure>,
     base: Digest,
     deadline: Tick,
@@ -106,10 +106,10 @@ impl Coordinator {
                 }
                 EventOutcome::Left
             }
-            Event::Result { round, result } => match self.validate(round, &result) {
+            Event::Result { round, result, digest } => match self.validate(round, &result) {
                 Ok(()) => {
                     if let Phase::Training(open) = &mut self.phase {
-                        open.results.insert(result.participant, result);
+                        open.results.insert(result.participant, (result, digest));
                     }
                     EventOutcome::Accepted
                 }
@@ -301,7 +301,7 @@ impl Coordinator {
             return;
         };
         // BTreeMap order: results are combined in participant order, whatever the arrival order.
-        let results: Vec<FitResult> = open.results.into_values().collect();
+        let (results, digests): (Vec<FitResult>, Vec<Digest>) = open.results.into_values().unzip();
         let failures: Vec<Failure> = open.failures.into_values().collect();
         let aggregate = self
             .strategy
@@ -323,14 +323,8 @@ impl Coordinator {
         };
         let contributions = results
             .iter()
-            .map(|r| {
-                (
-                    r.participant,
-                    r.num_samples,
-                    r.params.digest(),
-                    r.train_loss,
-                )
-            })
+            .zip(digests)
+            .map(|(r, d)| (r.participant, r.num_samples, d, r.train_loss))
             .collect();
         self.actions.push_back(Action::CloseRound(RoundSummary {
             round: open.round,

@@ -30,7 +30,8 @@
 //! let Some(Action::OpenRound(open)) = core.poll_action() else { panic!() };
 //! let trained = ParamSet::from_tensors([("w", vec![1], vec![1.5])]).unwrap();
 //! let result = FitResult { participant: ParticipantId(7), params: trained, num_samples: 10, train_loss: 0.1 };
-//! let _ = core.handle_event(now, Event::Result { round: open.round, result });
+//! let digest = result.params.digest();
+//! let _ = core.handle_event(now, Event::Result { round: open.round, result, digest });
 //! let Some(Action::CloseRound(closed)) = core.poll_action() else { panic!() };
 //! assert_eq!(closed.global.values(), &[1.5]);
 //! assert!(matches!(core.poll_action(), Some(Action::Finished { .. })));

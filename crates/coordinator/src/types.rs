@@ -62,6 +62,10 @@ pub enum Event {
         round: u64,
         /// What it trained.
         result: FitResult,
+        /// The canonical digest of `result.params`. The driver computes it where it is cheap
+        /// (while receiving the bytes, or on the training thread), so the core does not hash
+        /// every update again on its single thread.
+        digest: Digest,
     },
     /// A selected participant reported that it cannot deliver.
     Failed {

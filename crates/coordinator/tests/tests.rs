@@ -78,13 +78,10 @@ impl Harness {
 
     fn deliver(&mut self, p: ParticipantId) -> EventOutcome {
         let open = self.current();
-        let out = self.core.handle_event(
-            self.now,
-            Event::Result {
-                round: open.round,
-                result: train(&open, p),
-            },
-        );
+        let result = train(&open, p);
+        let digest = result.params.digest();
+        let round = open.round;
+        let out = self.core.handle_event(self.now, Event::Result { round, result, digest });
         self.drain();
         out
     }
@@ -188,7 +185,8 @@ fn bad_results_are_refused_without_changing_state() {
     let open = h.current();
     let p = ParticipantId(1);
     let refuse = |h: &mut Harness, round: u64, result: FitResult| {
-        let out = h.core.handle_event(h.now, Event::Result { round, result });
+        let digest = result.params.digest();
+        let out = h.core.handle_event(h.now, Event::Result { round, result, digest });
         h.drain();
         out
     };
@@ -281,13 +279,9 @@ fn the_deadline_closes_a_round_at_quorum_and_marks_the_late() {
     assert_eq!(h.closed.len(), 1);
     assert_eq!(h.closed[0].failures[0].reason, FailureReason::Late);
     // A result after the round closed is refused.
-    let late = h.core.handle_event(
-        h.now,
-        Event::Result {
-            round: 1,
-            result: train(&h.opened[0], ParticipantId(3)),
-        },
-    );
+    let result = train(&h.opened[0], ParticipantId(3));
+    let digest = result.params.digest();
+    let late = h.core.handle_event(h.now, Event::Result { round: 1, result, digest });
     assert_eq!(late, EventOutcome::Closed);
 }
 

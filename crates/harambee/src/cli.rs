@@ -81,6 +81,9 @@ pub(crate) struct SimulateArgs {
     /// Also train each participant alone and compare (prints a table).
     #[arg(long)]
     pub(crate) compare_local: bool,
+    /// Train with burn even for the hand-written models (logreg, 2nn, cnn).
+    #[arg(long)]
+    pub(crate) burn_only: bool,
 }
 
 /// `harambee demo`.

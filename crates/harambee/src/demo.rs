@@ -48,6 +48,7 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
         out: Some(dir.clone()),
         embedding_dim: 32,
         languages: Vec::new(),
+        burn_only: false,
     };
     println!(
         "Harambee demo: {} language communities train one language identifier over {} languages ({} African, {} Indian).",

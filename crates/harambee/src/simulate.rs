@@ -158,6 +158,7 @@ fn config_from(args: SimulateArgs) -> Result<SimConfig> {
     if let Some(v) = args.optimizer.as_deref() {
         c.optimizer = parse_optimizer(v)?;
     }
+    c.burn_only |= args.burn_only;
     if args.data_dir.is_some() {
         c.data_dir = args.data_dir;
     }

@@ -146,12 +146,11 @@ pub(crate) fn import<M: Module>(module: M, params: &ParamSet) -> M {
     })
 }
 
-/// FedProx's proximal step: `w ← w − lr·μ·(w − w_anchor)` on every parameter, the gradient
-/// step of the term `μ/2‖w − w_anchor‖²`, applied after the optimiser's own step.
-pub(crate) struct ProximalStep {
+/// FedProx's proximal term `μ/2 ‖w − w_anchor‖²`, added to the loss so that autodiff gives
+/// its exact gradient `μ (w − w_anchor)` to whatever optimiser runs.
+pub(crate) struct ProximalTerm {
     anchors: Vec<Tensor<1>>,
-    factor: f32,
-    next: usize,
+    half_mu: f32,
 }
 
 /// Flattened copies of the module's parameters, taken before local training.
@@ -159,42 +158,41 @@ struct AnchorCollector(Vec<Tensor<1>>);
 
 impl ModuleVisitor for AnchorCollector {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let t = param.val();
-        let t = if t.is_autodiff() { t.inner() } else { t };
-        self.0.push(t.flatten(0, D - 1));
+        // Copied out of the autodiff graph: an anchor is a constant, never a tracked node.
+        self.0.push(Tensor::from_inner(param.val().inner().flatten(0, D - 1)));
     }
 }
 
-impl ProximalStep {
-    pub(crate) fn new<M: Module>(module: &M, learning_rate: f32, mu: f32) -> Self {
+/// Sums `‖w − anchor‖²` over the parameters, tracked for autodiff.
+struct DistanceCollector<'a> {
+    anchors: &'a [Tensor<1>],
+    next: usize,
+    total: Option<Tensor<1>>,
+}
+
+impl ModuleVisitor for DistanceCollector<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let diff = param.val().flatten(0, D - 1) - self.anchors[self.next].clone();
+        self.next += 1;
+        let sq = (diff.clone() * diff).sum();
+        self.total = Some(match self.total.take() {
+            Some(t) => t + sq,
+            None => sq,
+        });
+    }
+}
+
+impl ProximalTerm {
+    pub(crate) fn new<M: Module>(module: &M, mu: f32) -> Self {
         let mut c = AnchorCollector(Vec::new());
         module.visit(&mut c);
-        Self {
-            anchors: c.0,
-            factor: learning_rate * mu,
-            next: 0,
-        }
+        Self { anchors: c.0, half_mu: mu / 2.0 }
     }
 
-    pub(crate) fn apply<M: Module>(&mut self, module: M) -> M {
-        self.next = 0;
-        module.map(self)
-    }
-}
-
-impl ModuleMapper for ProximalStep {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let (id, tensor, mapper) = param.consume();
-        let anchor = self.anchors[self.next].clone().reshape(tensor.shape());
-        self.next += 1;
-        let tracked = tensor.is_autodiff();
-        let inner = if tracked { tensor.inner() } else { tensor };
-        let stepped = inner.clone() - (inner - anchor) * self.factor;
-        let tensor = if tracked {
-            Tensor::from_inner(stepped).require_grad()
-        } else {
-            stepped
-        };
-        Param::from_mapped_value(id, tensor, mapper)
+    /// `μ/2 ‖w − w_anchor‖²` for the module's current parameters.
+    pub(crate) fn penalty<M: Module>(&self, module: &M) -> Option<Tensor<1>> {
+        let mut c = DistanceCollector { anchors: &self.anchors, next: 0, total: None };
+        module.visit(&mut c);
+        c.total.map(|t| t * self.half_mu)
     }
 }

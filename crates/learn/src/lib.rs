@@ -27,13 +27,15 @@ mod data;
 mod error;
 mod idx;
 mod model;
+mod native;
 mod partition;
-mod trainer;
+pub(crate) mod trainer;
 pub mod udhr;
 
 pub use data::{Dataset, Features, Split};
 pub use error::LearnError;
 pub use idx::{digit_names, fashion_names, load_idx_dir, parse_images, parse_labels};
 pub use model::ModelKind;
+pub use native::{NativeTrainer, trainer_for};
 pub use partition::Partition;
 pub use trainer::{BurnTrainer, Evaluation, Optimizer, TrainOutcome, Trainer};

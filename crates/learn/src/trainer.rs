@@ -10,7 +10,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::burn_io::{ProximalStep, export, import, layout_of};
+use crate::burn_io::{ProximalTerm, export, import, layout_of};
 use crate::model::{Cnn, Input, LangId, Mlp, ModelKind, Net};
 use crate::{Dataset, Features, LearnError};
 
@@ -226,8 +226,7 @@ impl BurnTrainer {
                 AdamWConfig::new().with_weight_decay(weight_decay).init()
             }
         };
-        let mut proximal = (config.proximal_mu > 0.0)
-            .then(|| ProximalStep::new(&model, config.learning_rate, config.proximal_mu));
+        let proximal = (config.proximal_mu > 0.0).then(|| ProximalTerm::new(&model, config.proximal_mu));
         let loss_fn = CrossEntropyLoss::new(None, &device);
         let batch_size = match config.batch_size as usize {
             0 => indices.len().max(1),
@@ -243,15 +242,17 @@ impl BurnTrainer {
                 let (input, targets) = batch(data, chunk, &device);
                 let loss = loss_fn.forward(model.forward(input), targets);
                 let detached = loss.clone().detach().inner() * chunk.len() as f32;
+                // The proximal term shapes the gradient but is not part of the reported loss.
+                let loss = match proximal.as_ref().and_then(|p| p.penalty(&model)) {
+                    Some(penalty) => loss + penalty,
+                    None => loss,
+                };
                 epoch_loss = Some(match epoch_loss {
                     Some(sum) => sum + detached,
                     None => detached,
                 });
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
                 model = optim.step(f64::from(config.learning_rate), model, grads);
-                if let Some(p) = proximal.as_mut() {
-                    model = p.apply(model);
-                }
                 steps += 1;
             }
             let total = epoch_loss.map_or(0.0, |t| t.into_scalar::<f32>());

@@ -181,6 +181,57 @@ mod models {
     }
 }
 
+/// The hand-written engine must compute what burn computes: same layout, same step.
+mod engines {
+    use super::*;
+    use harambee_learn::NativeTrainer;
+
+    fn max_diff(a: &harambee_params::ParamSet, b: &harambee_params::ParamSet) -> f32 {
+        a.values().iter().zip(b.values()).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    }
+
+    fn one_step_agrees(kind: ModelKind, optimizer: Optimizer, mu: f32) {
+        let data = &mnist().train;
+        let burn = BurnTrainer::new(kind, data, optimizer, 0).unwrap();
+        let native = NativeTrainer::new(kind, data, optimizer).unwrap();
+        assert_eq!(burn.layout(), native.layout());
+        let global = burn.init(5);
+        let indices: Vec<usize> = (100..110).collect();
+        let config = FitConfig { epochs: 1, batch_size: 10, learning_rate: 0.1, proximal_mu: mu };
+        let a = burn.train(&global, data, &indices, &config, 1).unwrap();
+        let b = native.train(&global, data, &indices, &config, 1).unwrap();
+        let moved = max_diff(&a.params, &global);
+        assert!(moved > 1e-4, "{kind}: the step must move the parameters");
+        assert!(max_diff(&a.params, &b.params) < 1e-4 + moved * 1e-3, "{kind}: engines differ by {}", max_diff(&a.params, &b.params));
+        assert!((a.mean_loss - b.mean_loss).abs() < 1e-4, "{kind}: loss {} vs {}", a.mean_loss, b.mean_loss);
+        let test: Vec<usize> = (0..300).collect();
+        let ea = burn.evaluate(&a.params, &mnist().test, Some(&test)).unwrap();
+        let eb = native.evaluate(&a.params, &mnist().test, Some(&test)).unwrap();
+        assert_eq!(ea.per_class, eb.per_class, "{kind}: evaluations differ");
+        assert!((ea.loss - eb.loss).abs() < 1e-4);
+    }
+
+    #[test]
+    fn native_2nn_step_equals_burn() {
+        one_step_agrees(ModelKind::Mlp2nn, Optimizer::default(), 0.0);
+    }
+
+    #[test]
+    fn native_logreg_with_momentum_and_fedprox_equals_burn() {
+        one_step_agrees(ModelKind::LogReg, Optimizer::Sgd { momentum: 0.9 }, 0.5);
+    }
+
+    #[test]
+    fn native_cnn_step_equals_burn() {
+        one_step_agrees(ModelKind::Cnn, Optimizer::default(), 0.0);
+    }
+
+    #[test]
+    fn native_adamw_step_equals_burn() {
+        one_step_agrees(ModelKind::Mlp2nn, Optimizer::AdamW { weight_decay: 0.01 }, 0.0);
+    }
+}
+
 mod text {
     use super::*;
 

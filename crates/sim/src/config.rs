@@ -92,6 +92,8 @@ pub struct SimConfig {
     pub embedding_dim: usize,
     /// UDHR languages to use (codes); all in the index when empty.
     pub languages: Vec<String>,
+    /// Train with burn even where a hand-written model exists (to cross-check engines).
+    pub burn_only: bool,
 }
 
 impl Default for SimConfig {
@@ -115,6 +117,7 @@ impl Default for SimConfig {
             out: None,
             embedding_dim: 32,
             languages: Vec::new(),
+            burn_only: false,
         }
     }
 }

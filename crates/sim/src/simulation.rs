@@ -4,8 +4,8 @@ use std::time::Instant;
 use harambee_coordinator::{
     Action, Coordinator, CoordinatorConfig, Event, EventOutcome, OpenRound, Tick,
 };
-use harambee_learn::{BurnTrainer, Evaluation, Partition, Trainer};
-use harambee_params::{Encoding, ParamSet};
+use harambee_learn::{Evaluation, Partition, Trainer, trainer_for};
+use harambee_params::{Digest, Encoding, ParamSet};
 use harambee_strategy::{Failure, FailureReason, FitConfig, FitResult, ParticipantId};
 use rayon::prelude::*;
 
@@ -65,12 +65,14 @@ impl Simulation {
     ) -> Result<Self, SimError> {
         config.validate()?;
         let train = &workload.split.train;
-        let trainer: Arc<dyn Trainer> = Arc::new(BurnTrainer::new(
+        let trainer: Arc<dyn Trainer> = trainer_for(
             config.model,
             train,
             config.optimizer,
             config.embedding_dim,
-        )?);
+            config.burn_only,
+        )?
+        .into();
         let participants = config.partition.split(train, config.clients, config.seed)?;
         if let Some(empty) = participants.iter().position(Vec::is_empty) {
             return Err(SimError::InvalidSetting(format!(
@@ -147,11 +149,12 @@ impl Simulation {
             let mut train_loss = 0.0f64;
             for (participant, outcome) in outcomes {
                 let event = match outcome {
-                    Ok(result) => {
+                    Ok((result, digest)) => {
                         train_loss += f64::from(result.train_loss);
                         Event::Result {
                             round: open.round,
                             result,
+                            digest,
                         }
                     }
                     Err(reason) => Event::Failed {
@@ -246,7 +249,7 @@ impl Simulation {
         &self,
         open: &OpenRound,
         observer: &mut dyn Observer,
-    ) -> Vec<(ParticipantId, Result<FitResult, FailureReason>)> {
+    ) -> Vec<(ParticipantId, Result<(FitResult, Digest), FailureReason>)> {
         let (tx, rx) = std::sync::mpsc::channel();
         let mut outcomes = Vec::with_capacity(open.participants.len());
         rayon::in_place_scope(|scope| {
@@ -270,7 +273,8 @@ impl Simulation {
         outcomes
     }
 
-    fn train_one(&self, open: &OpenRound, p: ParticipantId) -> Result<FitResult, FailureReason> {
+    /// Trains one participant and hashes its result on the same worker thread.
+    fn train_one(&self, open: &OpenRound, p: ParticipantId) -> Result<(FitResult, Digest), FailureReason> {
         let indices = &self.participants[p.0 as usize];
         let seed = participant_seed(self.config.seed, open.round, p.0);
         self.trainer
@@ -281,11 +285,15 @@ impl Simulation {
                 &open.config,
                 seed,
             )
-            .map(|o| FitResult {
-                participant: p,
-                params: o.params,
-                num_samples: o.num_samples,
-                train_loss: o.mean_loss,
+            .map(|o| {
+                let digest = o.params.digest();
+                let result = FitResult {
+                    participant: p,
+                    params: o.params,
+                    num_samples: o.num_samples,
+                    train_loss: o.mean_loss,
+                };
+                (result, digest)
             })
             .map_err(|e| FailureReason::Refused(e.to_string()))
     }

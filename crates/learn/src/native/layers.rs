@@ -1,0 +1,89 @@
+//! The building blocks shared by the hand-written models: dense layers, ReLU, softmax
+//! cross-entropy. Matrices are row-major; weights follow PyTorch (`[out, in]`).
+
+use super::gemm::{View, matmul};
+
+/// `z[batch, out] = x[batch, in] · Wᵀ + b`.
+pub(super) fn dense_forward(z: &mut Vec<f32>, x: &[f32], batch: usize, w: &[f32], b: &[f32]) {
+    let (out, inp) = (b.len(), w.len() / b.len());
+    z.clear();
+    z.reserve(batch * out);
+    for _ in 0..batch {
+        z.extend_from_slice(b);
+    }
+    matmul(z, View::new(x, batch, inp), View::new(w, out, inp).t(), true);
+}
+
+/// Sets `dW = dzᵀ · x` and `db = Σ dz` (each parameter's gradient is written once per step,
+/// so nothing needs zeroing first), and when asked `dx = dz · W`.
+pub(super) fn dense_backward(
+    dz: &[f32],
+    x: &[f32],
+    batch: usize,
+    w: &[f32],
+    (dw, db): (&mut [f32], &mut [f32]),
+    dx: Option<&mut Vec<f32>>,
+) {
+    let (out, inp) = (db.len(), w.len() / db.len());
+    matmul(dw, View::new(dz, batch, out).t(), View::new(x, batch, inp), false);
+    db.fill(0.0);
+    for row in dz.chunks_exact(out) {
+        db.iter_mut().zip(row).for_each(|(g, d)| *g += d);
+    }
+    if let Some(dx) = dx {
+        dx.resize(batch * inp, 0.0);
+        matmul(dx, View::new(dz, batch, out), View::new(w, out, inp), false);
+    }
+}
+
+pub(super) fn relu(v: &mut [f32]) {
+    v.iter_mut().for_each(|x| *x = x.max(0.0));
+}
+
+/// `grad *= (activation > 0)`: ReLU's derivative, read off its output.
+pub(super) fn relu_backward(grad: &mut [f32], activation: &[f32]) {
+    grad.iter_mut().zip(activation).for_each(|(g, a)| {
+        if *a <= 0.0 {
+            *g = 0.0;
+        }
+    });
+}
+
+/// Mean softmax cross-entropy: turns `logits` into `d loss / d logits` in place and returns
+/// the summed (not averaged) loss, so callers can average over any number of batches.
+pub(super) fn softmax_cross_entropy(logits: &mut [f32], labels: &[u32], classes: usize) -> f32 {
+    let batch = labels.len();
+    let mut loss = 0.0f32;
+    for (row, &label) in logits.chunks_exact_mut(classes).zip(labels) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0f32;
+        for v in row.iter_mut() {
+            *v = (*v - max).exp();
+            sum += *v;
+        }
+        let p_label = row[label as usize] / sum;
+        loss -= p_label.max(f32::MIN_POSITIVE).ln();
+        for v in row.iter_mut() {
+            *v /= sum * batch as f32;
+        }
+        row[label as usize] -= 1.0 / batch as f32;
+    }
+    loss
+}
+
+/// Summed cross-entropy and the number of correct arg-max predictions, per class.
+pub(super) fn score(logits: &[f32], labels: &[u32], classes: usize, per_class: &mut [(usize, usize)]) -> f64 {
+    let mut loss = 0.0f64;
+    for (row, &label) in logits.chunks_exact(classes).zip(labels) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f64 = row.iter().map(|v| f64::from(v - max).exp()).sum();
+        loss -= f64::from(row[label as usize] - max) - sum.ln();
+        let predicted = row.iter().enumerate().fold(0, |best, (i, v)| if *v > row[best] { i } else { best });
+        let entry = &mut per_class[label as usize];
+        entry.1 += 1;
+        if predicted == label as usize {
+            entry.0 += 1;
+        }
+    }
+    loss
+}
