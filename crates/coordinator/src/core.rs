@@ -93,20 +93,25 @@ impl Coordinator {
             }
             Event::Leave(p) => {
                 self.participants.remove(&p);
-                if let Phase::Training(open) = &mut self.phase {
-                    if open.selected.contains(&p) && !open.results.contains_key(&p) {
-                        open.failures.insert(
-                            p,
-                            Failure {
-                                participant: p,
-                                reason: FailureReason::Dropped,
-                            },
-                        );
-                    }
+                if let Phase::Training(open) = &mut self.phase
+                    && open.selected.contains(&p)
+                    && !open.results.contains_key(&p)
+                {
+                    open.failures.insert(
+                        p,
+                        Failure {
+                            participant: p,
+                            reason: FailureReason::Dropped,
+                        },
+                    );
                 }
                 EventOutcome::Left
             }
-            Event::Result { round, result, digest } => match self.validate(round, &result) {
+            Event::Result {
+                round,
+                result,
+                digest,
+            } => match self.validate(round, &result) {
                 Ok(()) => {
                     if let Phase::Training(open) = &mut self.phase {
                         open.results.insert(result.participant, (result, digest));

@@ -1,4 +1,5 @@
 //! The round state machine, driven by a small deterministic harness: a coordinator and N
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 //! participants whose "training" is a pure function, so every failure is a short test.
 
 use std::sync::Arc;
@@ -81,7 +82,14 @@ impl Harness {
         let result = train(&open, p);
         let digest = result.params.digest();
         let round = open.round;
-        let out = self.core.handle_event(self.now, Event::Result { round, result, digest });
+        let out = self.core.handle_event(
+            self.now,
+            Event::Result {
+                round,
+                result,
+                digest,
+            },
+        );
         self.drain();
         out
     }
@@ -186,7 +194,14 @@ fn bad_results_are_refused_without_changing_state() {
     let p = ParticipantId(1);
     let refuse = |h: &mut Harness, round: u64, result: FitResult| {
         let digest = result.params.digest();
-        let out = h.core.handle_event(h.now, Event::Result { round, result, digest });
+        let out = h.core.handle_event(
+            h.now,
+            Event::Result {
+                round,
+                result,
+                digest,
+            },
+        );
         h.drain();
         out
     };
@@ -281,7 +296,14 @@ fn the_deadline_closes_a_round_at_quorum_and_marks_the_late() {
     // A result after the round closed is refused.
     let result = train(&h.opened[0], ParticipantId(3));
     let digest = result.params.digest();
-    let late = h.core.handle_event(h.now, Event::Result { round: 1, result, digest });
+    let late = h.core.handle_event(
+        h.now,
+        Event::Result {
+            round: 1,
+            result,
+            digest,
+        },
+    );
     assert_eq!(late, EventOutcome::Closed);
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use harambee_learn::{ModelKind, Partition};
 use harambee_params::weighted_sum_into;
 use harambee_sim::{DatasetName, RoundRecord, SimConfig, Simulation, Workload, peak_rss_bytes};
@@ -27,6 +27,12 @@ struct Timed {
 
 pub(crate) fn run(args: BenchArgs) -> Result<()> {
     let mut report = Vec::new();
+    // PyTorch first, so its process does not share the cores with ours.
+    let pytorch = if args.pytorch {
+        Some(run_pytorch(&args)?)
+    } else {
+        None
+    };
     println!(
         "harambee bench: {} cores; each line shows ours, its baseline and the ratio.\n",
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -97,6 +103,10 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     }
     let peak = peak_rss_bytes() as f64 / 1e9;
     println!("\npeak memory of this whole bench: {:.3} GB", peak);
+    if let Some(torch) = &pytorch {
+        print_pytorch(torch, &report);
+        report.push(json!({"name": "pytorch", "results": torch}));
+    }
     if let Some(path) = &args.json {
         std::fs::write(
             path,
@@ -104,6 +114,67 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// Runs the plain-PyTorch script on the same workloads and returns its JSON.
+fn run_pytorch(args: &BenchArgs) -> Result<serde_json::Value> {
+    let out = std::env::temp_dir().join(format!("harambee-pytorch-{}.json", std::process::id()));
+    eprintln!("running bench/pytorch_bench.py (plain PyTorch, same workloads)...");
+    let mut cmd = std::process::Command::new("python3");
+    cmd.args(["bench/pytorch_bench.py", "--json"]).arg(&out);
+    cmd.args([
+        "--nn-rounds",
+        &args.rounds.to_string(),
+        "--cnn-rounds",
+        &args.rounds.min(2).to_string(),
+    ]);
+    if args.skip_cnn {
+        cmd.arg("--skip-cnn");
+    }
+    let status = cmd
+        .status()
+        .context("starting python3 bench/pytorch_bench.py")?;
+    anyhow::ensure!(
+        status.success(),
+        "bench/pytorch_bench.py failed (is torch installed? pip install -r bench/requirements.txt)"
+    );
+    let text =
+        std::fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?;
+    let _ = std::fs::remove_file(&out);
+    Ok(serde_json::from_str(&text)?)
+}
+
+fn print_pytorch(torch: &serde_json::Value, ours: &[serde_json::Value]) {
+    println!(
+        "\nplain PyTorch {} on the same workloads, measured in this run:",
+        torch["torch"].as_str().unwrap_or("?")
+    );
+    let find = |name: &str| {
+        ours.iter()
+            .find(|r| r["name"] == name)
+            .and_then(|r| r["ours"].as_f64())
+    };
+    for r in torch["results"].as_array().into_iter().flatten() {
+        let model = r["model"].as_str().unwrap_or("?");
+        let theirs = r["round_s_median"].as_f64().unwrap_or(f64::NAN);
+        let key = if model == "2NN" {
+            "2nn_round_s"
+        } else {
+            "cnn_round_s"
+        };
+        if let Some(ours) = find(key) {
+            line(
+                &format!("{model} round, PyTorch (s)"),
+                ours,
+                theirs,
+                "PyTorch",
+                theirs / ours,
+            );
+        }
+    }
+    let startup = torch["startup_s"].as_f64().unwrap_or(f64::NAN);
+    let peak = torch["peak_rss_mib"].as_f64().unwrap_or(f64::NAN) * 1024.0 * 1024.0 / 1e9;
+    println!("  PyTorch start-up {startup:.2} s, peak memory {peak:.2} GB");
 }
 
 fn line(what: &str, ours: f64, baseline: f64, baseline_name: &str, ratio: f64) {

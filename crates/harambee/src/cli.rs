@@ -14,6 +14,7 @@ pub(crate) struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // Parsed once per process.
 pub(crate) enum Command {
     /// Simulate a federation of virtual participants on this machine.
     Simulate(SimulateArgs),
@@ -121,4 +122,8 @@ pub(crate) struct BenchArgs {
     /// Also write the results as JSON here.
     #[arg(long)]
     pub(crate) json: Option<PathBuf>,
+    /// Also run bench/pytorch_bench.py (needs `pip install -r bench/requirements.txt`) in this
+    /// run and print plain PyTorch's numbers beside ours.
+    #[arg(long)]
+    pub(crate) pytorch: bool,
 }

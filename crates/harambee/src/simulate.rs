@@ -35,10 +35,10 @@ pub(crate) fn run(args: SimulateArgs, process_start: Instant) -> Result<()> {
         .transpose()?;
     let mut write_error = None;
     let mut record = |r: &RoundRecord| {
-        if let Some(w) = writer.as_mut() {
-            if let Err(e) = w.record(r) {
-                write_error.get_or_insert(e);
-            }
+        if let Some(w) = writer.as_mut()
+            && let Err(e) = w.record(r)
+        {
+            write_error.get_or_insert(e);
         }
     };
     let summary = sim.run(&mut RoundProgress::new(config.rounds, Some(&mut record)))?;
@@ -51,11 +51,28 @@ pub(crate) fn run(args: SimulateArgs, process_start: Instant) -> Result<()> {
         fs::write(&model, sim.global().to_safetensors()?)
             .with_context(|| format!("writing {}", model.display()))?;
     }
+    print_per_class(&sim, &summary);
     print_summary(&summary, config.out.as_deref());
     if compare_local {
         compare_with_local(&sim, &summary)?;
     }
     Ok(())
+}
+
+/// Test accuracy per class (per digit, or per language with its name and region).
+fn print_per_class(sim: &Simulation, s: &Summary) {
+    let languages = sim.workload().languages.as_deref().unwrap_or(&[]);
+    println!(
+        "\n{:<14} {:<34} {:>9} {:>6}",
+        "class", "name", "accuracy", "n"
+    );
+    for (i, (class, correct, total)) in s.per_class.iter().enumerate() {
+        let name = languages
+            .get(i)
+            .map_or(String::new(), |l| format!("{} ({})", l.name, l.region));
+        let acc = *correct as f64 / (*total).max(1) as f64;
+        println!("{class:<14} {name:<34} {:>8.1}% {total:>6}", 100.0 * acc);
+    }
 }
 
 fn print_summary(s: &Summary, out: Option<&Path>) {

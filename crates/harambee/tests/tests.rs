@@ -1,4 +1,5 @@
 //! The `harambee` binary as a user runs it: flags, a TOML file, outputs, errors.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -16,7 +17,11 @@ fn harambee(args: &[&str]) -> Output {
 }
 
 fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 #[test]
@@ -24,20 +29,49 @@ fn simulate_writes_rounds_summary_and_a_loadable_model() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("run");
     let out = harambee(&[
-        "simulate", "--dataset", "mnist", "--data-dir", "data/mnist", "--model", "logreg", "--clients", "20",
-        "--fraction", "0.5", "--rounds", "3", "--seed", "3", "--out", out_dir.to_str().unwrap(),
+        "simulate",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        "data/mnist",
+        "--model",
+        "logreg",
+        "--clients",
+        "20",
+        "--fraction",
+        "0.5",
+        "--rounds",
+        "3",
+        "--seed",
+        "3",
+        "--out",
+        out_dir.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("final accuracy"));
-    assert_eq!(std::fs::read_to_string(out_dir.join("rounds.jsonl")).unwrap().lines().count(), 3);
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("rounds.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+            .unwrap();
     assert_eq!(summary["rounds"], 3);
     assert!(summary["startup_s"].as_f64().unwrap() > 0.0);
     let model = std::fs::read(out_dir.join("model.safetensors")).unwrap();
     let params = harambee_params::ParamSet::from_safetensors(&model).unwrap();
-    assert_eq!(params.digest().to_hex(), summary["final_digest"].as_str().unwrap());
+    assert_eq!(
+        params.digest().to_hex(),
+        summary["final_digest"].as_str().unwrap()
+    );
     // PyTorch convention: Linear weight is [out, in].
-    assert_eq!(params.layout().get("layers.0.weight").unwrap().shape, vec![10, 784]);
+    assert_eq!(
+        params.layout().get("layers.0.weight").unwrap().shape,
+        vec![10, 784]
+    );
 }
 
 #[test]
@@ -52,12 +86,34 @@ fn a_toml_file_and_the_same_flags_give_the_same_model() {
     .unwrap();
     let from_file = harambee(&["simulate", "--config", toml.to_str().unwrap()]);
     let from_flags = harambee(&[
-        "simulate", "--dataset", "mnist", "--data-dir", "data/mnist", "--model", "logreg", "--clients", "10",
-        "--fraction", "0.5", "--rounds", "2", "--seed", "5", "--partition", "dirichlet:0.5", "--strategy", "fedavgm",
+        "simulate",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        "data/mnist",
+        "--model",
+        "logreg",
+        "--clients",
+        "10",
+        "--fraction",
+        "0.5",
+        "--rounds",
+        "2",
+        "--seed",
+        "5",
+        "--partition",
+        "dirichlet:0.5",
+        "--strategy",
+        "fedavgm",
     ]);
     assert!(from_file.status.success(), "{}", text(&from_file));
     assert!(from_flags.status.success(), "{}", text(&from_flags));
-    let digest = |o: &Output| text(o).lines().find(|l| l.starts_with("final model digest")).map(str::to_string);
+    let digest = |o: &Output| {
+        text(o)
+            .lines()
+            .find(|l| l.starts_with("final model digest"))
+            .map(str::to_string)
+    };
     assert_eq!(digest(&from_file), digest(&from_flags));
     assert!(digest(&from_file).is_some());
 }
@@ -67,17 +123,27 @@ fn bad_settings_fail_with_a_clear_message() {
     for (args, needle) in [
         (vec!["simulate", "--dataset", "cifar"], "unknown dataset"),
         (vec!["simulate", "--model", "gpt"], "unknown model"),
-        (vec!["simulate", "--strategy", "fedmagic"], "unknown strategy"),
+        (
+            vec!["simulate", "--strategy", "fedmagic"],
+            "unknown strategy",
+        ),
         (vec!["simulate", "--partition", "zipf"], "unknown partition"),
         (vec!["simulate", "--fraction", "1.5"], "fraction"),
         (vec!["simulate", "--optimizer", "lion"], "unknown optimizer"),
         (vec!["simulate", "--data-dir", "/nonexistent"], "fetch-data"),
-        (vec!["simulate", "--config", "/nonexistent.toml"], "nonexistent.toml"),
+        (
+            vec!["simulate", "--config", "/nonexistent.toml"],
+            "nonexistent.toml",
+        ),
     ] {
         let out = harambee(&args);
         assert!(!out.status.success(), "{args:?} should fail");
         assert!(text(&out).contains(needle), "{args:?}: {}", text(&out));
-        assert!(!text(&out).contains("panicked"), "{args:?} panicked: {}", text(&out));
+        assert!(
+            !text(&out).contains("panicked"),
+            "{args:?} panicked: {}",
+            text(&out)
+        );
     }
 }
 
@@ -94,10 +160,23 @@ fn an_unknown_key_in_the_toml_file_is_refused() {
 #[test]
 fn the_demo_trains_languages_and_reports_each() {
     let dir = tempfile::tempdir().unwrap();
-    let out = harambee(&["demo", "--rounds", "4", "--dir", dir.path().to_str().unwrap()]);
+    let out = harambee(&[
+        "demo",
+        "--rounds",
+        "4",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let t = text(&out);
-    for needle in ["Swahili", "Yoruba", "Hindi", "Tamil", "Overall: federated", "model.safetensors"] {
+    for needle in [
+        "Swahili",
+        "Yoruba",
+        "Hindi",
+        "Tamil",
+        "Overall: federated",
+        "model.safetensors",
+    ] {
         assert!(t.contains(needle), "missing {needle}: {t}");
     }
     assert!(dir.path().join("model.safetensors").is_file());

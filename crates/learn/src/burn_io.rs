@@ -159,7 +159,8 @@ struct AnchorCollector(Vec<Tensor<1>>);
 impl ModuleVisitor for AnchorCollector {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         // Copied out of the autodiff graph: an anchor is a constant, never a tracked node.
-        self.0.push(Tensor::from_inner(param.val().inner().flatten(0, D - 1)));
+        self.0
+            .push(Tensor::from_inner(param.val().inner().flatten(0, D - 1)));
     }
 }
 
@@ -186,12 +187,19 @@ impl ProximalTerm {
     pub(crate) fn new<M: Module>(module: &M, mu: f32) -> Self {
         let mut c = AnchorCollector(Vec::new());
         module.visit(&mut c);
-        Self { anchors: c.0, half_mu: mu / 2.0 }
+        Self {
+            anchors: c.0,
+            half_mu: mu / 2.0,
+        }
     }
 
     /// `μ/2 ‖w − w_anchor‖²` for the module's current parameters.
     pub(crate) fn penalty<M: Module>(&self, module: &M) -> Option<Tensor<1>> {
-        let mut c = DistanceCollector { anchors: &self.anchors, next: 0, total: None };
+        let mut c = DistanceCollector {
+            anchors: &self.anchors,
+            next: 0,
+            total: None,
+        };
         module.visit(&mut c);
         c.total.map(|t| t * self.half_mu)
     }

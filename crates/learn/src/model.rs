@@ -66,7 +66,9 @@ impl FromStr for ModelKind {
     }
 }
 
-/// A batch, already on the device.
+/// A batch, already on the device. Built and consumed once per step, so the variants' size
+/// difference costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Input {
     /// `[batch, features]`.
     Dense(Tensor<2>),

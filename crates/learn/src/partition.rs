@@ -143,11 +143,15 @@ fn natural(
     let classes = by_class(data);
     let mut class_order: Vec<usize> = (0..classes.len()).collect();
     class_order.shuffle(rng);
-    // Participant p holds classes p·per .. p·per + per (mod the number of classes).
-    let mut holders = vec![Vec::new(); classes.len()];
+    // Participant p holds classes p·per .. p·per + per of the shuffled order; each time the
+    // deal wraps around, it shifts by half a hand, so that participants who share classes do
+    // not hold identical sets.
+    let n = classes.len();
+    let mut holders = vec![Vec::new(); n];
     for p in 0..participants {
         for k in 0..per {
-            let c = class_order[(p * per + k) % classes.len()];
+            let position = p * per + k;
+            let c = class_order[(position + (position / n) * per.div_ceil(2)) % n];
             if !holders[c].contains(&p) {
                 holders[c].push(p);
             }

@@ -226,7 +226,8 @@ impl BurnTrainer {
                 AdamWConfig::new().with_weight_decay(weight_decay).init()
             }
         };
-        let proximal = (config.proximal_mu > 0.0).then(|| ProximalTerm::new(&model, config.proximal_mu));
+        let proximal =
+            (config.proximal_mu > 0.0).then(|| ProximalTerm::new(&model, config.proximal_mu));
         let loss_fn = CrossEntropyLoss::new(None, &device);
         let batch_size = match config.batch_size as usize {
             0 => indices.len().max(1),

@@ -1,4 +1,5 @@
 //! Learn crate tests: models train on the bundled data, parameters cross the burn boundary
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 //! unchanged, loaders refuse bad files, partitioners keep their invariants.
 
 use std::path::{Path, PathBuf};
@@ -187,7 +188,11 @@ mod engines {
     use harambee_learn::NativeTrainer;
 
     fn max_diff(a: &harambee_params::ParamSet, b: &harambee_params::ParamSet) -> f32 {
-        a.values().iter().zip(b.values()).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+        a.values()
+            .iter()
+            .zip(b.values())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
     }
 
     fn one_step_agrees(kind: ModelKind, optimizer: Optimizer, mu: f32) {
@@ -197,16 +202,34 @@ mod engines {
         assert_eq!(burn.layout(), native.layout());
         let global = burn.init(5);
         let indices: Vec<usize> = (100..110).collect();
-        let config = FitConfig { epochs: 1, batch_size: 10, learning_rate: 0.1, proximal_mu: mu };
+        let config = FitConfig {
+            epochs: 1,
+            batch_size: 10,
+            learning_rate: 0.1,
+            proximal_mu: mu,
+        };
         let a = burn.train(&global, data, &indices, &config, 1).unwrap();
         let b = native.train(&global, data, &indices, &config, 1).unwrap();
         let moved = max_diff(&a.params, &global);
         assert!(moved > 1e-4, "{kind}: the step must move the parameters");
-        assert!(max_diff(&a.params, &b.params) < 1e-4 + moved * 1e-3, "{kind}: engines differ by {}", max_diff(&a.params, &b.params));
-        assert!((a.mean_loss - b.mean_loss).abs() < 1e-4, "{kind}: loss {} vs {}", a.mean_loss, b.mean_loss);
+        assert!(
+            max_diff(&a.params, &b.params) < 1e-4 + moved * 1e-3,
+            "{kind}: engines differ by {}",
+            max_diff(&a.params, &b.params)
+        );
+        assert!(
+            (a.mean_loss - b.mean_loss).abs() < 1e-4,
+            "{kind}: loss {} vs {}",
+            a.mean_loss,
+            b.mean_loss
+        );
         let test: Vec<usize> = (0..300).collect();
-        let ea = burn.evaluate(&a.params, &mnist().test, Some(&test)).unwrap();
-        let eb = native.evaluate(&a.params, &mnist().test, Some(&test)).unwrap();
+        let ea = burn
+            .evaluate(&a.params, &mnist().test, Some(&test))
+            .unwrap();
+        let eb = native
+            .evaluate(&a.params, &mnist().test, Some(&test))
+            .unwrap();
         assert_eq!(ea.per_class, eb.per_class, "{kind}: evaluations differ");
         assert!((ea.loss - eb.loss).abs() < 1e-4);
     }
@@ -228,7 +251,11 @@ mod engines {
 
     #[test]
     fn native_adamw_step_equals_burn() {
-        one_step_agrees(ModelKind::Mlp2nn, Optimizer::AdamW { weight_decay: 0.01 }, 0.0);
+        one_step_agrees(
+            ModelKind::Mlp2nn,
+            Optimizer::AdamW { weight_decay: 0.01 },
+            0.0,
+        );
     }
 }
 

@@ -1,4 +1,5 @@
 //! Integration tests of the params crate: arithmetic, encodings, safetensors, digest.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 use harambee_params::{Encoding, Layout, ParamSet, ParamsError, weighted_mean};
 use proptest::prelude::*;

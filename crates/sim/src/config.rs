@@ -144,10 +144,10 @@ impl SimConfig {
         if self.rounds == 0 {
             return bad("--rounds must be at least 1".into());
         }
-        if let Some(t) = self.target_accuracy {
-            if !(0.0..=1.0).contains(&t) {
-                return bad(format!("--target-accuracy {t} must be in [0, 1]"));
-            }
+        if let Some(t) = self.target_accuracy
+            && !(0.0..=1.0).contains(&t)
+        {
+            return bad(format!("--target-accuracy {t} must be in [0, 1]"));
         }
         Ok(())
     }

@@ -15,7 +15,7 @@
 //! let workload = Workload::load(&config).unwrap();
 //! let mut sim = Simulation::new(config, workload).unwrap();
 //! let summary = sim.run(&mut |record: &harambee_sim::RoundRecord| {
-//!     println!("round {} accuracy {:.3}", record.round, record.accuracy);
+//!     println!("round {} accuracy {:?}", record.round, record.accuracy);
 //! }).unwrap();
 //! println!("best accuracy {:.3}", summary.best_accuracy);
 //! ```

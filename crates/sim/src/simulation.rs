@@ -249,7 +249,7 @@ impl Simulation {
         &self,
         open: &OpenRound,
         observer: &mut dyn Observer,
-    ) -> Vec<(ParticipantId, Result<(FitResult, Digest), FailureReason>)> {
+    ) -> Vec<(ParticipantId, Trained)> {
         let (tx, rx) = std::sync::mpsc::channel();
         let mut outcomes = Vec::with_capacity(open.participants.len());
         rayon::in_place_scope(|scope| {
@@ -274,7 +274,7 @@ impl Simulation {
     }
 
     /// Trains one participant and hashes its result on the same worker thread.
-    fn train_one(&self, open: &OpenRound, p: ParticipantId) -> Result<(FitResult, Digest), FailureReason> {
+    fn train_one(&self, open: &OpenRound, p: ParticipantId) -> Trained {
         let indices = &self.participants[p.0 as usize];
         let seed = participant_seed(self.config.seed, open.round, p.0);
         self.trainer
@@ -360,6 +360,9 @@ impl Simulation {
         self.config.partition
     }
 }
+
+/// A participant's result with its digest, or why it failed.
+type Trained = Result<(FitResult, Digest), FailureReason>;
 
 /// A distinct, reproducible seed per (run, round, participant).
 fn participant_seed(seed: u64, round: u64, participant: u64) -> u64 {

@@ -1,4 +1,5 @@
 //! End-to-end simulations on the bundled data: they learn, they are reproducible, and they
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 //! write what they promise.
 
 use std::path::{Path, PathBuf};

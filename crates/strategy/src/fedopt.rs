@@ -63,13 +63,13 @@ impl FedOpt {
         };
         positive("server_lr", server_lr)?;
         positive("tau", tau)?;
-        if let ServerOptimizer::Momentum { momentum } = optimizer {
-            if !(0.0..1.0).contains(&momentum) {
-                return Err(StrategyError::InvalidSetting {
-                    name: "server_momentum",
-                    reason: format!("{momentum} must be in [0, 1)"),
-                });
-            }
+        if let ServerOptimizer::Momentum { momentum } = optimizer
+            && !(0.0..1.0).contains(&momentum)
+        {
+            return Err(StrategyError::InvalidSetting {
+                name: "server_momentum",
+                reason: format!("{momentum} must be in [0, 1)"),
+            });
         }
         Ok(Self {
             sampling: Sampling {

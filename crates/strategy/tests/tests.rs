@@ -1,4 +1,5 @@
 //! Strategy tests: each rule against values computed by hand, and FedAvg's algebraic laws.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 use harambee_params::ParamSet;
 use harambee_strategy::{

@@ -120,7 +120,10 @@ fn col2im(input: &mut Vec<f32>, col: &[f32], channels: usize, batch: usize, h: u
                         }
                         let dst = &mut input[((c * batch + b) * h + sy - PAD) * w..][..w];
                         let src = &row[(b * h + y) * w..][..w];
-                        for (d, s) in dst[x_lo + kx - PAD..x_hi + kx - PAD].iter_mut().zip(&src[x_lo..x_hi]) {
+                        for (d, s) in dst[x_lo + kx - PAD..x_hi + kx - PAD]
+                            .iter_mut()
+                            .zip(&src[x_lo..x_hi])
+                        {
                             *d += s;
                         }
                     }
@@ -137,22 +140,47 @@ fn conv(out: &mut Vec<f32>, col: &[f32], weight: &[f32], bias: &[f32], plane: us
     for &b in bias {
         out.extend(std::iter::repeat_n(b, plane));
     }
-    matmul(out, View::new(weight, c_out, k), View::new(col, k, plane), true);
+    matmul(
+        out,
+        View::new(weight, c_out, k),
+        View::new(col, k, plane),
+        true,
+    );
 }
 
 /// 2×2 max-pool over `[C·B, H, W]` planes, remembering where each maximum came from.
-fn max_pool(out: &mut Vec<f32>, argmax: &mut Vec<u32>, input: &[f32], planes: usize, h: usize, w: usize) {
+fn max_pool(
+    out: &mut Vec<f32>,
+    argmax: &mut Vec<u32>,
+    input: &[f32],
+    planes: usize,
+    h: usize,
+    w: usize,
+) {
     let (oh, ow) = (h / 2, w / 2);
     out.clear();
     argmax.clear();
+    out.reserve(planes * oh * ow);
+    argmax.reserve(planes * oh * ow);
     for p in 0..planes {
-        let plane = &input[p * h * w..][..h * w];
+        let base = p * h * w;
         for y in 0..oh {
+            let top = &input[base + 2 * y * w..][..w];
+            let bottom = &input[base + (2 * y + 1) * w..][..w];
             for x in 0..ow {
-                let candidates = [(2 * y) * w + 2 * x, (2 * y) * w + 2 * x + 1, (2 * y + 1) * w + 2 * x, (2 * y + 1) * w + 2 * x + 1];
-                let best = candidates.into_iter().fold(candidates[0], |b, i| if plane[i] > plane[b] { i } else { b });
-                out.push(plane[best]);
-                argmax.push((p * h * w + best) as u32);
+                // Ties go to the first candidate, as in PyTorch and burn.
+                let (mut best, mut at) = (top[2 * x], 2 * y * w + 2 * x);
+                if top[2 * x + 1] > best {
+                    (best, at) = (top[2 * x + 1], at + 1);
+                }
+                if bottom[2 * x] > best {
+                    (best, at) = (bottom[2 * x], (2 * y + 1) * w + 2 * x);
+                }
+                if bottom[2 * x + 1] > best {
+                    (best, at) = (bottom[2 * x + 1], (2 * y + 1) * w + 2 * x + 1);
+                }
+                out.push(best);
+                argmax.push((base + at) as u32);
             }
         }
     }
@@ -175,12 +203,24 @@ impl Cnn {
         s.x.clear();
         s.x.extend_from_slice(x);
         im2col(&mut s.col1, &s.x, 1, batch, h, w);
-        conv(&mut s.r1, &s.col1, &p[self.conv1.0..self.conv1.1], &p[self.conv1.1..self.conv1.1 + c1], batch * h * w);
+        conv(
+            &mut s.r1,
+            &s.col1,
+            &p[self.conv1.0..self.conv1.1],
+            &p[self.conv1.1..self.conv1.1 + c1],
+            batch * h * w,
+        );
         relu(&mut s.r1);
         max_pool(&mut s.p1, &mut s.idx1, &s.r1, c1 * batch, h, w);
         let (h2, w2) = (h / 2, w / 2);
         im2col(&mut s.col2, &s.p1, c1, batch, h2, w2);
-        conv(&mut s.r2, &s.col2, &p[self.conv2.0..self.conv2.1], &p[self.conv2.1..self.conv2.1 + c2], batch * h2 * w2);
+        conv(
+            &mut s.r2,
+            &s.col2,
+            &p[self.conv2.0..self.conv2.1],
+            &p[self.conv2.1..self.conv2.1 + c2],
+            batch * h2 * w2,
+        );
         relu(&mut s.r2);
         max_pool(&mut s.p2, &mut s.idx2, &s.r2, c2 * batch, h2, w2);
         // [C, B, HW] → [B, C·HW], PyTorch's flatten order.
@@ -189,11 +229,18 @@ impl Cnn {
         s.flat.resize(batch * c2 * hw, 0.0);
         for c in 0..c2 {
             for b in 0..batch {
-                s.flat[(b * c2 + c) * hw..][..hw].copy_from_slice(&s.p2[(c * batch + b) * hw..][..hw]);
+                s.flat[(b * c2 + c) * hw..][..hw]
+                    .copy_from_slice(&s.p2[(c * batch + b) * hw..][..hw]);
             }
         }
         let (wo, wl, bo) = self.fc1;
-        dense_forward(&mut s.h1, &s.flat, batch, &p[wo..wo + wl], &p[bo..bo + self.hidden]);
+        dense_forward(
+            &mut s.h1,
+            &s.flat,
+            batch,
+            &p[wo..wo + wl],
+            &p[bo..bo + self.hidden],
+        );
         relu(&mut s.h1);
     }
 }
@@ -209,11 +256,24 @@ impl Net for Cnn {
         self.features(p, x, batch, s);
         let (wo, wl, bo) = self.fc2;
         let mut logits = Vec::new();
-        dense_forward(&mut logits, &s.h1, batch, &p[wo..wo + wl], &p[bo..bo + self.classes]);
+        dense_forward(
+            &mut logits,
+            &s.h1,
+            batch,
+            &p[wo..wo + wl],
+            &p[bo..bo + self.classes],
+        );
         logits
     }
 
-    fn loss_and_grad(&self, p: &[f32], x: &[f32], labels: &[u32], g: &mut [f32], s: &mut Scratch) -> f32 {
+    fn loss_and_grad(
+        &self,
+        p: &[f32],
+        x: &[f32],
+        labels: &[u32],
+        g: &mut [f32],
+        s: &mut Scratch,
+    ) -> f32 {
         let batch = labels.len();
         let (h, w) = (self.height, self.width);
         let (h2, w2) = (h / 2, w / 2);
@@ -224,18 +284,33 @@ impl Net for Cnn {
         // fc2 and fc1.
         let (wo, wl, bo) = self.fc2;
         let (dw, db) = split_grads(g, wo, wl, bo, self.classes);
-        dense_backward(&s.logits, &s.h1, batch, &p[wo..wo + wl], (dw, db), Some(&mut s.d_h1));
+        dense_backward(
+            &s.logits,
+            &s.h1,
+            batch,
+            &p[wo..wo + wl],
+            (dw, db),
+            Some(&mut s.d_h1),
+        );
         relu_backward(&mut s.d_h1, &s.h1);
         let (wo, wl, bo) = self.fc1;
         let (dw, db) = split_grads(g, wo, wl, bo, self.hidden);
-        dense_backward(&s.d_h1, &s.flat, batch, &p[wo..wo + wl], (dw, db), Some(&mut s.d_flat));
+        dense_backward(
+            &s.d_h1,
+            &s.flat,
+            batch,
+            &p[wo..wo + wl],
+            (dw, db),
+            Some(&mut s.d_flat),
+        );
 
         // [B, C·HW] → [C, B, HW], then through pool2 and ReLU.
         let hw = (h2 / 2) * (w2 / 2);
         let mut d_p2 = vec![0.0; s.d_flat.len()];
         for c in 0..c2 {
             for b in 0..batch {
-                d_p2[(c * batch + b) * hw..][..hw].copy_from_slice(&s.d_flat[(b * c2 + c) * hw..][..hw]);
+                d_p2[(c * batch + b) * hw..][..hw]
+                    .copy_from_slice(&s.d_flat[(b * c2 + c) * hw..][..hw]);
             }
         }
         max_unpool(&mut s.d_r2, &d_p2, &s.idx2, s.r2.len());
@@ -245,12 +320,22 @@ impl Net for Cnn {
         let plane2 = batch * h2 * w2;
         let (wo, bo) = self.conv2;
         let (dw, db) = split_grads(g, wo, bo - wo, bo, c2);
-        matmul(dw, View::new(&s.d_r2, c2, plane2), View::new(&s.col2, c1 * K * K, plane2).t(), false);
+        matmul(
+            dw,
+            View::new(&s.d_r2, c2, plane2),
+            View::new(&s.col2, c1 * K * K, plane2).t(),
+            false,
+        );
         for (d, row) in db.iter_mut().zip(s.d_r2.chunks_exact(plane2)) {
             *d = row.iter().sum::<f32>();
         }
         s.d_col2.resize(c1 * K * K * plane2, 0.0);
-        matmul(&mut s.d_col2, View::new(&p[wo..bo], c2, c1 * K * K).t(), View::new(&s.d_r2, c2, plane2), false);
+        matmul(
+            &mut s.d_col2,
+            View::new(&p[wo..bo], c2, c1 * K * K).t(),
+            View::new(&s.d_r2, c2, plane2),
+            false,
+        );
         col2im(&mut s.d_p1, &s.d_col2, c1, batch, h2, w2);
 
         // pool1, ReLU, conv1 (no gradient for the image itself).
@@ -259,7 +344,12 @@ impl Net for Cnn {
         let plane1 = batch * h * w;
         let (wo, bo) = self.conv1;
         let (dw, db) = split_grads(g, wo, bo - wo, bo, c1);
-        matmul(dw, View::new(&s.d_r1, c1, plane1), View::new(&s.col1, K * K, plane1).t(), false);
+        matmul(
+            dw,
+            View::new(&s.d_r1, c1, plane1),
+            View::new(&s.col1, K * K, plane1).t(),
+            false,
+        );
         for (d, row) in db.iter_mut().zip(s.d_r1.chunks_exact(plane1)) {
             *d = row.iter().sum::<f32>();
         }
@@ -268,7 +358,13 @@ impl Net for Cnn {
 }
 
 /// Disjoint mutable views of a weight's and its bias's gradients (bias stored right after).
-fn split_grads(g: &mut [f32], w_off: usize, w_len: usize, b_off: usize, b_len: usize) -> (&mut [f32], &mut [f32]) {
+fn split_grads(
+    g: &mut [f32],
+    w_off: usize,
+    w_len: usize,
+    b_off: usize,
+    b_len: usize,
+) -> (&mut [f32], &mut [f32]) {
     let (w, rest) = g[w_off..].split_at_mut(w_len);
     (w, &mut rest[b_off - w_off - w_len..][..b_len])
 }

@@ -14,12 +14,24 @@ impl<'a> View<'a> {
     /// A row-major `rows × cols` matrix.
     pub(crate) fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
         assert_eq!(data.len(), rows * cols, "matrix data length");
-        Self { data, rows, cols, row_stride: cols, col_stride: 1 }
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
     }
 
     /// The transpose, without copying.
     pub(crate) fn t(self) -> Self {
-        Self { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
     }
 }
 
@@ -31,7 +43,10 @@ pub(crate) fn matmul(out: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool
     for v in [&a, &b] {
         // Every element the kernel may read lies inside the slice.
         let last = (v.rows.max(1) - 1) * v.row_stride + (v.cols.max(1) - 1) * v.col_stride;
-        assert!(v.rows == 0 || v.cols == 0 || last < v.data.len(), "view out of bounds");
+        assert!(
+            v.rows == 0 || v.cols == 0 || last < v.data.len(),
+            "view out of bounds"
+        );
     }
     if a.rows == 0 || b.cols == 0 {
         return;
@@ -95,17 +110,26 @@ mod tests {
         let expected = naive(&a, &b, m, k, n);
         let mut out = vec![0.0; m * n];
         matmul(&mut out, View::new(&a, m, k), View::new(&b, k, n), false);
-        out.iter().zip(&expected).for_each(|(x, y)| assert!((x - y).abs() < 1e-5));
+        out.iter()
+            .zip(&expected)
+            .for_each(|(x, y)| assert!((x - y).abs() < 1e-5));
         // (bᵀ aᵀ)ᵀ = a b: compute bᵀ·aᵀ from transposed views of the same storage.
         let mut out_t = vec![0.0; n * m];
-        matmul(&mut out_t, View::new(&b, k, n).t(), View::new(&a, m, k).t(), false);
+        matmul(
+            &mut out_t,
+            View::new(&b, k, n).t(),
+            View::new(&a, m, k).t(),
+            false,
+        );
         for i in 0..m {
             for j in 0..n {
                 assert!((out_t[j * m + i] - expected[i * n + j]).abs() < 1e-5);
             }
         }
         matmul(&mut out, View::new(&a, m, k), View::new(&b, k, n), true);
-        out.iter().zip(&expected).for_each(|(x, y)| assert!((x - 2.0 * y).abs() < 1e-4));
+        out.iter()
+            .zip(&expected)
+            .for_each(|(x, y)| assert!((x - 2.0 * y).abs() < 1e-4));
     }
 }
 
@@ -123,21 +147,38 @@ mod shapes {
             ("conv2 dW", 64, 1960, 800, false, true),
             ("conv2 dcol", 800, 64, 1960, true, false),
             ("fc1 fwd", 10, 3136, 512, false, true),
+            ("fc1 fwd^T", 512, 3136, 10, false, true),
+            ("2nn l1 fwd", 10, 784, 200, false, true),
+            ("2nn l1 fwd^T", 200, 784, 10, false, true),
+            ("2nn l1 dW", 200, 10, 784, true, false),
+            ("2nn l2 dx", 10, 200, 784, false, false),
             ("fc1 dW", 512, 10, 3136, true, false),
             ("fc1 dx", 10, 512, 3136, false, false),
         ] {
             let a = vec![0.5f32; m * k];
             let b = vec![0.25f32; k * n];
             let mut out = vec![0.0f32; m * n];
-            let av = if ta { View::new(&a, k, m).t() } else { View::new(&a, m, k) };
-            let bv = if tb { View::new(&b, n, k).t() } else { View::new(&b, k, n) };
+            let av = if ta {
+                View::new(&a, k, m).t()
+            } else {
+                View::new(&a, m, k)
+            };
+            let bv = if tb {
+                View::new(&b, n, k).t()
+            } else {
+                View::new(&b, k, n)
+            };
             let reps = 200;
             let t = std::time::Instant::now();
             for _ in 0..reps {
                 matmul(&mut out, av, bv, false);
             }
             let s = t.elapsed().as_secs_f64() / reps as f64;
-            println!("{name:<12} {m}x{k}x{n}: {:.3} ms, {:.1} GFLOP/s", s * 1e3, 2.0 * (m * k * n) as f64 / s / 1e9);
+            println!(
+                "{name:<12} {m}x{k}x{n}: {:.3} ms, {:.1} GFLOP/s",
+                s * 1e3,
+                2.0 * (m * k * n) as f64 / s / 1e9
+            );
         }
     }
 }

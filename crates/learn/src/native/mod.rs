@@ -36,7 +36,14 @@ trait Net: Send + Sync {
 
     /// Writes the gradient of the batch's mean loss into `grad` (every entry, so it needs no
     /// zeroing); returns the summed loss.
-    fn loss_and_grad(&self, params: &[f32], x: &[f32], labels: &[u32], grad: &mut [f32], s: &mut Self::Scratch) -> f32;
+    fn loss_and_grad(
+        &self,
+        params: &[f32],
+        x: &[f32],
+        labels: &[u32],
+        grad: &mut [f32],
+        s: &mut Self::Scratch,
+    ) -> f32;
 }
 
 enum Arch {
@@ -59,17 +66,33 @@ impl NativeTrainer {
         let layout = reference.layout();
         let arch = match (kind, &data.features) {
             (ModelKind::LogReg | ModelKind::Mlp2nn, _) => Arch::Mlp(mlp::Mlp::new(layout)),
-            (ModelKind::Cnn, Features::Dense { image: Some(image), .. }) => Arch::Cnn(cnn::Cnn::new(layout, *image)),
-            _ => return Err(LearnError::Incompatible { model: kind.name(), data: data.kind() }),
+            (
+                ModelKind::Cnn,
+                Features::Dense {
+                    image: Some(image), ..
+                },
+            ) => Arch::Cnn(cnn::Cnn::new(layout, *image)),
+            _ => {
+                return Err(LearnError::Incompatible {
+                    model: kind.name(),
+                    data: data.kind(),
+                });
+            }
         };
-        Ok(Self { arch, optimizer, reference })
+        Ok(Self {
+            arch,
+            optimizer,
+            reference,
+        })
     }
 
     fn check(&self, params: &ParamSet) -> Result<(), LearnError> {
         if params.layout() == self.reference.layout() {
             Ok(())
         } else {
-            Err(LearnError::Params(harambee_params::ParamsError::LayoutMismatch))
+            Err(LearnError::Params(
+                harambee_params::ParamsError::LayoutMismatch,
+            ))
         }
     }
 }
@@ -83,10 +106,19 @@ impl Trainer for NativeTrainer {
         self.reference.init(seed)
     }
 
-    fn train(&self, global: &ParamSet, data: &Dataset, indices: &[usize], config: &FitConfig, seed: u64) -> Result<TrainOutcome, LearnError> {
+    fn train(
+        &self,
+        global: &ParamSet,
+        data: &Dataset,
+        indices: &[usize],
+        config: &FitConfig,
+        seed: u64,
+    ) -> Result<TrainOutcome, LearnError> {
         self.check(global)?;
         if indices.is_empty() {
-            return Err(LearnError::InvalidSetting("no local examples to train on".into()));
+            return Err(LearnError::InvalidSetting(
+                "no local examples to train on".into(),
+            ));
         }
         match &self.arch {
             Arch::Mlp(net) => train(net, self.optimizer, global, data, indices, config, seed),
@@ -94,7 +126,12 @@ impl Trainer for NativeTrainer {
         }
     }
 
-    fn evaluate(&self, params: &ParamSet, data: &Dataset, indices: Option<&[usize]>) -> Result<Evaluation, LearnError> {
+    fn evaluate(
+        &self,
+        params: &ParamSet,
+        data: &Dataset,
+        indices: Option<&[usize]>,
+    ) -> Result<Evaluation, LearnError> {
         self.check(params)?;
         let all: Vec<usize>;
         let indices = match indices {
@@ -195,22 +232,45 @@ fn evaluate<N: Net>(net: &N, params: &ParamSet, data: &Dataset, indices: &[usize
     }
     let correct: usize = per_class.iter().map(|c| c.0).sum();
     let n = indices.len().max(1) as f64;
-    Evaluation { loss: loss / n, accuracy: correct as f64 / n, examples: indices.len(), per_class }
+    Evaluation {
+        loss: loss / n,
+        accuracy: correct as f64 / n,
+        examples: indices.len(),
+        per_class,
+    }
 }
 
 /// Optimiser state over flat buffers.
 enum OptimizerState {
-    Sgd { momentum: f32, velocity: Vec<f32> },
-    AdamW { weight_decay: f32, m: Vec<f32>, v: Vec<f32>, t: i32 },
+    Sgd {
+        momentum: f32,
+        velocity: Vec<f32>,
+    },
+    AdamW {
+        weight_decay: f32,
+        m: Vec<f32>,
+        v: Vec<f32>,
+        t: i32,
+    },
 }
 
 impl OptimizerState {
     fn new(optimizer: Optimizer, len: usize) -> Self {
         match optimizer {
-            Optimizer::Sgd { momentum } => {
-                OptimizerState::Sgd { momentum, velocity: if momentum > 0.0 { vec![0.0; len] } else { Vec::new() } }
-            }
-            Optimizer::AdamW { weight_decay } => OptimizerState::AdamW { weight_decay, m: vec![0.0; len], v: vec![0.0; len], t: 0 },
+            Optimizer::Sgd { momentum } => OptimizerState::Sgd {
+                momentum,
+                velocity: if momentum > 0.0 {
+                    vec![0.0; len]
+                } else {
+                    Vec::new()
+                },
+            },
+            Optimizer::AdamW { weight_decay } => OptimizerState::AdamW {
+                weight_decay,
+                m: vec![0.0; len],
+                v: vec![0.0; len],
+                t: 0,
+            },
         }
     }
 
@@ -226,11 +286,21 @@ impl OptimizerState {
                     *w -= lr * *v;
                 }
             }
-            OptimizerState::AdamW { weight_decay, m, v, t } => {
+            OptimizerState::AdamW {
+                weight_decay,
+                m,
+                v,
+                t,
+            } => {
                 let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-5f32);
                 *t += 1;
                 let (c1, c2) = (1.0 - b1.powi(*t), 1.0 - b2.powi(*t));
-                for (((w, g), m), v) in params.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
+                for (((w, g), m), v) in params
+                    .iter_mut()
+                    .zip(grad)
+                    .zip(m.iter_mut())
+                    .zip(v.iter_mut())
+                {
                     *w -= lr * *weight_decay * *w;
                     *m = b1 * *m + (1.0 - b1) * g;
                     *v = b2 * *v + (1.0 - b2) * g * g;
@@ -251,7 +321,9 @@ pub fn trainer_for(
     force_burn: bool,
 ) -> Result<Box<dyn Trainer>, LearnError> {
     Ok(match kind {
-        ModelKind::LogReg | ModelKind::Mlp2nn | ModelKind::Cnn if !force_burn => Box::new(NativeTrainer::new(kind, data, optimizer)?),
+        ModelKind::LogReg | ModelKind::Mlp2nn | ModelKind::Cnn if !force_burn => {
+            Box::new(NativeTrainer::new(kind, data, optimizer)?)
+        }
         _ => Box::new(BurnTrainer::new(kind, data, optimizer, embedding_dim)?),
     })
 }
