@@ -156,21 +156,11 @@ impl BurnTrainer {
             model: kind.name(),
             data: data.kind(),
         };
-        let arch = match (&data.features, kind) {
-            (Features::Dense { dim, .. }, ModelKind::LogReg) => Arch::Mlp(vec![*dim, classes]),
-            (Features::Dense { dim, .. }, ModelKind::Mlp2nn) => {
-                Arch::Mlp(vec![*dim, 200, 200, classes])
-            }
-            (
-                Features::Dense {
-                    image: Some(image), ..
-                },
-                ModelKind::Cnn,
-            ) => Arch::Cnn {
-                image: *image,
-                classes,
-            },
-            (Features::Tokens { vocab, .. }, ModelKind::LangId) => Arch::LangId {
+        let arch = match (kind, data.input_dim(), data.image_shape(), &data.features) {
+            (ModelKind::LogReg, Some(dim), _, _) => Arch::Mlp(vec![dim, classes]),
+            (ModelKind::Mlp2nn, Some(dim), _, _) => Arch::Mlp(vec![dim, 200, 200, classes]),
+            (ModelKind::Cnn, _, Some(image), _) => Arch::Cnn { image, classes },
+            (ModelKind::LangId, _, _, Features::Tokens { vocab, .. }) => Arch::LangId {
                 vocab: *vocab,
                 dim: embedding_dim,
                 classes,
@@ -363,20 +353,20 @@ fn batch(data: &Dataset, indices: &[usize], device: &Device) -> (Input, Tensor<1
     let labels: Vec<i64> = indices.iter().map(|&i| i64::from(data.labels[i])).collect();
     let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), device);
     let input = match &data.features {
-        Features::Dense { dim, image, .. } => {
-            let mut values = Vec::with_capacity(n * dim);
+        Features::Dense { .. } | Features::Pixels { .. } => {
+            let mut values = Vec::with_capacity(n * data.input_dim().unwrap_or(0));
             for &i in indices {
-                values.extend_from_slice(data.dense_row(i));
+                data.push_row(i, &mut values);
             }
-            match image {
+            match data.image_shape() {
                 Some((h, w)) => Input::Image(Tensor::from_data(
-                    TensorData::new(values, [n, 1, *h, *w]),
+                    TensorData::new(values, [n, 1, h, w]),
                     device,
                 )),
-                None => Input::Dense(Tensor::from_data(
-                    TensorData::new(values, [n, *dim]),
-                    device,
-                )),
+                None => {
+                    let dim = data.input_dim().unwrap_or(0);
+                    Input::Dense(Tensor::from_data(TensorData::new(values, [n, dim]), device))
+                }
             }
         }
         Features::Tokens { .. } => {

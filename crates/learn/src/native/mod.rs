@@ -20,7 +20,7 @@ use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
 
 use crate::trainer::{Evaluation, Optimizer, TrainOutcome, Trainer};
-use crate::{BurnTrainer, Dataset, Features, LearnError, ModelKind};
+use crate::{BurnTrainer, Dataset, LearnError, ModelKind};
 
 /// Examples per forward pass when evaluating; batches run in parallel.
 const EVAL_BATCH: usize = 250;
@@ -64,14 +64,9 @@ impl NativeTrainer {
     pub fn new(kind: ModelKind, data: &Dataset, optimizer: Optimizer) -> Result<Self, LearnError> {
         let reference = BurnTrainer::new(kind, data, optimizer, 0)?;
         let layout = reference.layout();
-        let arch = match (kind, &data.features) {
+        let arch = match (kind, data.image_shape()) {
             (ModelKind::LogReg | ModelKind::Mlp2nn, _) => Arch::Mlp(mlp::Mlp::new(layout)),
-            (
-                ModelKind::Cnn,
-                Features::Dense {
-                    image: Some(image), ..
-                },
-            ) => Arch::Cnn(cnn::Cnn::new(layout, *image)),
+            (ModelKind::Cnn, Some(image)) => Arch::Cnn(cnn::Cnn::new(layout, image)),
             _ => {
                 return Err(LearnError::Incompatible {
                     model: kind.name(),
@@ -152,7 +147,7 @@ fn gather(data: &Dataset, indices: &[usize], x: &mut Vec<f32>, labels: &mut Vec<
     x.clear();
     labels.clear();
     for &i in indices {
-        x.extend_from_slice(data.dense_row(i));
+        data.push_row(i, x);
         labels.push(data.labels[i]);
     }
 }
