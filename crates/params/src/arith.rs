@@ -4,8 +4,8 @@ use crate::{ParamSet, ParamsError};
 
 /// Values per block: 16 KiB of output stays in L1 while every input streams through it once.
 const BLOCK: usize = 4096;
-/// Below this many values, threads cost more than they save.
-const PARALLEL_THRESHOLD: usize = 1 << 18;
+/// Below this much work (values × inputs), threads cost more than they save.
+const PARALLEL_WORK: usize = 1 << 20;
 
 /// `out = Σ wᵢ·xᵢ` over equally long slices, reading each input exactly once.
 ///
@@ -31,7 +31,7 @@ pub fn weighted_sum_into(out: &mut [f32], inputs: &[(&[f32], f32)]) {
             }
         }
     };
-    if out.len() >= PARALLEL_THRESHOLD {
+    if out.len() * inputs.len().max(1) >= PARALLEL_WORK && out.len() >= 2 * BLOCK {
         out.par_chunks_mut(BLOCK).enumerate().for_each(block);
     } else {
         out.chunks_mut(BLOCK).enumerate().for_each(block);
