@@ -16,6 +16,11 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let process_start = Instant::now();
+    // Diagnostics go to stderr, off unless RUST_LOG asks (e.g. RUST_LOG=harambee_sim=debug).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Simulate(args) => simulate::run(args, process_start),

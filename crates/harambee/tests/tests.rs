@@ -181,3 +181,42 @@ fn the_demo_trains_languages_and_reports_each() {
     }
     assert!(dir.path().join("model.safetensors").is_file());
 }
+
+#[test]
+fn bench_runs_and_reports_each_target_beside_a_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = harambee(&[
+        "bench",
+        "--data-dir",
+        "data/mnist",
+        "--rounds",
+        "1",
+        "--skip-cnn",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    for needle in [
+        "aggregation",
+        "2NN round",
+        "start-up",
+        "peak memory",
+        "ratio",
+    ] {
+        assert!(
+            text(&out).contains(needle),
+            "missing {needle}: {}",
+            text(&out)
+        );
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    let names: Vec<&str> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(names, ["aggregation_gbs", "2nn_round_s"]);
+}

@@ -157,13 +157,16 @@ impl Simulation {
                             digest,
                         }
                     }
-                    Err(reason) => Event::Failed {
-                        round: open.round,
-                        failure: Failure {
-                            participant,
-                            reason,
-                        },
-                    },
+                    Err(reason) => {
+                        tracing::warn!(%participant, ?reason, "participant failed");
+                        Event::Failed {
+                            round: open.round,
+                            failure: Failure {
+                                participant,
+                                reason,
+                            },
+                        }
+                    }
                 };
                 if self.core.handle_event(now, event) == EventOutcome::Accepted {
                     accepted += 1;
@@ -208,6 +211,13 @@ impl Simulation {
                 participants: accepted,
             };
             round_seconds.push(record.wall_s);
+            tracing::debug!(
+                round = record.round,
+                accuracy = ?record.accuracy,
+                participants = record.participants,
+                wall_s = record.wall_s,
+                "round closed"
+            );
             observer.round_closed(&record);
             if evaluation.is_some() {
                 last_eval = evaluation;
