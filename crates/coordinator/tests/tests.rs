@@ -341,3 +341,95 @@ fn a_resumed_coordinator_continues_from_the_recorded_round() {
     assert_eq!(open.round, 5);
     assert_eq!(open.base, model(3.0).digest());
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One input a hostile or unlucky world may send.
+    #[derive(Debug, Clone)]
+    enum Input {
+        Honest(u64),
+        WrongRound(u64, u64),
+        NonFinite(u64),
+        Replay(u64),
+        Leave(u64),
+        Enrol(u64),
+        Fail(u64),
+        Timeout(u64),
+    }
+
+    fn input() -> impl Strategy<Value = Input> {
+        prop_oneof![
+            4 => (1u64..8).prop_map(Input::Honest),
+            1 => (1u64..8, 0u64..6).prop_map(|(p, r)| Input::WrongRound(p, r)),
+            1 => (1u64..8).prop_map(Input::NonFinite),
+            1 => (1u64..8).prop_map(Input::Replay),
+            1 => (1u64..8).prop_map(Input::Leave),
+            1 => (1u64..10).prop_map(Input::Enrol),
+            1 => (1u64..8).prop_map(Input::Fail),
+            1 => (0u64..3000).prop_map(Input::Timeout),
+        ]
+    }
+
+    proptest! {
+        /// Whatever arrives, in whatever order: nothing panics, every closed round was
+        /// aggregated from distinct selected participants with finite values, rounds close in
+        /// order, and a refused input never changes what the round produces.
+        #[test]
+        fn any_sequence_of_inputs_keeps_the_invariants(inputs in prop::collection::vec(input(), 0..80)) {
+            let mut h = Harness::new(6, 0.5, CoordinatorConfig { rounds: 4, quorum: 2, ..config(4, 2) });
+            for i in inputs {
+                let Some(open) = h.opened.last().cloned() else { break };
+                if h.finished.is_some() {
+                    break;
+                }
+                let p = |id| ParticipantId(id);
+                let outcome = match i {
+                    Input::Honest(id) => h.core.handle_event(h.now, Event::Result { round: open.round, digest: train(&open, p(id)).params.digest(), result: train(&open, p(id)) }),
+                    Input::WrongRound(id, r) => {
+                        let round = if r == open.round { r + 1 } else { r };
+                        let result = train(&open, p(id));
+                        let out = h.core.handle_event(h.now, Event::Result { round, digest: result.params.digest(), result });
+                        prop_assert!(matches!(out, EventOutcome::Refused(_)), "{out:?}");
+                        out
+                    }
+                    Input::NonFinite(id) => {
+                        let mut result = train(&open, p(id));
+                        result.params.values_mut()[0] = f32::NAN;
+                        let out = h.core.handle_event(h.now, Event::Result { round: open.round, digest: result.params.digest(), result });
+                        prop_assert!(matches!(out, EventOutcome::Refused(_)), "{out:?}");
+                        out
+                    }
+                    Input::Replay(id) => {
+                        let result = train(&open, p(id));
+                        let digest = result.params.digest();
+                        let _ = h.core.handle_event(h.now, Event::Result { round: open.round, result: result.clone(), digest });
+                        h.drain();
+                        h.core.handle_event(h.now, Event::Result { round: open.round, result, digest })
+                    }
+                    Input::Leave(id) => h.core.handle_event(h.now, Event::Leave(p(id))),
+                    Input::Enrol(id) => h.core.handle_event(h.now, Event::Enrol(p(id))),
+                    Input::Fail(id) => h.core.handle_event(h.now, Event::Failed { round: open.round, failure: Failure { participant: p(id), reason: FailureReason::Dropped } }),
+                    Input::Timeout(dt) => {
+                        h.advance_to(h.now.after_ms(dt));
+                        EventOutcome::Closed
+                    }
+                };
+                let _ = outcome;
+                h.drain();
+            }
+            for (i, s) in h.closed.iter().enumerate() {
+                let mut who: Vec<_> = s.contributions.iter().map(|c| c.0).collect();
+                let n = who.len();
+                who.dedup();
+                prop_assert_eq!(who.len(), n, "a participant counted twice");
+                prop_assert!(s.global.check_finite().is_ok());
+                prop_assert!(n >= 2 || matches!(s.outcome, RoundOutcome::Kept { .. }), "closed below quorum");
+                if i > 0 {
+                    prop_assert_eq!(s.round, h.closed[i - 1].round + 1);
+                }
+            }
+        }
+    }
+}
