@@ -18,7 +18,7 @@
 //! let parts = Partition::Iid.split(&split.train, 10, 42).unwrap();
 //! let global = trainer.init(42);
 //! let out = trainer.train(&global, &split.train, &parts[0], &FitConfig::default(), 1).unwrap();
-//! let eval = trainer.evaluate(&out.params, &split.test, None).unwrap();
+//! let eval = trainer.evaluate_all(&out.params, &split.test).unwrap();
 //! println!("accuracy {:.3}", eval.accuracy);
 //! ```
 

@@ -84,13 +84,19 @@ pub trait Trainer: Send + Sync {
         seed: u64,
     ) -> Result<TrainOutcome, LearnError>;
 
-    /// Evaluates `params` on `indices` of `data` (all examples when `None`).
+    /// Evaluates `params` on the examples `indices` of `data`.
     fn evaluate(
         &self,
         params: &ParamSet,
         data: &Dataset,
-        indices: Option<&[usize]>,
+        indices: &[usize],
     ) -> Result<Evaluation, LearnError>;
+
+    /// Evaluates `params` on every example of `data`.
+    fn evaluate_all(&self, params: &ParamSet, data: &Dataset) -> Result<Evaluation, LearnError> {
+        let all: Vec<usize> = (0..data.len()).collect();
+        self.evaluate(params, data, &all)
+    }
 }
 
 /// The architecture with the sizes it was built for.
@@ -182,16 +188,6 @@ impl BurnTrainer {
     /// The model trained.
     pub fn kind(&self) -> ModelKind {
         self.kind
-    }
-
-    fn check(&self, params: &ParamSet) -> Result<(), LearnError> {
-        if params.layout() == &self.layout {
-            Ok(())
-        } else {
-            Err(LearnError::Params(
-                harambee_params::ParamsError::LayoutMismatch,
-            ))
-        }
     }
 
     fn train_net<N: Net>(
@@ -316,7 +312,7 @@ impl Trainer for BurnTrainer {
         config: &FitConfig,
         seed: u64,
     ) -> Result<TrainOutcome, LearnError> {
-        self.check(global)?;
+        check_layout(&self.layout, global)?;
         if indices.is_empty() {
             return Err(LearnError::InvalidSetting(
                 "no local examples to train on".into(),
@@ -331,19 +327,22 @@ impl Trainer for BurnTrainer {
         &self,
         params: &ParamSet,
         data: &Dataset,
-        indices: Option<&[usize]>,
+        indices: &[usize],
     ) -> Result<Evaluation, LearnError> {
-        self.check(params)?;
-        let all: Vec<usize>;
-        let indices = match indices {
-            Some(i) => i,
-            None => {
-                all = (0..data.len()).collect();
-                &all
-            }
-        };
+        check_layout(&self.layout, params)?;
         Ok(with_net!(self, &self.device, |net| self
             .evaluate_net(net, params, data, indices)))
+    }
+}
+
+/// Refuses parameters whose names or shapes are not the model's.
+pub(crate) fn check_layout(layout: &Layout, params: &ParamSet) -> Result<(), LearnError> {
+    if params.layout() == layout {
+        Ok(())
+    } else {
+        Err(LearnError::Params(
+            harambee_params::ParamsError::LayoutMismatch,
+        ))
     }
 }
 

@@ -88,7 +88,7 @@ mod models {
         let t =
             BurnTrainer::new(ModelKind::Mlp2nn, &mnist().train, Optimizer::default(), 0).unwrap();
         let global = t.init(1);
-        let before = t.evaluate(&global, &mnist().test, None).unwrap();
+        let before = t.evaluate_all(&global, &mnist().test).unwrap();
         let indices: Vec<usize> = (0..3000).collect();
         let config = FitConfig {
             epochs: 1,
@@ -99,7 +99,7 @@ mod models {
         let out = t
             .train(&global, &mnist().train, &indices, &config, 7)
             .unwrap();
-        let after = t.evaluate(&out.params, &mnist().test, None).unwrap();
+        let after = t.evaluate_all(&out.params, &mnist().test).unwrap();
         assert!(
             before.accuracy < 0.3,
             "untrained accuracy {}",
@@ -162,7 +162,7 @@ mod models {
             .train(&global, &mnist().train, &indices, &config, 1)
             .unwrap();
         let test: Vec<usize> = (0..200).collect();
-        let eval = t.evaluate(&out.params, &mnist().test, Some(&test)).unwrap();
+        let eval = t.evaluate(&out.params, &mnist().test, &test).unwrap();
         assert!(eval.accuracy > 0.4, "accuracy {}", eval.accuracy);
     }
 
@@ -174,7 +174,7 @@ mod models {
         let t =
             BurnTrainer::new(ModelKind::LogReg, &mnist().train, Optimizer::default(), 0).unwrap();
         let wrong = harambee_params::ParamSet::from_tensors([("x", vec![1], vec![0.0])]).unwrap();
-        assert!(t.evaluate(&wrong, &mnist().test, None).is_err());
+        assert!(t.evaluate_all(&wrong, &mnist().test).is_err());
         assert!(
             t.train(&wrong, &mnist().train, &[0], &FitConfig::default(), 0)
                 .is_err()
@@ -224,12 +224,8 @@ mod engines {
             b.mean_loss
         );
         let test: Vec<usize> = (0..300).collect();
-        let ea = burn
-            .evaluate(&a.params, &mnist().test, Some(&test))
-            .unwrap();
-        let eb = native
-            .evaluate(&a.params, &mnist().test, Some(&test))
-            .unwrap();
+        let ea = burn.evaluate(&a.params, &mnist().test, &test).unwrap();
+        let eb = native.evaluate(&a.params, &mnist().test, &test).unwrap();
         assert_eq!(ea.per_class, eb.per_class, "{kind}: evaluations differ");
         assert!((ea.loss - eb.loss).abs() < 1e-4);
     }
@@ -308,7 +304,7 @@ mod text {
         let out = t
             .train(&global, &split.train, &indices, &config, 1)
             .unwrap();
-        let eval = t.evaluate(&out.params, &split.test, None).unwrap();
+        let eval = t.evaluate_all(&out.params, &split.test).unwrap();
         assert!(
             eval.accuracy > 0.8,
             "accuracy {} over {} languages",

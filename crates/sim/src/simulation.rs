@@ -182,7 +182,7 @@ impl Simulation {
             let evaluation = if evaluate {
                 Some(
                     self.trainer
-                        .evaluate(self.core.global(), &self.workload.split.test, None)?,
+                        .evaluate_all(self.core.global(), &self.workload.split.test)?,
                 )
             } else {
                 None
@@ -347,9 +347,9 @@ impl Simulation {
                     &fit,
                     participant_seed(self.config.seed, 0, p.0),
                 )?;
-                let evaluation =
-                    self.trainer
-                        .evaluate(&out.params, &self.workload.split.test, None)?;
+                let evaluation = self
+                    .trainer
+                    .evaluate_all(&out.params, &self.workload.split.test)?;
                 let mut classes: Vec<String> = indices
                     .iter()
                     .map(|&i| train.class_names[train.labels[i] as usize].clone())

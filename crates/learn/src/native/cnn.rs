@@ -50,7 +50,6 @@ impl Cnn {
 /// Buffers reused across steps, so a step allocates nothing once warm.
 #[derive(Default)]
 pub(super) struct Scratch {
-    x: Vec<f32>,
     col1: Vec<f32>,
     r1: Vec<f32>,
     p1: Vec<f32>,
@@ -200,9 +199,7 @@ impl Cnn {
         let (h, w) = (self.height, self.width);
         let (c1, c2) = self.channels;
         // Input [B, 1, H, W] is already [1, B, H, W] (one channel).
-        s.x.clear();
-        s.x.extend_from_slice(x);
-        im2col(&mut s.col1, &s.x, 1, batch, h, w);
+        im2col(&mut s.col1, x, 1, batch, h, w);
         conv(
             &mut s.r1,
             &s.col1,

@@ -19,7 +19,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
 
-use crate::trainer::{Evaluation, Optimizer, TrainOutcome, Trainer};
+use crate::trainer::{Evaluation, Optimizer, TrainOutcome, Trainer, check_layout};
 use crate::{BurnTrainer, Dataset, LearnError, ModelKind};
 
 /// Examples per forward pass when evaluating; batches run in parallel.
@@ -80,16 +80,6 @@ impl NativeTrainer {
             reference,
         })
     }
-
-    fn check(&self, params: &ParamSet) -> Result<(), LearnError> {
-        if params.layout() == self.reference.layout() {
-            Ok(())
-        } else {
-            Err(LearnError::Params(
-                harambee_params::ParamsError::LayoutMismatch,
-            ))
-        }
-    }
 }
 
 impl Trainer for NativeTrainer {
@@ -109,7 +99,7 @@ impl Trainer for NativeTrainer {
         config: &FitConfig,
         seed: u64,
     ) -> Result<TrainOutcome, LearnError> {
-        self.check(global)?;
+        check_layout(self.layout(), global)?;
         if indices.is_empty() {
             return Err(LearnError::InvalidSetting(
                 "no local examples to train on".into(),
@@ -125,17 +115,9 @@ impl Trainer for NativeTrainer {
         &self,
         params: &ParamSet,
         data: &Dataset,
-        indices: Option<&[usize]>,
+        indices: &[usize],
     ) -> Result<Evaluation, LearnError> {
-        self.check(params)?;
-        let all: Vec<usize>;
-        let indices = match indices {
-            Some(i) => i,
-            None => {
-                all = (0..data.len()).collect();
-                &all
-            }
-        };
+        check_layout(self.layout(), params)?;
         Ok(match &self.arch {
             Arch::Mlp(net) => evaluate(net, params, data, indices),
             Arch::Cnn(net) => evaluate(net, params, data, indices),
