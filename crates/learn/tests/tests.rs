@@ -313,6 +313,17 @@ mod text {
         );
     }
 
+    proptest! {
+        /// Corpus files come from disk: any text yields sentences, never a panic.
+        #[test]
+        fn sentence_extraction_never_panics(text in ".{0,200}", wrapped in prop::bool::ANY) {
+            let html = if wrapped { format!("<p>{text}</p>") } else { text };
+            for s in extract_sentences(&html) {
+                prop_assert!(!s.is_empty());
+            }
+        }
+    }
+
     #[test]
     fn unknown_language_is_a_clear_error() {
         let err = load_corpus(&repo_data("udhr"), Some(&["xx_nope".to_string()])).unwrap_err();

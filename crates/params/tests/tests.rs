@@ -185,6 +185,26 @@ mod files_and_digests {
         assert_eq!(p, r);
     }
 
+    proptest! {
+        /// Model files may be hostile: reading arbitrary bytes gives a value or an error.
+        #[test]
+        fn safetensors_reader_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..256), header in 0u64..200) {
+            let mut framed = header.to_le_bytes().to_vec();
+            framed.extend_from_slice(&bytes);
+            for input in [&bytes[..], &framed[..]] {
+                if let Ok(p) = ParamSet::from_safetensors(input) {
+                    prop_assert_eq!(ParamSet::from_safetensors(&p.to_safetensors().unwrap()).unwrap(), p);
+                }
+            }
+        }
+
+        #[test]
+        fn safetensors_round_trips_any_values(v in values()) {
+            let p = set(v);
+            prop_assert_eq!(ParamSet::from_safetensors(&p.to_safetensors().unwrap()).unwrap(), p);
+        }
+    }
+
     #[test]
     fn safetensors_garbage_is_an_error() {
         assert!(ParamSet::from_safetensors(b"not a safetensors file").is_err());
