@@ -22,6 +22,19 @@ pub(crate) enum Command {
     Demo(DemoArgs),
     /// Measure the performance targets against baselines measured in the same run.
     Bench(BenchArgs),
+    /// Create a member's ed25519 key (PKCS#8 PEM, owner-only) and print its public key.
+    Keygen(KeygenArgs),
+}
+
+/// `harambee keygen`.
+#[derive(Debug, Args)]
+pub(crate) struct KeygenArgs {
+    /// Where to write the new private key (never overwritten).
+    #[arg(long, conflicts_with = "show")]
+    pub(crate) out: Option<PathBuf>,
+    /// Print the public key of an existing key file instead.
+    #[arg(long)]
+    pub(crate) show: Option<PathBuf>,
 }
 
 /// `harambee simulate`: every flag can also come from `--config FILE` (TOML, same names with

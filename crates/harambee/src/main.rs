@@ -1,11 +1,12 @@
 //! `harambee`: one binary for every role in a federation. Today: `simulate` (many virtual
 //! participants on one machine), `demo` (a small language-identification federation with a
-//! per-language report) and `bench` (the performance targets against baselines measured in
-//! the same run).
+//! per-language report), `bench` (the performance targets against baselines measured in
+//! the same run) and `keygen` (a member's signing key).
 
 mod bench;
 mod cli;
 mod demo;
+mod keygen;
 mod progress;
 mod simulate;
 
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
         cli::Command::Simulate(args) => simulate::run(args, process_start),
         cli::Command::Demo(args) => demo::run(args, process_start),
         cli::Command::Bench(args) => bench::run(args),
+        cli::Command::Keygen(args) => keygen::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

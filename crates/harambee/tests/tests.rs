@@ -220,3 +220,24 @@ fn bench_runs_and_reports_each_target_beside_a_baseline() {
         .collect();
     assert_eq!(names, ["aggregation_gbs", "2nn_round_s"]);
 }
+
+#[test]
+fn keygen_writes_a_key_once_and_shows_its_public_half() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("member.pem");
+    let key = key.to_str().unwrap();
+    let made = harambee(&["keygen", "--out", key]);
+    assert!(made.status.success(), "{}", text(&made));
+    let public = String::from_utf8_lossy(&made.stdout).trim().to_string();
+    assert_eq!(public.len(), 64);
+    let shown = harambee(&["keygen", "--show", key]);
+    assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), public);
+    let again = harambee(&["keygen", "--out", key]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again).contains("never overwritten"),
+        "{}",
+        text(&again)
+    );
+    assert!(!harambee(&["keygen"]).status.success());
+}

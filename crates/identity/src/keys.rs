@@ -1,0 +1,134 @@
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::str::FromStr;
+
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::LineEnding};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+
+use crate::{IdentityError, SignedUpdate, UpdateStatement};
+
+/// A member's signing key.
+pub struct Identity {
+    key: SigningKey,
+}
+
+impl Identity {
+    /// A fresh key from the operating system's randomness.
+    pub fn generate() -> Result<Self, IdentityError> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| IdentityError::NoRandomness(e.to_string()))?;
+        Ok(Self {
+            key: SigningKey::from_bytes(&seed),
+        })
+    }
+
+    /// Writes the key as PKCS#8 PEM to a new file readable only by its owner.
+    pub fn save(&self, path: &Path) -> Result<(), IdentityError> {
+        let io = |source| IdentityError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let pem = self
+            .key
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| IdentityError::BadKeyFile {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                IdentityError::Exists(path.to_path_buf())
+            } else {
+                io(e)
+            }
+        })?;
+        file.write_all(pem.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(io)
+    }
+
+    /// Reads a key written by [`save`](Self::save) (or by `openssl genpkey -algorithm ed25519`).
+    pub fn load(path: &Path) -> Result<Self, IdentityError> {
+        let text = std::fs::read_to_string(path).map_err(|source| IdentityError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let key = SigningKey::from_pkcs8_pem(&text).map_err(|e| IdentityError::BadKeyFile {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self { key })
+    }
+
+    /// The public half, by which the federation knows this member.
+    pub fn public(&self) -> PublicKey {
+        PublicKey(self.key.verifying_key())
+    }
+
+    /// Signs an update statement.
+    pub fn sign(&self, statement: UpdateStatement) -> SignedUpdate {
+        let signature = self.key.sign(&statement.to_bytes()).to_bytes();
+        SignedUpdate {
+            statement,
+            signer: self.public(),
+            signature,
+        }
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the secret.
+        write!(f, "Identity({})", self.public())
+    }
+}
+
+/// A member's public key; written as 64 lower-case hex characters.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PublicKey(pub(crate) VerifyingKey);
+
+impl PublicKey {
+    /// The 32 key bytes.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    /// Parses 32 key bytes, refusing those that are not a valid point.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, IdentityError> {
+        VerifyingKey::from_bytes(bytes)
+            .map(PublicKey)
+            .map_err(|_| IdentityError::BadPublicKey(hex::encode(bytes)))
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.to_bytes()))
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({self})")
+    }
+}
+
+impl FromStr for PublicKey {
+    type Err = IdentityError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(s.trim(), &mut bytes)
+            .map_err(|_| IdentityError::BadPublicKey(s.to_string()))?;
+        Self::from_bytes(&bytes)
+    }
+}
