@@ -98,6 +98,12 @@ pub(crate) struct SimulateArgs {
     /// Train with burn even for the hand-written models (logreg, 2nn, cnn).
     #[arg(long)]
     pub(crate) burn_only: bool,
+    /// Probability that a selected participant vanishes before reporting.
+    #[arg(long)]
+    pub(crate) dropout: Option<f64>,
+    /// Results needed to close a round at its deadline (default 1).
+    #[arg(long)]
+    pub(crate) quorum: Option<usize>,
 }
 
 /// `harambee demo`.

@@ -49,6 +49,8 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
         embedding_dim: 32,
         languages: Vec::new(),
         burn_only: false,
+        dropout: 0.0,
+        quorum: 1,
     };
     println!(
         "Harambee demo: {} language communities train one language identifier over {} languages ({} African, {} Indian).",

@@ -55,8 +55,13 @@ impl Observer for RoundProgress<'_> {
         let accuracy = r
             .accuracy
             .map_or_else(|| "  -   ".to_string(), |a| format!("{:.4}", a));
+        let dropped = if r.dropped > 0 {
+            format!(" ({} dropped, {} retries)", r.dropped, r.retries)
+        } else {
+            String::new()
+        };
         eprintln!(
-            "round {:>4}/{}  accuracy {accuracy}  train loss {:.4}  {} participants  {:.3}s (train {:.3}s, aggregate {:.4}s, eval {:.3}s)",
+            "round {:>4}/{}  accuracy {accuracy}  train loss {:.4}  {} participants{dropped}  {:.3}s (train {:.3}s, aggregate {:.4}s, eval {:.3}s)",
             r.round,
             self.rounds,
             r.train_loss,

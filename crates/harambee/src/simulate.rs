@@ -172,6 +172,8 @@ fn config_from(args: SimulateArgs) -> Result<SimConfig> {
     set!(rounds);
     set!(seed);
     set!(eval_every);
+    set!(dropout);
+    set!(quorum);
     if let Some(v) = args.optimizer.as_deref() {
         c.optimizer = parse_optimizer(v)?;
     }

@@ -94,6 +94,11 @@ pub struct SimConfig {
     pub languages: Vec<String>,
     /// Train with burn even where a hand-written model exists (to cross-check engines).
     pub burn_only: bool,
+    /// Probability that a selected participant vanishes before reporting (drawn from the
+    /// seed, per round and participant). The round then closes at its deadline.
+    pub dropout: f64,
+    /// Results needed to close a round at its deadline; below it the round is opened again.
+    pub quorum: usize,
 }
 
 impl Default for SimConfig {
@@ -118,6 +123,8 @@ impl Default for SimConfig {
             embedding_dim: 32,
             languages: Vec::new(),
             burn_only: false,
+            dropout: 0.0,
+            quorum: 1,
         }
     }
 }
@@ -143,6 +150,9 @@ impl SimConfig {
         }
         if self.rounds == 0 {
             return bad("--rounds must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(format!("--dropout {} must be in [0, 1)", self.dropout));
         }
         if let Some(t) = self.target_accuracy
             && !(0.0..=1.0).contains(&t)

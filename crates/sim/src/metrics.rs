@@ -31,6 +31,10 @@ pub struct RoundRecord {
     pub bytes_down: u64,
     /// Participants whose results were aggregated.
     pub participants: usize,
+    /// Selected participants that vanished (with `--dropout`), over all attempts at the round.
+    pub dropped: usize,
+    /// Times the round was opened again for lack of a quorum.
+    pub retries: u32,
 }
 
 /// The outcome of a simulation.

@@ -91,9 +91,10 @@ impl Simulation {
             seed: config.seed,
             rounds: config.rounds,
             min_participants: config.clients,
-            quorum: 1,
-            round_timeout_ms: u64::MAX / 4,
-            max_round_retries: 0,
+            quorum: config.quorum.max(1),
+            // Virtual time: the deadline only orders events, it is never waited for.
+            round_timeout_ms: 60_000,
+            max_round_retries: 10,
         };
         let core = Coordinator::new(core_config, strategy, trainer.init(config.seed));
         Ok(Self {
@@ -124,7 +125,7 @@ impl Simulation {
 
     /// Runs rounds until the configured number, or the target accuracy, is reached.
     pub fn run(&mut self, observer: &mut dyn Observer) -> Result<Summary, SimError> {
-        let now = Tick(0);
+        let mut now = Tick(0);
         for p in 0..self.participants.len() {
             let _ = self
                 .core
@@ -135,14 +136,20 @@ impl Simulation {
         let (mut final_accuracy, mut best_accuracy) = (0.0f64, 0.0f64);
         let mut last_eval: Option<Evaluation> = None;
         let mut round_seconds = Vec::new();
-        let mut next = self.next_open_round()?;
+        let mut next = self.next_open_round()?.0;
+        let (mut dropped, mut retries) = (0usize, 0u32);
+        let mut round_start = Instant::now();
         while let Some(open) = next.take() {
-            let round_start = Instant::now();
+            if open.attempt == 0 {
+                round_start = Instant::now();
+                (dropped, retries) = (0, 0);
+            }
             self.startup_s
                 .get_or_insert_with(|| self.created.elapsed().as_secs_f64());
             observer.round_opened(open.round, open.participants.len());
             let outcomes = self.train_round(&open, observer);
             let train_s = round_start.elapsed().as_secs_f64();
+            dropped += open.participants.len() - outcomes.len();
 
             let aggregate_start = Instant::now();
             let mut accepted = 0usize;
@@ -172,8 +179,18 @@ impl Simulation {
                     accepted += 1;
                 }
             }
+            if self.core.open_round() == Some(open.round) && dropped > 0 {
+                // Some never answered: let the deadline pass in virtual time.
+                now = open.deadline;
+                self.core.handle_timeout(now);
+            }
             let aggregate_s = aggregate_start.elapsed().as_secs_f64();
-            next = self.next_open_round()?;
+            let closed;
+            (next, closed) = self.next_open_round()?;
+            if !closed {
+                retries += 1;
+                continue;
+            }
             rounds = open.round;
 
             let last_round = open.round >= self.config.rounds;
@@ -209,6 +226,8 @@ impl Simulation {
                 bytes_up: accepted as u64 * model_bytes,
                 bytes_down: open.participants.len() as u64 * model_bytes,
                 participants: accepted,
+                dropped,
+                retries,
             };
             round_seconds.push(record.wall_s);
             tracing::debug!(
@@ -260,12 +279,18 @@ impl Simulation {
         open: &OpenRound,
         observer: &mut dyn Observer,
     ) -> Vec<(ParticipantId, Trained)> {
+        // Participants that vanish this attempt never train and never answer.
+        let present: Vec<ParticipantId> = open
+            .participants
+            .iter()
+            .copied()
+            .filter(|p| !self.drops_out(open, *p))
+            .collect();
         let (tx, rx) = std::sync::mpsc::channel();
-        let mut outcomes = Vec::with_capacity(open.participants.len());
+        let mut outcomes = Vec::with_capacity(present.len());
         rayon::in_place_scope(|scope| {
             scope.spawn(|_| {
-                let results: Vec<_> = open
-                    .participants
+                let results: Vec<_> = present
                     .par_iter()
                     .map_with(tx, |tx, &p| {
                         let out = self.train_one(open, p);
@@ -281,6 +306,20 @@ impl Simulation {
             }
         });
         outcomes
+    }
+
+    /// Whether `p` vanishes in this attempt: a draw from the seed, so runs repeat exactly.
+    fn drops_out(&self, open: &OpenRound, p: ParticipantId) -> bool {
+        if self.config.dropout <= 0.0 {
+            return false;
+        }
+        let draw = participant_seed(
+            self.config.seed ^ 0xD0D0,
+            open.round * 64 + u64::from(open.attempt),
+            p.0,
+        );
+        let uniform = (draw >> 11) as f64 / (1u64 << 53) as f64;
+        uniform < self.config.dropout
     }
 
     /// Trains one participant and hashes its result on the same worker thread.
@@ -308,17 +347,20 @@ impl Simulation {
             .map_err(|e| FailureReason::Refused(e.to_string()))
     }
 
-    /// Drains the core's actions: the next round to run, if one opened.
-    fn next_open_round(&mut self) -> Result<Option<OpenRound>, SimError> {
-        let mut next = None;
+    /// Drains the core's actions: the next round (or attempt) to run, if one opened, and
+    /// whether a round closed.
+    fn next_open_round(&mut self) -> Result<(Option<OpenRound>, bool), SimError> {
+        let (mut next, mut closed) = (None, false);
         while let Some(action) = self.core.poll_action() {
-            if let Action::OpenRound(open) = action {
-                next = Some(open);
+            match action {
+                Action::OpenRound(open) => next = Some(open),
+                Action::CloseRound(_) => closed = true,
+                Action::RoundRetried { .. } | Action::Finished { .. } => {}
             }
         }
         match self.core.error() {
             Some(e) => Err(SimError::Core(e.clone())),
-            None => Ok(next),
+            None => Ok((next, closed)),
         }
     }
 

@@ -228,3 +228,49 @@ fn invalid_settings_are_clear_errors() {
     };
     assert!(Workload::load(&missing).is_err());
 }
+
+#[test]
+fn dropouts_close_rounds_at_the_deadline_with_the_quorum_and_repeat_exactly() {
+    let config = SimConfig {
+        model: ModelKind::LogReg,
+        clients: 20,
+        fraction: 0.5,
+        rounds: 6,
+        dropout: 0.4,
+        quorum: 3,
+        ..mnist_config()
+    };
+    let (a, records) = run(config.clone());
+    assert!(
+        records.iter().map(|r| r.dropped).sum::<usize>() > 0,
+        "some participants must vanish"
+    );
+    for r in &records {
+        assert!(
+            r.participants >= 3,
+            "round {} closed below the quorum",
+            r.round
+        );
+        assert!(r.participants <= 10);
+    }
+    assert!(a.final_accuracy > 0.5, "{}", a.final_accuracy);
+    let (b, _) = run(config);
+    assert_eq!(a.final_digest, b.final_digest);
+}
+
+#[test]
+fn an_unreachable_quorum_stops_the_federation_with_a_clear_error() {
+    let config = SimConfig {
+        model: ModelKind::LogReg,
+        clients: 10,
+        fraction: 0.5,
+        rounds: 3,
+        dropout: 0.9,
+        quorum: 5,
+        ..mnist_config()
+    };
+    let workload = Workload::load(&config).unwrap();
+    let mut sim = Simulation::new(config, workload).unwrap();
+    let err = sim.run(&mut |_: &RoundRecord| {}).unwrap_err().to_string();
+    assert!(err.contains("quorum"), "{err}");
+}
