@@ -49,6 +49,8 @@ pub struct Simulation {
     core: Coordinator,
     created: Instant,
     startup_s: Option<f64>,
+    /// Virtual time: moves only when a deadline has to pass.
+    now: Tick,
 }
 
 impl Simulation {
@@ -105,6 +107,7 @@ impl Simulation {
             core,
             created: process_start,
             startup_s: None,
+            now: Tick(0),
         })
     }
 
@@ -125,152 +128,137 @@ impl Simulation {
 
     /// Runs rounds until the configured number, or the target accuracy, is reached.
     pub fn run(&mut self, observer: &mut dyn Observer) -> Result<Summary, SimError> {
-        let mut now = Tick(0);
         for p in 0..self.participants.len() {
             let _ = self
                 .core
-                .handle_event(now, Event::Enrol(ParticipantId(p as u64)));
+                .handle_event(self.now, Event::Enrol(ParticipantId(p as u64)));
         }
-        let model_bytes = (self.core.global().len() * Encoding::F32.bytes_per_value()) as u64;
-        let (mut rounds, mut rounds_to_target) = (0u64, None);
-        let (mut final_accuracy, mut best_accuracy) = (0.0f64, 0.0f64);
-        let mut last_eval: Option<Evaluation> = None;
-        let mut round_seconds = Vec::new();
-        let mut next = self.next_open_round()?.0;
-        let (mut dropped, mut retries) = (0usize, 0u32);
-        let mut round_start = Instant::now();
+        let mut progress = Progress::default();
+        let mut next = self.drain()?.next;
+        let mut round = RoundTally::new();
         while let Some(open) = next.take() {
-            if open.attempt == 0 {
-                round_start = Instant::now();
-                (dropped, retries) = (0, 0);
-            }
             self.startup_s
                 .get_or_insert_with(|| self.created.elapsed().as_secs_f64());
-            observer.round_opened(open.round, open.participants.len());
-            let outcomes = self.train_round(&open, observer);
-            let train_s = round_start.elapsed().as_secs_f64();
-            dropped += open.participants.len() - outcomes.len();
-
-            let aggregate_start = Instant::now();
-            let mut accepted = 0usize;
-            let mut train_loss = 0.0f64;
-            for (participant, outcome) in outcomes {
-                let event = match outcome {
-                    Ok((result, digest)) => {
-                        train_loss += f64::from(result.train_loss);
-                        Event::Result {
-                            round: open.round,
-                            result,
-                            digest,
-                        }
-                    }
-                    Err(reason) => {
-                        tracing::warn!(%participant, ?reason, "participant failed");
-                        Event::Failed {
-                            round: open.round,
-                            failure: Failure {
-                                participant,
-                                reason,
-                            },
-                        }
-                    }
-                };
-                if self.core.handle_event(now, event) == EventOutcome::Accepted {
-                    accepted += 1;
-                }
+            if open.attempt == 0 {
+                round = RoundTally::new();
             }
-            if self.core.open_round() == Some(open.round) && dropped > 0 {
-                // Some never answered: let the deadline pass in virtual time.
-                now = open.deadline;
-                self.core.handle_timeout(now);
-            }
-            let aggregate_s = aggregate_start.elapsed().as_secs_f64();
-            let closed;
-            (next, closed) = self.next_open_round()?;
-            if !closed {
-                retries += 1;
+            let drained = self.play_attempt(&open, &mut round, observer)?;
+            next = drained.next;
+            if !drained.closed {
+                round.retries += 1;
                 continue;
             }
-            rounds = open.round;
-
-            let last_round = open.round >= self.config.rounds;
-            let evaluate = last_round || open.round % self.config.eval_every.max(1) == 0;
-            let eval_start = Instant::now();
-            let evaluation = if evaluate {
-                Some(
-                    self.trainer
-                        .evaluate_all(self.core.global(), &self.workload.split.test)?,
-                )
-            } else {
-                None
-            };
-            let eval_s = eval_start.elapsed().as_secs_f64();
-            if let Some(e) = &evaluation {
-                final_accuracy = e.accuracy;
-                best_accuracy = best_accuracy.max(e.accuracy);
-                if rounds_to_target.is_none()
-                    && self.config.target_accuracy.is_some_and(|t| e.accuracy >= t)
-                {
-                    rounds_to_target = Some(open.round);
-                }
-            }
-            let record = RoundRecord {
-                round: open.round,
-                accuracy: evaluation.as_ref().map(|e| e.accuracy),
-                loss: evaluation.as_ref().map(|e| e.loss),
-                train_loss: train_loss / accepted.max(1) as f64,
-                wall_s: round_start.elapsed().as_secs_f64(),
-                train_s,
-                aggregate_s,
-                eval_s,
-                bytes_up: accepted as u64 * model_bytes,
-                bytes_down: open.participants.len() as u64 * model_bytes,
-                participants: accepted,
-                dropped,
-                retries,
-            };
-            round_seconds.push(record.wall_s);
-            tracing::debug!(
-                round = record.round,
-                accuracy = ?record.accuracy,
-                participants = record.participants,
-                wall_s = record.wall_s,
-                "round closed"
-            );
+            let (evaluation, eval_s) = self.evaluate_if_due(open.round)?;
+            let record = round.record(&open, self.model_bytes(), evaluation.as_ref(), eval_s);
+            tracing::debug!(round = record.round, accuracy = ?record.accuracy, participants = record.participants, wall_s = record.wall_s, "round closed");
+            progress.add(&record, evaluation, self.config.target_accuracy);
             observer.round_closed(&record);
-            if evaluation.is_some() {
-                last_eval = evaluation;
-            }
-            if rounds_to_target.is_some() {
+            if progress.rounds_to_target.is_some() {
                 break;
             }
         }
         if let Some(e) = self.core.error() {
             return Err(SimError::Core(e.clone()));
         }
+        Ok(self.summary(progress))
+    }
+
+    /// One attempt at a round: train who is present, hand the results to the core, and let
+    /// the deadline pass (in virtual time) when someone never answered.
+    fn play_attempt(
+        &mut self,
+        open: &OpenRound,
+        round: &mut RoundTally,
+        observer: &mut dyn Observer,
+    ) -> Result<Drained, SimError> {
+        observer.round_opened(open.round, open.participants.len());
+        let outcomes = self.train_round(open, observer);
+        round.train_s = round.started.elapsed().as_secs_f64();
+        round.dropped += open.participants.len() - outcomes.len();
+        let aggregate_start = Instant::now();
+        (round.accepted, round.train_loss) = (0, 0.0);
+        for (participant, outcome) in outcomes {
+            let event = match outcome {
+                Ok((result, digest)) => {
+                    round.train_loss += f64::from(result.train_loss);
+                    Event::Result {
+                        round: open.round,
+                        result,
+                        digest,
+                    }
+                }
+                Err(reason) => {
+                    tracing::warn!(%participant, ?reason, "participant failed");
+                    Event::Failed {
+                        round: open.round,
+                        failure: Failure {
+                            participant,
+                            reason,
+                        },
+                    }
+                }
+            };
+            if self.core.handle_event(self.now, event) == EventOutcome::Accepted {
+                round.accepted += 1;
+            }
+        }
+        let mut drained = self.drain()?;
+        if !drained.closed && !drained.retried {
+            // This attempt is still open: some participants never answered.
+            self.now = open.deadline;
+            self.core.handle_timeout(self.now);
+            drained = self.drain()?;
+        }
+        round.aggregate_s += aggregate_start.elapsed().as_secs_f64();
+        Ok(drained)
+    }
+
+    /// Evaluates the global model on the test set when the round calls for it.
+    fn evaluate_if_due(&self, round: u64) -> Result<(Option<Evaluation>, f64), SimError> {
+        let due =
+            round >= self.config.rounds || round.is_multiple_of(self.config.eval_every.max(1));
+        let start = Instant::now();
+        let evaluation = if due {
+            Some(
+                self.trainer
+                    .evaluate_all(self.core.global(), &self.workload.split.test)?,
+            )
+        } else {
+            None
+        };
+        Ok((evaluation, start.elapsed().as_secs_f64()))
+    }
+
+    fn model_bytes(&self) -> u64 {
+        (self.core.global().len() * Encoding::F32.bytes_per_value()) as u64
+    }
+
+    fn summary(&self, progress: Progress) -> Summary {
         let names = &self.workload.split.test.class_names;
-        Ok(Summary {
-            rounds,
-            rounds_to_target,
+        let per_class = progress
+            .last_eval
+            .map(|e| {
+                e.per_class
+                    .iter()
+                    .zip(names)
+                    .map(|((c, t), n)| (n.clone(), *c, *t))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Summary {
+            rounds: progress.rounds,
+            rounds_to_target: progress.rounds_to_target,
             target_accuracy: self.config.target_accuracy,
-            final_accuracy,
-            best_accuracy,
+            final_accuracy: progress.final_accuracy,
+            best_accuracy: progress.best_accuracy,
             total_s: self.created.elapsed().as_secs_f64(),
             startup_s: self.startup_s.unwrap_or(0.0),
-            mean_round_s: round_seconds.iter().sum::<f64>() / round_seconds.len().max(1) as f64,
+            mean_round_s: progress.round_seconds / progress.rounds.max(1) as f64,
             peak_rss_bytes: peak_rss_bytes(),
-            per_class: last_eval
-                .map(|e| {
-                    e.per_class
-                        .iter()
-                        .zip(names)
-                        .map(|((c, t), n)| (n.clone(), *c, *t))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            per_class,
             final_digest: self.core.global().digest().to_hex(),
             config: self.config.clone(),
-        })
+        }
     }
 
     /// Trains the round's participants in parallel; results come back in participant order.
@@ -347,20 +335,20 @@ impl Simulation {
             .map_err(|e| FailureReason::Refused(e.to_string()))
     }
 
-    /// Drains the core's actions: the next round (or attempt) to run, if one opened, and
-    /// whether a round closed.
-    fn next_open_round(&mut self) -> Result<(Option<OpenRound>, bool), SimError> {
-        let (mut next, mut closed) = (None, false);
+    /// Drains the core's actions: what opened next, and whether a round closed or was retried.
+    fn drain(&mut self) -> Result<Drained, SimError> {
+        let mut drained = Drained::default();
         while let Some(action) = self.core.poll_action() {
             match action {
-                Action::OpenRound(open) => next = Some(open),
-                Action::CloseRound(_) => closed = true,
-                Action::RoundRetried { .. } | Action::Finished { .. } => {}
+                Action::OpenRound(open) => drained.next = Some(open),
+                Action::CloseRound(_) => drained.closed = true,
+                Action::RoundRetried { .. } => drained.retried = true,
+                Action::Finished { .. } => {}
             }
         }
         match self.core.error() {
             Some(e) => Err(SimError::Core(e.clone())),
-            None => Ok((next, closed)),
+            None => Ok(drained),
         }
     }
 
@@ -410,6 +398,89 @@ impl Simulation {
     /// The partition in use.
     pub fn partition(&self) -> Partition {
         self.config.partition
+    }
+}
+
+/// What the core did after a batch of inputs.
+#[derive(Default)]
+struct Drained {
+    next: Option<OpenRound>,
+    closed: bool,
+    retried: bool,
+}
+
+/// What one round (all its attempts) did and cost so far.
+struct RoundTally {
+    started: Instant,
+    train_s: f64,
+    aggregate_s: f64,
+    accepted: usize,
+    train_loss: f64,
+    dropped: usize,
+    retries: u32,
+}
+
+impl RoundTally {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            train_s: 0.0,
+            aggregate_s: 0.0,
+            accepted: 0,
+            train_loss: 0.0,
+            dropped: 0,
+            retries: 0,
+        }
+    }
+
+    fn record(
+        &self,
+        open: &OpenRound,
+        model_bytes: u64,
+        evaluation: Option<&Evaluation>,
+        eval_s: f64,
+    ) -> RoundRecord {
+        RoundRecord {
+            round: open.round,
+            accuracy: evaluation.map(|e| e.accuracy),
+            loss: evaluation.map(|e| e.loss),
+            train_loss: self.train_loss / self.accepted.max(1) as f64,
+            wall_s: self.started.elapsed().as_secs_f64(),
+            train_s: self.train_s,
+            aggregate_s: self.aggregate_s,
+            eval_s,
+            bytes_up: self.accepted as u64 * model_bytes,
+            bytes_down: open.participants.len() as u64 * model_bytes,
+            participants: self.accepted,
+            dropped: self.dropped,
+            retries: self.retries,
+        }
+    }
+}
+
+/// The run so far, across rounds.
+#[derive(Default)]
+struct Progress {
+    rounds: u64,
+    rounds_to_target: Option<u64>,
+    final_accuracy: f64,
+    best_accuracy: f64,
+    round_seconds: f64,
+    last_eval: Option<Evaluation>,
+}
+
+impl Progress {
+    fn add(&mut self, record: &RoundRecord, evaluation: Option<Evaluation>, target: Option<f64>) {
+        self.rounds = record.round;
+        self.round_seconds += record.wall_s;
+        if let Some(e) = evaluation {
+            self.final_accuracy = e.accuracy;
+            self.best_accuracy = self.best_accuracy.max(e.accuracy);
+            if self.rounds_to_target.is_none() && target.is_some_and(|t| e.accuracy >= t) {
+                self.rounds_to_target = Some(record.round);
+            }
+            self.last_eval = Some(e);
+        }
     }
 }
 
