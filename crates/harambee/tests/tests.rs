@@ -241,3 +241,23 @@ fn keygen_writes_a_key_once_and_shows_its_public_half() {
     );
     assert!(!harambee(&["keygen"]).status.success());
 }
+
+/// Guards the shipped examples: each must parse and pass validation.
+#[test]
+fn every_example_configuration_is_valid() {
+    let dir = repo().join("examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let config: harambee_sim::SimConfig =
+                toml::from_str(&std::fs::read_to_string(&path).unwrap())
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            config
+                .validate()
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3);
+}
