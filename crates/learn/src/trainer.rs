@@ -312,12 +312,7 @@ impl Trainer for BurnTrainer {
         config: &FitConfig,
         seed: u64,
     ) -> Result<TrainOutcome, LearnError> {
-        check_layout(&self.layout, global)?;
-        if indices.is_empty() {
-            return Err(LearnError::InvalidSetting(
-                "no local examples to train on".into(),
-            ));
-        }
+        check_training_input(&self.layout, global, indices)?;
         let device = self.device.clone().autodiff();
         with_net!(self, &device, |net| self
             .train_net(net, global, data, indices, config, seed))
@@ -344,6 +339,21 @@ pub(crate) fn check_layout(layout: &Layout, params: &ParamSet) -> Result<(), Lea
             harambee_params::ParamsError::LayoutMismatch,
         ))
     }
+}
+
+/// What every trainer checks before training: the model's layout, and some data.
+pub(crate) fn check_training_input(
+    layout: &Layout,
+    global: &ParamSet,
+    indices: &[usize],
+) -> Result<(), LearnError> {
+    check_layout(layout, global)?;
+    if indices.is_empty() {
+        return Err(LearnError::InvalidSetting(
+            "no local examples to train on".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Builds one batch on `device`: the inputs and the target classes.

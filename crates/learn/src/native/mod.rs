@@ -19,7 +19,9 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
 
-use crate::trainer::{Evaluation, Optimizer, TrainOutcome, Trainer, check_layout};
+use crate::trainer::{
+    Evaluation, Optimizer, TrainOutcome, Trainer, check_layout, check_training_input,
+};
 use crate::{BurnTrainer, Dataset, LearnError, ModelKind};
 
 /// Examples per forward pass when evaluating; batches run in parallel.
@@ -99,12 +101,7 @@ impl Trainer for NativeTrainer {
         config: &FitConfig,
         seed: u64,
     ) -> Result<TrainOutcome, LearnError> {
-        check_layout(self.layout(), global)?;
-        if indices.is_empty() {
-            return Err(LearnError::InvalidSetting(
-                "no local examples to train on".into(),
-            ));
-        }
+        check_training_input(self.layout(), global, indices)?;
         match &self.arch {
             Arch::Mlp(net) => train(net, self.optimizer, global, data, indices, config, seed),
             Arch::Cnn(net) => train(net, self.optimizer, global, data, indices, config, seed),
