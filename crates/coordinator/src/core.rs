@@ -318,10 +318,10 @@ impl Coordinator {
                 RoundOutcome::Updated(digest)
             }
             Ok(Aggregate::KeepPrevious { reason }) => RoundOutcome::Kept { reason },
-            Err(source) => {
+            Err(error) => {
                 self.fail(CoreError::Aggregation {
                     round: open.round,
-                    source,
+                    error,
                 });
                 return;
             }

@@ -206,12 +206,12 @@ pub enum Action {
 #[non_exhaustive]
 pub enum CoreError {
     /// The strategy failed to aggregate.
-    #[error("round {round}: aggregation failed: {source}")]
+    #[error("round {round}: aggregation failed: {error}")]
     Aggregation {
         /// The round.
         round: u64,
         /// The strategy's error.
-        source: StrategyError,
+        error: StrategyError,
     },
     /// A round missed its quorum more often than allowed.
     #[error("round {round} missed its quorum of {quorum} results {attempts} times")]

@@ -7,12 +7,12 @@ use thiserror::Error;
 #[non_exhaustive]
 pub enum IdentityError {
     /// A key file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (shown in the message, so not chained as a source).
+        error: std::io::Error,
     },
     /// A key file exists already; keys are never overwritten.
     #[error("{0} exists already; keys are never overwritten (choose another path or remove it)")]

@@ -26,9 +26,9 @@ impl Identity {
 
     /// Writes the key as PKCS#8 PEM to a new file readable only by its owner.
     pub fn save(&self, path: &Path) -> Result<(), IdentityError> {
-        let io = |source| IdentityError::Io {
+        let io = |error| IdentityError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let pem = self
             .key
@@ -58,9 +58,9 @@ impl Identity {
 
     /// Reads a key written by [`save`](Self::save) (or by `openssl genpkey -algorithm ed25519`).
     pub fn load(path: &Path) -> Result<Self, IdentityError> {
-        let text = std::fs::read_to_string(path).map_err(|source| IdentityError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| IdentityError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let key = SigningKey::from_pkcs8_pem(&text).map_err(|e| IdentityError::BadKeyFile {
             path: path.to_path_buf(),

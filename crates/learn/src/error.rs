@@ -8,12 +8,12 @@ use thiserror::Error;
 #[non_exhaustive]
 pub enum LearnError {
     /// A data file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (shown in the message, so not chained as a source).
+        error: std::io::Error,
     },
     /// A data file is not in the expected format.
     #[error("{path}: {reason}")]

@@ -92,7 +92,7 @@ fn find(dir: &Path, stem: &str) -> Result<PathBuf, LearnError> {
     }
     Err(LearnError::Io {
         path: dir.join(format!("{stem}.gz")),
-        source: std::io::Error::new(
+        error: std::io::Error::new(
             std::io::ErrorKind::NotFound,
             "not found (run scripts/fetch-data.sh for the full data sets)",
         ),
@@ -100,9 +100,9 @@ fn find(dir: &Path, stem: &str) -> Result<PathBuf, LearnError> {
 }
 
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, LearnError> {
-    let io = |source| LearnError::Io {
+    let io = |error| LearnError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let mut raw = Vec::new();
     File::open(path)

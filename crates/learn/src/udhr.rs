@@ -34,9 +34,9 @@ pub struct Corpus {
 /// Loads the corpus at `dir`, keeping only `only` (codes) when given, in the index's order.
 pub fn load_corpus(dir: &Path, only: Option<&[String]>) -> Result<Corpus, LearnError> {
     let index_path = dir.join("index.tsv");
-    let index = fs::read_to_string(&index_path).map_err(|source| LearnError::Io {
+    let index = fs::read_to_string(&index_path).map_err(|error| LearnError::Io {
         path: index_path.clone(),
-        source,
+        error,
     })?;
     let mut languages = Vec::new();
     let mut sentences = Vec::new();
@@ -52,9 +52,9 @@ pub fn load_corpus(dir: &Path, only: Option<&[String]>) -> Result<Corpus, LearnE
             continue;
         }
         let path = dir.join("declaration").join(format!("{code}.html"));
-        let html = fs::read_to_string(&path).map_err(|source| LearnError::Io {
+        let html = fs::read_to_string(&path).map_err(|error| LearnError::Io {
             path: path.clone(),
-            source,
+            error,
         })?;
         let label = languages.len();
         let found = extract_sentences(&html);

@@ -16,8 +16,13 @@ pub enum SimError {
     #[error(transparent)]
     Strategy(#[from] StrategyError),
     /// The coordinator stopped the federation.
-    #[error("the federation stopped: {0}")]
-    Core(#[from] CoreError),
+    #[error("the federation stopped: {error}{}", last_failure.as_ref().map(|f| format!("; the last participant failure was: {f}")).unwrap_or_default())]
+    Core {
+        /// The coordinator's error.
+        error: CoreError,
+        /// Why the last participant that failed did so, when one did: often the real cause.
+        last_failure: Option<String>,
+    },
     /// A setting is out of range.
     #[error("invalid setting: {0}")]
     InvalidSetting(String),

@@ -51,6 +51,8 @@ pub struct Simulation {
     startup_s: Option<f64>,
     /// Virtual time: moves only when a deadline has to pass.
     now: Tick,
+    /// The most recent participant failure, to explain a stopped federation.
+    last_failure: Option<String>,
 }
 
 impl Simulation {
@@ -108,6 +110,7 @@ impl Simulation {
             created: process_start,
             startup_s: None,
             now: Tick(0),
+            last_failure: None,
         })
     }
 
@@ -158,7 +161,7 @@ impl Simulation {
             }
         }
         if let Some(e) = self.core.error() {
-            return Err(SimError::Core(e.clone()));
+            return Err(self.stopped(e.clone()));
         }
         Ok(self.summary(progress))
     }
@@ -189,6 +192,7 @@ impl Simulation {
                 }
                 Err(reason) => {
                     tracing::warn!(%participant, ?reason, "participant failed");
+                    self.last_failure = Some(format!("{participant} failed: {reason:?}"));
                     Event::Failed {
                         round: open.round,
                         failure: Failure {
@@ -198,8 +202,14 @@ impl Simulation {
                     }
                 }
             };
-            if self.core.handle_event(self.now, event) == EventOutcome::Accepted {
-                round.accepted += 1;
+            match self.core.handle_event(self.now, event) {
+                EventOutcome::Accepted => round.accepted += 1,
+                EventOutcome::Refused(refusal) => {
+                    tracing::warn!(%participant, %refusal, "result refused");
+                    self.last_failure =
+                        Some(format!("{participant}'s result was refused: {refusal}"));
+                }
+                _ => {}
             }
         }
         let mut drained = self.drain()?;
@@ -335,6 +345,13 @@ impl Simulation {
             .map_err(|e| FailureReason::Refused(e.to_string()))
     }
 
+    fn stopped(&self, error: harambee_coordinator::CoreError) -> SimError {
+        SimError::Core {
+            error,
+            last_failure: self.last_failure.clone(),
+        }
+    }
+
     /// Drains the core's actions: what opened next, and whether a round closed or was retried.
     fn drain(&mut self) -> Result<Drained, SimError> {
         let mut drained = Drained::default();
@@ -347,7 +364,7 @@ impl Simulation {
             }
         }
         match self.core.error() {
-            Some(e) => Err(SimError::Core(e.clone())),
+            Some(e) => Err(self.stopped(e.clone())),
             None => Ok(drained),
         }
     }

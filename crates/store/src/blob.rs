@@ -35,7 +35,7 @@ pub struct FsBlobStore {
 impl FsBlobStore {
     /// Opens (creating if needed) a store rooted at `root`.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
-        fs::create_dir_all(root).map_err(|source| io(root, source))?;
+        fs::create_dir_all(root).map_err(|error| io(root, error))?;
         Ok(Self {
             root: root.to_path_buf(),
             counter: AtomicU64::new(0),
@@ -49,10 +49,10 @@ impl FsBlobStore {
     }
 }
 
-fn io(path: &Path, source: std::io::Error) -> StoreError {
+fn io(path: &Path, error: std::io::Error) -> StoreError {
     StoreError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 

@@ -8,12 +8,12 @@ use thiserror::Error;
 #[non_exhaustive]
 pub enum StoreError {
     /// The file system refused.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file or directory.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (shown in the message, so not chained as a source).
+        error: std::io::Error,
     },
     /// No blob with this digest is stored.
     #[error("no blob {0} in the store")]
