@@ -6,9 +6,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use harambee_learn::{ModelKind, Optimizer, Partition};
 use harambee_sim::{DatasetName, MetricsWriter, RoundRecord, SimConfig, Simulation, Workload};
-use harambee_strategy::{ParticipantId, StrategyConfig};
+use harambee_strategy::ParticipantId;
 
 use crate::cli::DemoArgs;
 use crate::progress::RoundProgress;
@@ -23,34 +22,12 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
     };
     let workload = Workload::load(&probe)?;
     let languages = workload.languages.clone().unwrap_or_default();
-    // Each language is held by two communities, each community by a handful of languages.
-    let per_participant = (2 * languages.len())
-        .div_ceil(args.participants.max(1))
-        .clamp(1, languages.len().max(1));
     let config = SimConfig {
-        dataset: DatasetName::Udhr,
         data_dir: Some(workload.source.clone()),
-        model: ModelKind::LangId,
-        clients: args.participants,
-        fraction: 1.0,
-        epochs: 3,
-        batch: 32,
-        lr: 0.05,
-        optimizer: Optimizer::AdamW { weight_decay: 0.0 },
-        partition: Partition::Natural {
-            classes_per_participant: per_participant,
-        },
         rounds: args.rounds,
-        strategy: StrategyConfig::FedAvg,
         seed: args.seed,
-        target_accuracy: None,
-        eval_every: 1,
         out: Some(dir.clone()),
-        embedding_dim: 32,
-        languages: Vec::new(),
-        burn_only: false,
-        dropout: 0.0,
-        quorum: 1,
+        ..SimConfig::language_communities(args.participants, languages.len())
     };
     println!(
         "Harambee demo: {} language communities train one language identifier over {} languages ({} African, {} Indian).",

@@ -121,26 +121,17 @@ impl Dataset {
         let features = match &self.features {
             Features::Dense { dim, values } => Features::Dense {
                 dim: *dim,
-                values: indices
-                    .iter()
-                    .flat_map(|&i| values[i * dim..][..*dim].iter().copied())
-                    .collect(),
+                values: gather_rows(values, *dim, indices),
             },
             Features::Pixels {
                 height,
                 width,
                 values,
-            } => {
-                let n = height * width;
-                Features::Pixels {
-                    height: *height,
-                    width: *width,
-                    values: indices
-                        .iter()
-                        .flat_map(|&i| values[i * n..][..n].iter().copied())
-                        .collect(),
-                }
-            }
+            } => Features::Pixels {
+                height: *height,
+                width: *width,
+                values: gather_rows(values, height * width, indices),
+            },
             Features::Tokens { vocab, .. } => {
                 let mut offsets = vec![0];
                 let mut ids = Vec::new();
@@ -170,4 +161,12 @@ pub struct Split {
     pub train: Arc<Dataset>,
     /// Held-out examples for evaluation.
     pub test: Arc<Dataset>,
+}
+
+/// The rows `indices` (each `n` values long) of a row-major buffer, in that order.
+fn gather_rows<T: Copy>(values: &[T], n: usize, indices: &[usize]) -> Vec<T> {
+    indices
+        .iter()
+        .flat_map(|&i| values[i * n..(i + 1) * n].iter().copied())
+        .collect()
 }

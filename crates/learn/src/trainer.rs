@@ -129,11 +129,11 @@ macro_rules! with_net {
     ($self:expr, $device:expr, |$net:ident| $body:expr) => {
         match &$self.arch {
             Arch::Mlp(sizes) => {
-                let $net = Mlp::new(sizes, $device);
+                let $net = with_burn_rng(|| Mlp::new(sizes, $device));
                 $body
             }
             Arch::Cnn { image, classes } => {
-                let $net = Cnn::new(*image, *classes, $device);
+                let $net = with_burn_rng(|| Cnn::new(*image, *classes, $device));
                 $body
             }
             Arch::LangId {
@@ -141,7 +141,7 @@ macro_rules! with_net {
                 dim,
                 classes,
             } => {
-                let $net = LangId::new(*vocab, *dim, *classes, $device);
+                let $net = with_burn_rng(|| LangId::new(*vocab, *dim, *classes, $device));
                 $body
             }
         }
@@ -181,7 +181,8 @@ impl BurnTrainer {
             layout: Layout::new::<String>([]).map_err(LearnError::Params)?,
             device,
         };
-        trainer.layout = with_net!(trainer, &trainer.device, |net| layout_of(&net));
+        trainer.layout =
+            with_burn_rng(|| with_net!(trainer, &trainer.device, |net| layout_of(&net)));
         Ok(trainer)
     }
 
@@ -200,7 +201,8 @@ impl BurnTrainer {
         seed: u64,
     ) -> Result<TrainOutcome, LearnError> {
         let device = self.device.clone().autodiff();
-        let mut model = import(net, global);
+        // Importing may draw the lazily initialised weights it then overwrites.
+        let mut model = with_burn_rng(|| import(net, global));
         let mut optim = match self.optimizer {
             Optimizer::Sgd { momentum } if momentum > 0.0 => SgdConfig::new()
                 .with_momentum(Some(
@@ -263,7 +265,7 @@ impl BurnTrainer {
         data: &Dataset,
         indices: &[usize],
     ) -> Evaluation {
-        let model = import(net, params);
+        let model = with_burn_rng(|| import(net, params));
         let loss_fn = CrossEntropyLoss::new(None, &self.device);
         let mut per_class = vec![(0usize, 0usize); data.num_classes()];
         let (mut loss_sum, mut correct) = (0f64, 0usize);
@@ -300,8 +302,11 @@ impl Trainer for BurnTrainer {
     }
 
     fn init(&self, seed: u64) -> ParamSet {
-        self.device.seed(seed);
-        with_net!(self, &self.device, |net| export(&net, &self.layout))
+        // Seed and draw without another thread's draws in between.
+        with_burn_rng(|| {
+            self.device.seed(seed);
+            with_net!(self, &self.device, |net| export(&net, &self.layout))
+        })
     }
 
     fn train(
@@ -339,6 +344,35 @@ pub(crate) fn check_layout(layout: &Layout, params: &ParamSet) -> Result<(), Lea
             harambee_params::ParamsError::LayoutMismatch,
         ))
     }
+}
+
+/// Runs `f` alone with burn's random generator. It is process-wide, so building a model (which
+/// draws initial weights) must not interleave with another thread's seeding and drawing, or
+/// the same seed would give another model.
+///
+/// `init` holds the lock across seeding and drawing; everything else that may draw takes it
+/// just for that moment. A thread that holds it passes straight through, so `init` can build
+/// a model while holding it.
+fn with_burn_rng<T>(f: impl FnOnce() -> T) -> T {
+    use std::cell::Cell;
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    thread_local!(static HOLDING: Cell<bool> = const { Cell::new(false) });
+    /// Clears the per-thread mark however `f` ends, panics included.
+    struct Held;
+    impl Drop for Held {
+        fn drop(&mut self) {
+            HOLDING.set(false);
+        }
+    }
+    if HOLDING.get() {
+        return f();
+    }
+    let _lock = RNG
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    HOLDING.set(true);
+    let _held = Held;
+    f()
 }
 
 /// What every trainer checks before training: the model's layout, and some data.

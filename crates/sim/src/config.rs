@@ -130,6 +130,29 @@ impl Default for SimConfig {
 }
 
 impl SimConfig {
+    /// Language communities on the UDHR: `participants` communities share `languages`
+    /// languages so that each language is held by two communities and each community by a
+    /// handful, and every community trains in every round (the demo's federation).
+    pub fn language_communities(participants: usize, languages: usize) -> Self {
+        let per_participant = (2 * languages)
+            .div_ceil(participants.max(1))
+            .clamp(1, languages.max(1));
+        Self {
+            dataset: DatasetName::Udhr,
+            model: ModelKind::LangId,
+            clients: participants,
+            fraction: 1.0,
+            epochs: 3,
+            batch: 32,
+            lr: 0.05,
+            optimizer: Optimizer::AdamW { weight_decay: 0.0 },
+            partition: Partition::Natural {
+                classes_per_participant: per_participant,
+            },
+            ..Self::default()
+        }
+    }
+
     /// Checks ranges that would otherwise fail deep inside a run.
     pub fn validate(&self) -> Result<(), SimError> {
         let bad = |m: String| Err(SimError::InvalidSetting(m));

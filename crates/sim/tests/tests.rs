@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use harambee_learn::{ModelKind, Optimizer, Partition};
+use harambee_learn::{ModelKind, Partition};
 use harambee_sim::{DatasetName, MetricsWriter, RoundRecord, SimConfig, Simulation, Workload};
 use harambee_strategy::{ParticipantId, StrategyConfig};
 
@@ -143,23 +143,13 @@ fn metrics_files_hold_one_line_per_round() {
 /// them could train alone.
 #[test]
 fn federated_language_identification_beats_every_local_model() {
+    // 40 bundled languages among 8 communities: 10 each, each language held twice.
     let config = SimConfig {
-        dataset: DatasetName::Udhr,
         data_dir: Some(bundled("udhr")),
-        model: ModelKind::LangId,
-        clients: 8,
-        fraction: 1.0,
-        epochs: 3,
-        batch: 32,
-        lr: 0.05,
-        optimizer: Optimizer::AdamW { weight_decay: 0.0 },
-        partition: Partition::Natural {
-            classes_per_participant: 10,
-        },
         rounds: 6,
         seed: 7,
         embedding_dim: 16,
-        ..SimConfig::default()
+        ..SimConfig::language_communities(8, 40)
     };
     let workload = Workload::load(&config).unwrap();
     let mut sim = Simulation::new(config, workload).unwrap();
