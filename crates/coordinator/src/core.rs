@@ -8,8 +8,8 @@ use rand::seq::index;
 use rand_chacha::ChaCha20Rng;
 
 use crate::types::{
-    Action, CoordinatorConfig, CoreError, Event, EventOutcome, OpenRound, Refusal, RoundOutcome,
-    RoundSummary, Tick,
+    Action, CoordinatorConfig, CoreError, Event, EventOutcome, OpenRound, Refusal, RestorePoint,
+    RoundOutcome, RoundSummary, Tick,
 };
 
 /// Where the federation stands.
@@ -75,6 +75,68 @@ impl Coordinator {
         let mut core = Self::new(config, strategy, global);
         core.next_round = completed + 1;
         core
+    }
+
+    /// A coordinator restarted from durable state: `completed` rounds done with `global` their
+    /// result, these participants enrolled and, when a round was open, that round reopened
+    /// with the same attempt and selection (its deadline starts afresh). The driver then feeds
+    /// the round's acknowledged results again as [`Event::Result`]s.
+    pub fn restore(
+        config: CoordinatorConfig,
+        strategy: Box<dyn Strategy>,
+        global: ParamSet,
+        point: RestorePoint,
+    ) -> Self {
+        let mut core = Self::resume(config, strategy, global, point.completed);
+        core.participants = point.participants.into_iter().collect();
+        match point.open {
+            Some((attempt, selected)) if core.next_round <= core.config.rounds => {
+                core.open_with(attempt, selected.into_iter().collect());
+            }
+            _ => core.advance(),
+        }
+        core
+    }
+
+    /// Whether the core would accept `result` for `round` now, without changing anything: a
+    /// driver checks first, makes the result durable, then feeds it.
+    pub fn check_result(&self, round: u64, result: &FitResult) -> Result<(), Refusal> {
+        self.validate(round, result)
+    }
+
+    /// The open round's attempt and selected participants, if a round is open.
+    pub fn open_selection(&self) -> Option<(u64, u32, Vec<ParticipantId>)> {
+        match &self.phase {
+            Phase::Training(open) => Some((
+                open.round,
+                open.attempt,
+                open.selected.iter().copied().collect(),
+            )),
+            _ => None,
+        }
+    }
+
+    /// Results held for the open round.
+    pub fn received(&self) -> usize {
+        match &self.phase {
+            Phase::Training(open) => open.results.len(),
+            _ => 0,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &CoordinatorConfig {
+        &self.config
+    }
+
+    /// The strategy (for its state between rounds).
+    pub fn strategy(&self) -> &dyn Strategy {
+        self.strategy.as_ref()
+    }
+
+    /// Whether the federation is over (finished or failed).
+    pub fn is_finished(&self) -> bool {
+        matches!(self.phase, Phase::Finished)
     }
 
     /// Feeds an input. Drain [`poll_action`](Self::poll_action) afterwards.
@@ -279,6 +341,11 @@ impl Coordinator {
             .map(|i| available[i])
             .collect();
         chosen.sort();
+        self.open_with(attempt, chosen);
+    }
+
+    fn open_with(&mut self, attempt: u32, chosen: Vec<ParticipantId>) {
+        let round = self.next_round;
         let base = self.global.digest();
         let deadline = self.now.after_ms(self.config.round_timeout_ms);
         self.actions.push_back(Action::OpenRound(OpenRound {

@@ -42,6 +42,6 @@ mod types;
 
 pub use crate::core::Coordinator;
 pub use crate::types::{
-    Action, CoordinatorConfig, CoreError, Event, EventOutcome, OpenRound, Refusal, RoundOutcome,
-    RoundSummary, Tick,
+    Action, CoordinatorConfig, CoreError, Event, EventOutcome, OpenRound, Refusal, RestorePoint,
+    RoundOutcome, RoundSummary, Tick,
 };

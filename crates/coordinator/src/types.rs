@@ -230,3 +230,14 @@ impl From<&Refusal> for FailureReason {
         FailureReason::Refused(r.to_string())
     }
 }
+
+/// What a restarted coordinator needs besides its settings, strategy and global parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestorePoint {
+    /// Rounds completed.
+    pub completed: u64,
+    /// Enrolled participants.
+    pub participants: Vec<ParticipantId>,
+    /// The round that was open: its attempt and selection.
+    pub open: Option<(u32, Vec<ParticipantId>)>,
+}

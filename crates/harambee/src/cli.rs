@@ -18,12 +18,114 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Simulate a federation of virtual participants on this machine.
     Simulate(SimulateArgs),
-    /// Run a small language-identification federation and report per-language accuracy.
+    /// Run a language-identification federation on this machine: a coordinator and one
+    /// process per community, over gRPC with TLS; report per-language accuracy.
     Demo(DemoArgs),
     /// Measure the performance targets against baselines measured in the same run.
     Bench(BenchArgs),
     /// Create a member's ed25519 key (PKCS#8 PEM, owner-only) and print its public key.
     Keygen(KeygenArgs),
+    /// Make a federation folder: settings, coordinator key, TLS certificates, an invite.
+    Init(InitArgs),
+    /// Run the coordinator of a federation folder (resumes where it stopped).
+    Serve(ServeArgs),
+    /// Join a federation as a participant: train on local data, send signed updates.
+    Join(JoinArgs),
+}
+
+/// `harambee init`.
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// The new federation folder (must not hold a federation yet).
+    pub(crate) dir: PathBuf,
+    /// A human name for the federation.
+    #[arg(long, default_value = "harambee federation")]
+    pub(crate) name: String,
+    /// Where the coordinator listens; port 0 picks a free port now.
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// The URL participants dial (default: https:// and the listening address).
+    #[arg(long)]
+    pub(crate) public_url: Option<String>,
+    /// Extra host names or addresses for the TLS certificate (localhost and the listening
+    /// address are always included).
+    #[arg(long)]
+    pub(crate) server_name: Vec<String>,
+    /// langid (text, UDHR-style data), or logreg, 2nn, cnn (28x28 images).
+    #[arg(long, default_value = "langid")]
+    pub(crate) model: String,
+    /// For langid: a UDHR corpus whose index.tsv lists the federation's languages.
+    #[arg(long, default_value = "data/udhr")]
+    pub(crate) classes_from: PathBuf,
+    /// Rounds.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) rounds: u64,
+    /// Participants enrolled before the first round.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) min_participants: usize,
+    /// Updates needed to close a round at its deadline.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) quorum: usize,
+    /// Seconds a round stays open.
+    #[arg(long, default_value_t = 120.0)]
+    pub(crate) deadline_s: f64,
+    /// Fraction of participants selected per round.
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) fraction: f64,
+    /// Local epochs.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) epochs: u32,
+    /// Local batch size.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) batch: u32,
+    /// Local learning rate.
+    #[arg(long, default_value_t = 0.05)]
+    pub(crate) lr: f32,
+    /// Seed for selection, the initial model and local shuffling.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+}
+
+/// `harambee serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The federation folder made by `harambee init`.
+    pub(crate) dir: PathBuf,
+    /// Plain-text gRPC without TLS (debugging on a trusted network only).
+    #[arg(long)]
+    pub(crate) insecure: bool,
+    /// Seconds to keep answering after the last round, so participants hear the end.
+    #[arg(long, default_value_t = 3.0)]
+    pub(crate) linger_s: f64,
+}
+
+/// `harambee join`.
+#[derive(Debug, Args)]
+pub(crate) struct JoinArgs {
+    /// The invite file from the federation's steward.
+    #[arg(long)]
+    pub(crate) invite: PathBuf,
+    /// The coordinator's URL (default: the invite's).
+    #[arg(long)]
+    pub(crate) coordinator: Option<String>,
+    /// This member's key (make one with `harambee keygen --out FILE`).
+    #[arg(long)]
+    pub(crate) key: PathBuf,
+    /// This member's data (for langid: a folder with index.tsv and declaration/*.html).
+    #[arg(long)]
+    pub(crate) data: PathBuf,
+    /// A display name.
+    #[arg(long, default_value = "participant")]
+    pub(crate) name: String,
+    /// Where to remember progress (default: the key file's name + .state.json).
+    #[arg(long)]
+    pub(crate) state: Option<PathBuf>,
+    /// Plain-text gRPC, against an --insecure coordinator.
+    #[arg(long)]
+    pub(crate) insecure: bool,
+    /// Give up on a call after this many seconds of failed retries.
+    #[arg(long, default_value_t = 600.0)]
+    pub(crate) give_up_after_s: f64,
 }
 
 /// `harambee keygen`.
@@ -124,6 +226,10 @@ pub(crate) struct DemoArgs {
     /// The UDHR corpus (index.tsv and declaration/); the bundled 40 languages by default.
     #[arg(long, default_value = "data/udhr")]
     pub(crate) data_dir: PathBuf,
+    /// Simulate the communities in this process instead of running a coordinator and
+    /// participant processes over gRPC (and compare with each community training alone).
+    #[arg(long)]
+    pub(crate) simulated: bool,
 }
 
 /// `harambee bench`.

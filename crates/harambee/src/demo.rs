@@ -1,34 +1,62 @@
 //! `harambee demo`: language communities, each holding the Universal Declaration of Human
-//! Rights in a few of its own languages, train one language identifier together.
+//! Rights in a few of its own languages, train one language identifier together, for real:
+//! a coordinator process and one participant process per community on this machine, talking
+//! gRPC over TLS on loopback exactly as they would across the world.
 
 use std::fs;
-use std::path::PathBuf;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use harambee_sim::{DatasetName, MetricsWriter, RoundRecord, SimConfig, Simulation, Workload};
-use harambee_strategy::ParticipantId;
+use anyhow::{Context, Result, bail};
+use harambee_identity::Identity;
+use harambee_learn::udhr::{Language, load_corpus};
+use harambee_learn::ModelTask;
+use harambee_params::ParamSet;
+use harambee_proto::{CoordinatorClient, Invite, v1};
+use harambee_server::FederationFolder;
+use harambee_sim::{DatasetName, SimConfig, Workload};
+use indicatif::{ProgressBar, ProgressStyle};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-use crate::cli::DemoArgs;
-use crate::progress::RoundProgress;
+use crate::cli::{DemoArgs, InitArgs};
 
 pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
+    if args.simulated {
+        return crate::demo_sim::run(args, process_start);
+    }
+    if args.participants < 2 {
+        bail!("--participants must be at least 2: a federation of one is local training");
+    }
     let dir = args.dir.clone().unwrap_or_else(default_dir);
-    // The bundled 40-language corpus: the demo's languages are chosen, not all 532.
-    let probe = SimConfig {
-        dataset: DatasetName::Udhr,
-        data_dir: Some(args.data_dir.clone()),
-        ..SimConfig::default()
-    };
-    let workload = Workload::load(&probe)?;
-    let languages = workload.languages.clone().unwrap_or_default();
-    let config = SimConfig {
-        data_dir: Some(workload.source.clone()),
+    let corpus = load_corpus(&args.data_dir, None).with_context(|| {
+        format!(
+            "reading {} (run from the repository root, or pass --data-dir)",
+            args.data_dir.display()
+        )
+    })?;
+    let languages = corpus.languages.clone();
+    let init = InitArgs {
+        dir: dir.clone(),
+        name: "Harambee demo: language identification".into(),
+        listen: "127.0.0.1:0".parse()?,
+        public_url: None,
+        server_name: Vec::new(),
+        model: "langid".into(),
+        classes_from: args.data_dir.clone(),
         rounds: args.rounds,
+        min_participants: args.participants,
+        quorum: args.participants.div_ceil(2),
+        deadline_s: 120.0,
+        fraction: 1.0,
+        epochs: 3,
+        batch: 32,
+        lr: 0.05,
         seed: args.seed,
-        out: Some(dir.clone()),
-        ..SimConfig::language_communities(args.participants, languages.len())
     };
+    let folder = FederationFolder::new(&dir);
+    let config = crate::federation::config_from(&init)?;
+    let invite = folder.init(config)?;
     println!(
         "Harambee demo: {} language communities train one language identifier over {} languages ({} African, {} Indian).",
         args.participants,
@@ -37,72 +65,230 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
         languages.iter().filter(|l| l.region == "india").count(),
     );
     println!(
-        "Each community keeps its own texts; only model parameters travel. Output: {}\n",
-        dir.display()
+        "A coordinator and {} participant processes talk gRPC over TLS on loopback; each community keeps its texts.",
+        args.participants
     );
-    let mut sim = Simulation::with_start(config.clone(), workload, process_start)?;
-    for (p, indices) in sim.participants().iter().enumerate() {
-        let mut held: Vec<&str> = indices
-            .iter()
-            .map(|&i| {
-                languages[sim.workload().split.train.labels[i] as usize]
-                    .code
-                    .as_str()
-            })
-            .collect();
-        held.sort_unstable();
-        held.dedup();
-        println!("  community {p}: {}", held.join(", "));
-    }
-    println!();
-    let mut writer = MetricsWriter::create(&dir)?;
-    let mut write_error = None;
-    let mut record = |r: &RoundRecord| {
-        if let Err(e) = writer.record(r) {
-            write_error.get_or_insert(e);
-        }
-    };
-    let summary = sim.run(&mut RoundProgress::new(config.rounds, Some(&mut record)))?;
-    if let Some(e) = write_error {
-        return Err(e.into());
-    }
-    writer.summary(&summary)?;
-    let model = dir.join("model.safetensors");
-    fs::write(&model, sim.global().to_safetensors()?)
-        .with_context(|| format!("writing {}", model.display()))?;
+    println!("Federation folder (state, blobs, keys, logs, final model): {}\n", dir.display());
 
-    println!("\nPer-language accuracy of the federated model on held-out sentences:\n");
-    println!(
-        "{:<10} {:<32} {:<7} {:>9}",
-        "code", "language", "region", "accuracy"
-    );
-    for (lang, (_, correct, total)) in languages.iter().zip(&summary.per_class) {
-        let acc = *correct as f64 / (*total).max(1) as f64;
-        println!(
-            "{:<10} {:<32} {:<7} {:>8.1}%",
-            lang.code,
-            lang.name,
-            lang.region,
-            100.0 * acc
+    let communities = assign_languages(languages.len(), args.participants);
+    let exe = std::env::current_exe().context("finding the harambee executable")?;
+    let mut coordinator = spawn_logged(
+        Command::new(&exe).arg("serve").arg(&dir).args(["--linger-s", "2"]),
+        &dir.join("coordinator.log"),
+    )?;
+    let mut participants = Vec::new();
+    for (k, held) in communities.iter().enumerate() {
+        let home = dir.join("participants").join(format!("community-{k}"));
+        let data = home.join("data");
+        write_community_data(&args.data_dir, &languages, held, &data)?;
+        let key = home.join("key.pem");
+        Identity::generate()?.save(&key)?;
+        let codes: Vec<&str> = held.iter().map(|&i| languages[i].code.as_str()).collect();
+        println!("  community {k}: {}", codes.join(", "));
+        let child = spawn_logged(
+            Command::new(&exe)
+                .arg("join")
+                .arg("--invite")
+                .arg(folder.invite_path())
+                .arg("--key")
+                .arg(&key)
+                .arg("--data")
+                .arg(&data)
+                .args(["--name", &format!("community-{k}")]),
+            &home.join("join.log"),
+        )?;
+        participants.push(child);
+    }
+    println!("\nStatus: {} (gRPC GetStatus; logs in {})\n", invite.coordinator, dir.display());
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    let status = runtime.block_on(watch_progress(&invite, args.rounds, &mut coordinator));
+    for mut p in participants {
+        let _ = wait_or_kill(&mut p, Duration::from_secs(10));
+    }
+    let _ = wait_or_kill(&mut coordinator, Duration::from_secs(10));
+    let status = status?;
+    if status.phase != "finished" {
+        bail!(
+            "the federation ended as {:?}: {} (see {})",
+            status.phase,
+            status.error,
+            dir.join("coordinator.log").display()
         );
     }
-    let ids: Vec<ParticipantId> = (0..args.participants as u64).map(ParticipantId).collect();
-    let local = sim.local_baselines(&ids)?;
-    let best_local = local
-        .iter()
-        .map(|b| b.evaluation.accuracy)
-        .fold(0.0, f64::max);
+    report(&args, &folder, &languages)
+}
+
+/// Which languages each community holds: consecutive runs of about 2L/N languages, so each
+/// language is held by about two communities and no community holds them all.
+fn assign_languages(languages: usize, communities: usize) -> Vec<Vec<usize>> {
+    let per = (2 * languages).div_ceil(communities).clamp(1, languages);
+    (0..communities)
+        .map(|k| {
+            let start = k * languages / communities;
+            (0..per).map(|j| (start + j) % languages).collect()
+        })
+        .collect()
+}
+
+/// A community's own corpus folder: its languages' declarations and an index of them.
+fn write_community_data(source: &Path, languages: &[Language], held: &[usize], dest: &Path) -> Result<()> {
+    let declarations = dest.join("declaration");
+    fs::create_dir_all(&declarations).with_context(|| format!("creating {}", declarations.display()))?;
+    let mut index = String::from("code\tname\tregion\n");
+    for &i in held {
+        let l = &languages[i];
+        index.push_str(&format!("{}\t{}\t{}\n", l.code, l.name, l.region));
+        let file = format!("{}.html", l.code);
+        fs::copy(source.join("declaration").join(&file), declarations.join(&file))
+            .with_context(|| format!("copying the {} declaration", l.code))?;
+    }
+    fs::write(dest.join("index.tsv"), index).with_context(|| format!("writing {}", dest.display()))?;
+    Ok(())
+}
+
+fn spawn_logged(command: &mut Command, log: &Path) -> Result<Child> {
+    let file = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    command
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()
+        .context("starting a harambee process")
+}
+
+fn wait_or_kill(child: &mut Child, patience: Duration) -> Result<()> {
+    let until = Instant::now() + patience;
+    while Instant::now() < until {
+        if child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill()?;
+    child.wait()?;
+    Ok(())
+}
+
+/// A TLS client for the coordinator, trusting only the federation's own CA.
+pub(crate) async fn status_client(invite: &Invite) -> Result<CoordinatorClient<Channel>> {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&invite.ca_certificate))
+        .domain_name(invite.server_name.clone());
+    let channel = Endpoint::from_shared(invite.coordinator.clone())?
+        .tls_config(tls)?
+        .connect_timeout(Duration::from_secs(2))
+        .connect_lazy();
+    Ok(CoordinatorClient::new(channel))
+}
+
+/// Polls the coordinator's status, drawing a bar per round, until the federation ends.
+async fn watch_progress(invite: &Invite, rounds: u64, coordinator: &mut Child) -> Result<v1::FederationStatus> {
+    let mut client = status_client(invite).await?;
+    let style = ProgressStyle::with_template("round {prefix} [{bar:30}] {pos}/{len} updates received {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let mut bar: Option<(u64, ProgressBar)> = None;
+    let mut printed = 0usize;
+    let mut last_ok = Instant::now();
+    loop {
+        if let Some(exit) = coordinator.try_wait()? {
+            if !exit.success() {
+                bail!("the coordinator stopped ({exit}); see coordinator.log in the federation folder");
+            }
+        }
+        let status = match client.get_status(v1::StatusRequest {}).await {
+            Ok(s) => {
+                last_ok = Instant::now();
+                s.into_inner()
+            }
+            Err(e) => {
+                if last_ok.elapsed() > Duration::from_secs(30) {
+                    bail!("the coordinator has not answered for 30 s: {}", e.message());
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        // Accuracy of a round's model is reported by the next round's participants, so
+        // each line is printed once that report is in (or the federation is over).
+        let over = status.phase == "finished" || status.phase == "failed";
+        while printed < status.completed.len() {
+            let r = &status.completed[printed];
+            if r.accuracy < 0.0 && !over && printed + 1 == status.completed.len() {
+                break;
+            }
+            if let Some((_, b)) = bar.take() {
+                b.finish_and_clear();
+            }
+            let accuracy = if r.accuracy >= 0.0 {
+                format!("{:5.1}%", 100.0 * r.accuracy)
+            } else {
+                "  n/a ".into()
+            };
+            println!(
+                "round {:>3}/{rounds}: {} updates, train loss {:.3}, accuracy on the communities' held-out text {accuracy}",
+                r.round, r.contributors, r.train_loss
+            );
+            printed += 1;
+        }
+        if over {
+            if let Some((_, b)) = bar.take() {
+                b.finish_and_clear();
+            }
+            return Ok(status);
+        }
+        if status.phase == "training" {
+            match &bar {
+                Some((round, b)) if *round == status.round => b.set_position(u64::from(status.received)),
+                _ => {
+                    if let Some((_, b)) = bar.take() {
+                        b.finish_and_clear();
+                    }
+                    let b = ProgressBar::new(u64::from(status.selected));
+                    b.set_style(style.clone());
+                    b.set_prefix(format!("{}/{rounds}", status.round));
+                    b.set_position(u64::from(status.received));
+                    bar = Some((status.round, b));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Evaluates the final model on every language's held-out sentences.
+fn report(args: &DemoArgs, folder: &FederationFolder, languages: &[Language]) -> Result<()> {
+    let config = folder.config()?;
+    let model_path = folder.model_path();
+    let bytes = fs::read(&model_path).with_context(|| format!("reading {}", model_path.display()))?;
+    let params = ParamSet::from_safetensors(&bytes)?;
+    let workload = Workload::load(&SimConfig {
+        dataset: DatasetName::Udhr,
+        data_dir: Some(args.data_dir.clone()),
+        ..SimConfig::default()
+    })?;
+    let task: &ModelTask = &config.model;
+    let trainer = task.trainer()?;
+    let eval = trainer.evaluate_all(&params, &workload.split.test)?;
+    println!("\nPer-language accuracy of the federated model on held-out sentences:\n");
+    println!("{:<10} {:<32} {:<7} {:>9}", "code", "language", "region", "accuracy");
+    for (lang, (correct, total)) in languages.iter().zip(&eval.per_class) {
+        let acc = *correct as f64 / (*total).max(1) as f64;
+        println!("{:<10} {:<32} {:<7} {:>8.1}%", lang.code, lang.name, lang.region, 100.0 * acc);
+    }
     println!(
-        "\nOverall: federated {:.1}% vs the best community training alone {:.1}% (each alone only knows its own languages).",
-        100.0 * summary.final_accuracy,
-        100.0 * best_local
+        "\nOverall: {:.1}% of {} held-out sentences in {} languages; no community holds more than {} of them.",
+        100.0 * eval.accuracy,
+        eval.examples,
+        languages.len(),
+        assign_languages(languages.len(), args.participants)[0].len()
     );
     println!(
         "Final model: {} (safetensors, digest {})",
-        model.display(),
-        &summary.final_digest[..16]
+        model_path.display(),
+        &params.digest().to_hex()[..16]
     );
-    println!("Round metrics: {}", dir.join("rounds.jsonl").display());
     Ok(())
 }
 

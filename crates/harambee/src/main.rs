@@ -1,11 +1,14 @@
-//! `harambee`: one binary for every role in a federation. Today: `simulate` (many virtual
-//! participants on one machine), `demo` (a small language-identification federation with a
-//! per-language report), `bench` (the performance targets against baselines measured in
-//! the same run) and `keygen` (a member's signing key).
+//! `harambee`: one binary for every role in a federation: `init` (a federation folder),
+//! `serve` (its coordinator), `join` (a participant), `keygen` (a member's signing key),
+//! `demo` (a coordinator and several participant processes on this machine), `simulate`
+//! (many virtual participants in one process) and `bench` (the performance targets against
+//! baselines measured in the same run).
 
 mod bench;
 mod cli;
 mod demo;
+mod demo_sim;
+mod federation;
 mod keygen;
 mod progress;
 mod simulate;
@@ -17,17 +20,28 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let process_start = Instant::now();
-    // Diagnostics go to stderr, off unless RUST_LOG asks (e.g. RUST_LOG=harambee_sim=debug).
+    let cli = cli::Cli::parse();
+    // Diagnostics go to stderr: a coordinator's and a participant's log by default, the
+    // other commands' only when RUST_LOG asks (e.g. RUST_LOG=harambee_sim=debug).
+    let default = match cli.command {
+        cli::Command::Serve(_) | cli::Command::Join(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Simulate(args) => simulate::run(args, process_start),
         cli::Command::Demo(args) => demo::run(args, process_start),
         cli::Command::Bench(args) => bench::run(args),
         cli::Command::Keygen(args) => keygen::run(args),
+        cli::Command::Init(args) => federation::init(args),
+        cli::Command::Serve(args) => federation::serve(args),
+        cli::Command::Join(args) => federation::join(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

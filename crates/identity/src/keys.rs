@@ -85,6 +85,42 @@ impl Identity {
     }
 }
 
+impl Identity {
+    /// Signs the enrolment statement for `federation`: proof that whoever enrols a key holds it.
+    pub fn sign_enrolment(&self, federation: &str) -> [u8; 64] {
+        self.key
+            .sign(&enrolment_bytes(federation, &self.public()))
+            .to_bytes()
+    }
+}
+
+/// Domain separation for enrolment signatures.
+const ENROL_DOMAIN: &[u8] = b"harambee.enrol.v1\0";
+
+/// The signed bytes of an enrolment: the 18 bytes `harambee.enrol.v1\0`, the federation id's
+/// length (`u32`, little-endian) and UTF-8 bytes, then the 32 public-key bytes.
+fn enrolment_bytes(federation: &str, key: &PublicKey) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ENROL_DOMAIN.len() + 4 + federation.len() + 32);
+    out.extend_from_slice(ENROL_DOMAIN);
+    out.extend_from_slice(&(federation.len() as u32).to_le_bytes());
+    out.extend_from_slice(federation.as_bytes());
+    out.extend_from_slice(&key.to_bytes());
+    out
+}
+
+impl PublicKey {
+    /// Checks an enrolment signature made by [`Identity::sign_enrolment`].
+    pub fn verify_enrolment(&self, federation: &str, signature: &[u8]) -> Result<(), IdentityError> {
+        let bytes: [u8; 64] = signature.try_into().map_err(|_| IdentityError::BadSignature)?;
+        self.0
+            .verify_strict(
+                &enrolment_bytes(federation, self),
+                &ed25519_dalek::Signature::from_bytes(&bytes),
+            )
+            .map_err(|_| IdentityError::BadSignature)
+    }
+}
+
 impl fmt::Debug for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the secret.

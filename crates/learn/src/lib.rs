@@ -8,6 +8,8 @@
 //! - Data: [`Dataset`] (dense vectors, images or token lists, with labels), the IDX loader for
 //!   MNIST and Fashion-MNIST ([`load_idx_dir`]), the UDHR corpus loader ([`udhr`]), and
 //!   [`Partition`]ers: IID, Dirichlet(α), McMahan's shards, and natural (few classes each).
+//! - [`ModelTask`]: a networked federation's model and labels without data, from which the
+//!   coordinator builds the model and each participant labels its own examples.
 //!
 //! ```no_run
 //! use harambee_learn::{BurnTrainer, ModelKind, Optimizer, Partition, Trainer, digit_names, load_idx_dir};
@@ -29,6 +31,7 @@ mod idx;
 mod model;
 mod native;
 mod partition;
+mod task;
 pub(crate) mod trainer;
 pub mod udhr;
 
@@ -38,4 +41,5 @@ pub use idx::{digit_names, fashion_names, load_idx_dir, parse_images, parse_labe
 pub use model::ModelKind;
 pub use native::{NativeTrainer, trainer_for};
 pub use partition::Partition;
+pub use task::{DataKind, ModelTask, participant_seed};
 pub use trainer::{BurnTrainer, Evaluation, Optimizer, TrainOutcome, Trainer};

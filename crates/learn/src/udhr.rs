@@ -235,9 +235,25 @@ impl Corpus {
     /// goes to the test set, the rest to training.
     pub fn split(&self, features: &TextFeatures, test_every: usize) -> Split {
         let names: Vec<String> = self.languages.iter().map(|l| l.code.clone()).collect();
+        let (train, test) = self.split_with_classes(features, test_every, &names);
+        Split {
+            train: Arc::new(train),
+            test: Arc::new(test),
+        }
+    }
+
+    /// As [`split`](Self::split), with labels (already set in `sentences`) naming `classes`
+    /// rather than this corpus's own languages: how a participant holding a few languages
+    /// labels them by the federation's list.
+    pub fn split_with_classes(
+        &self,
+        features: &TextFeatures,
+        test_every: usize,
+        names: &[String],
+    ) -> (Dataset, Dataset) {
         let mut train = TokenSet::default();
         let mut test = TokenSet::default();
-        let mut seen = vec![0usize; self.languages.len()];
+        let mut seen = vec![0usize; names.len().max(self.languages.len())];
         for (lang, sentence) in &self.sentences {
             let k = seen[*lang];
             seen[*lang] += 1;
@@ -248,10 +264,10 @@ impl Corpus {
             };
             target.push(features.ids(sentence), *lang as u32);
         }
-        Split {
-            train: Arc::new(train.into_dataset(features.buckets, names.clone())),
-            test: Arc::new(test.into_dataset(features.buckets, names)),
-        }
+        (
+            train.into_dataset(features.buckets, names.to_vec()),
+            test.into_dataset(features.buckets, names.to_vec()),
+        )
     }
 }
 

@@ -4,7 +4,7 @@ use std::time::Instant;
 use harambee_coordinator::{
     Action, Coordinator, CoordinatorConfig, Event, EventOutcome, OpenRound, Tick,
 };
-use harambee_learn::{Evaluation, Partition, Trainer, trainer_for};
+use harambee_learn::{Evaluation, Partition, Trainer, participant_seed, trainer_for};
 use harambee_params::{Digest, Encoding, ParamSet};
 use harambee_strategy::{Failure, FailureReason, FitConfig, FitResult, ParticipantId};
 use rayon::prelude::*;
@@ -504,9 +504,3 @@ impl Progress {
 /// A participant's result with its digest, or why it failed.
 type Trained = Result<(FitResult, Digest), FailureReason>;
 
-/// A distinct, reproducible seed per (run, round, participant).
-fn participant_seed(seed: u64, round: u64, participant: u64) -> u64 {
-    let mut z = seed ^ round.rotate_left(21) ^ participant.rotate_left(42) ^ 0x5851_F42D_4C95_7F2D;
-    z = (z ^ (z >> 33)).wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-    z ^ (z >> 33)
-}

@@ -26,4 +26,12 @@ pub enum StoreError {
         /// What its bytes hash to now.
         actual: Digest,
     },
+    /// The state database refused or holds something unreadable.
+    #[error("state database {path}: {reason}")]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        reason: String,
+    },
 }

@@ -8,6 +8,10 @@
 //! acknowledge an update and survive `kill -9` right after. An S3-compatible store for larger
 //! deployments will implement the same trait.
 //!
+//! [`StateStore`] is the coordinator's durable state (enrolments, the open round and its
+//! acknowledged updates, completed rounds); [`SqliteState`] keeps it in an embedded SQLite
+//! database, committed before any acknowledgement.
+//!
 //! ```
 //! use harambee_store::{BlobStore, FsBlobStore};
 //!
@@ -19,7 +23,12 @@
 
 mod blob;
 mod error;
+mod state;
 
 pub use blob::{BlobStore, FsBlobStore};
 pub use error::StoreError;
+pub use state::{
+    Checkpoint, ClosedRoundRecord, OpenRoundRecord, ParticipantRecord, SqliteState, StateStore,
+    UpdateRecord,
+};
 pub use harambee_params::Digest;

@@ -164,4 +164,27 @@ impl Strategy for FedOpt {
         let delta = mean.sub(global)?;
         Ok(Aggregate::Updated(self.step(global, &delta)))
     }
+
+    fn state(&self) -> Vec<(&'static str, ParamSet)> {
+        [("m", &self.m), ("v", &self.v)]
+            .into_iter()
+            .filter_map(|(name, moment)| moment.clone().map(|p| (name, p)))
+            .collect()
+    }
+
+    fn restore_state(&mut self, state: Vec<(String, ParamSet)>) -> Result<(), StrategyError> {
+        for (name, moment) in state {
+            match name.as_str() {
+                "m" => self.m = Some(moment),
+                "v" => self.v = Some(moment),
+                other => {
+                    return Err(StrategyError::InvalidSetting {
+                        name: "state",
+                        reason: format!("{} keeps m and v, not {other:?}", self.name()),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
 }

@@ -104,4 +104,22 @@ pub trait Strategy: Send + Sync {
         results: &[FitResult],
         failures: &[Failure],
     ) -> Result<Aggregate, StrategyError>;
+
+    /// What the strategy carries from round to round (server optimiser moments), named, so a
+    /// restarted coordinator continues exactly. Stateless rules keep the default: nothing.
+    fn state(&self) -> Vec<(&'static str, ParamSet)> {
+        Vec::new()
+    }
+
+    /// Takes back what [`state`](Self::state) gave. Names the strategy does not know are an
+    /// error: they mean the state belongs to another strategy.
+    fn restore_state(&mut self, state: Vec<(String, ParamSet)>) -> Result<(), StrategyError> {
+        match state.first() {
+            None => Ok(()),
+            Some((name, _)) => Err(StrategyError::InvalidSetting {
+                name: "state",
+                reason: format!("{} keeps no state, but state {name:?} was given", self.name()),
+            }),
+        }
+    }
 }

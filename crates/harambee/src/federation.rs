@@ -1,0 +1,154 @@
+//! `harambee init`, `serve` and `join`: a federation across machines.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use harambee_identity::Identity;
+use harambee_learn::udhr::load_corpus;
+use harambee_learn::{DataKind, ModelKind, ModelTask, Optimizer, digit_names};
+use harambee_participant::{Invite, JoinOptions};
+use harambee_server::{
+    FederationConfig, FederationFolder, Limits, RoundSettings, ServeOptions, ServeOutcome,
+    TrainingSettings,
+};
+use harambee_strategy::StrategyConfig;
+
+use crate::cli::{InitArgs, JoinArgs, ServeArgs};
+
+/// Settings for a new federation, from `harambee init` or the demo.
+pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
+    let model: ModelKind = args.model.parse()?;
+    let (data, classes, optimizer) = match model {
+        ModelKind::LangId => {
+            let corpus = load_corpus(&args.classes_from, None)
+                .with_context(|| format!("reading the languages of {}", args.classes_from.display()))?;
+            let codes = corpus.languages.into_iter().map(|l| l.code).collect();
+            (DataKind::Udhr, codes, Optimizer::AdamW { weight_decay: 0.0 })
+        }
+        _ => (DataKind::Images, digit_names(), Optimizer::default()),
+    };
+    let listen = resolve_port(args.listen)?;
+    let mut server_names = vec!["localhost".to_string(), listen.ip().to_string()];
+    server_names.extend(args.server_name.iter().cloned());
+    server_names.dedup();
+    Ok(FederationConfig {
+        name: args.name.clone(),
+        federation_id: String::new(),
+        listen,
+        public_url: args
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("https://{listen}")),
+        server_names,
+        invite_token_sha256: String::new(),
+        model: ModelTask {
+            model,
+            data,
+            classes,
+            embedding_dim: 64,
+            optimizer,
+        },
+        rounds: RoundSettings {
+            rounds: args.rounds,
+            min_participants: args.min_participants,
+            quorum: args.quorum,
+            deadline_s: args.deadline_s,
+            max_retries: 3,
+            seed: args.seed,
+        },
+        training: TrainingSettings {
+            strategy: StrategyConfig::FedAvg,
+            fraction: args.fraction,
+            epochs: args.epochs,
+            batch_size: args.batch,
+            learning_rate: args.lr,
+        },
+        limits: Limits::default(),
+    })
+}
+
+/// Port 0 means "any free port": pick it now, so it is the same after every restart.
+fn resolve_port(listen: SocketAddr) -> Result<SocketAddr> {
+    if listen.port() != 0 {
+        return Ok(listen);
+    }
+    let probe = TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
+    Ok(probe.local_addr()?)
+}
+
+pub(crate) fn init(args: InitArgs) -> Result<()> {
+    let config = config_from(&args)?;
+    let folder = FederationFolder::new(&args.dir);
+    let invite = folder.init(config)?;
+    println!("Created federation {} in {}", invite.federation_id, args.dir.display());
+    println!("  coordinator: {}", invite.coordinator);
+    println!("  run it:      harambee serve {}", args.dir.display());
+    println!(
+        "  invite:      {} (give it to participants; it admits whoever holds it)",
+        folder.invite_path().display()
+    );
+    println!(
+        "  join:        harambee join --invite {} --key KEY --data DIR",
+        folder.invite_path().display()
+    );
+    Ok(())
+}
+
+pub(crate) fn serve(args: ServeArgs) -> Result<()> {
+    let folder = FederationFolder::new(&args.dir);
+    let options = ServeOptions {
+        insecure: args.insecure,
+        linger: Duration::from_secs_f64(args.linger_s.max(0.0)),
+        listen: None,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let outcome = runtime.block_on(harambee_server::serve(&folder, options, |addr| {
+        let scheme = if args.insecure { "http" } else { "https" };
+        println!("coordinator listening on {scheme}://{addr}");
+    }))?;
+    match outcome {
+        ServeOutcome::Finished => {
+            println!("federation finished; model: {}", folder.model_path().display());
+            Ok(())
+        }
+        ServeOutcome::Interrupted => {
+            println!("stopped; `harambee serve {}` resumes", args.dir.display());
+            Ok(())
+        }
+        ServeOutcome::Failed(e) => bail!("the federation failed: {e}"),
+    }
+}
+
+pub(crate) fn join(args: JoinArgs) -> Result<()> {
+    let invite = Invite::load(&args.invite)?;
+    let identity = Identity::load(&args.key)?;
+    let state_path = args.state.clone().unwrap_or_else(|| state_beside(&args.key));
+    let options = JoinOptions {
+        invite,
+        coordinator: args.coordinator.clone(),
+        identity,
+        data: args.data.clone(),
+        name: args.name.clone(),
+        state_path,
+        insecure: args.insecure,
+        give_up_after: Duration::from_secs_f64(args.give_up_after_s.max(1.0)),
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(harambee_participant::join(options))?;
+    println!(
+        "participant {}: {} updates acknowledged, {} refused; the federation says: {}",
+        report.participant_id,
+        report.acknowledged.len(),
+        report.refused.len(),
+        report.finish_message
+    );
+    Ok(())
+}
+
+fn state_beside(key: &Path) -> PathBuf {
+    let mut name = key.file_name().unwrap_or_default().to_os_string();
+    name.push(".state.json");
+    key.with_file_name(name)
+}

@@ -1,0 +1,453 @@
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use harambee_identity::{Identity, UpdateStatement};
+use harambee_learn::{DataKind, ModelKind, ModelTask, Optimizer, Split, Trainer, participant_seed};
+use harambee_params::{Digest, Encoding, Layout, ParamSet};
+use harambee_proto::{CHUNK_BYTES, CoordinatorClient, Invite, v1};
+use harambee_strategy::FitConfig;
+use tokio_stream::StreamExt;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::{Code, Status};
+
+use crate::{LocalState, ParticipantError};
+
+/// How to join.
+#[derive(Debug)]
+pub struct JoinOptions {
+    /// The invite (coordinator URL, CA certificate, token).
+    pub invite: Invite,
+    /// Overrides the invite's coordinator URL.
+    pub coordinator: Option<String>,
+    /// The member's key.
+    pub identity: Identity,
+    /// The member's own data.
+    pub data: PathBuf,
+    /// A display name.
+    pub name: String,
+    /// Where to remember progress across restarts.
+    pub state_path: PathBuf,
+    /// Plain-text gRPC (only against an `--insecure` coordinator).
+    pub insecure: bool,
+    /// Stop retrying a call after this long without success.
+    pub give_up_after: Duration,
+}
+
+/// What a participant did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JoinReport {
+    /// Its id in the federation.
+    pub participant_id: u64,
+    /// Rounds whose update the coordinator acknowledged.
+    pub acknowledged: Vec<u64>,
+    /// Rounds whose update was refused (late, or moved on), with the reason.
+    pub refused: Vec<(u64, String)>,
+    /// How the federation ended, as the coordinator said.
+    pub finish_message: String,
+}
+
+/// Whether a failed call is worth repeating.
+fn transient(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted
+    )
+}
+
+struct Session {
+    client: CoordinatorClient<Channel>,
+    identity: Identity,
+    give_up_after: Duration,
+}
+
+impl Session {
+    /// Calls `f` until it succeeds or fails for good, backing off between tries.
+    async fn retry<T, F, Fut>(&self, what: &'static str, mut f: F) -> Result<T, RetryError>
+    where
+        F: FnMut(CoordinatorClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match f(self.client.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(s) if transient(&s) => {
+                    if started.elapsed() > self.give_up_after {
+                        return Err(RetryError::GaveUp(ParticipantError::GaveUp {
+                            what,
+                            seconds: started.elapsed().as_secs_f64(),
+                            last: s.message().to_string(),
+                        }));
+                    }
+                    tracing::debug!(what, code = ?s.code(), message = s.message(), "retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(s) => return Err(RetryError::Final(s)),
+            }
+        }
+    }
+
+    fn key(&self) -> Vec<u8> {
+        self.identity.public().to_bytes().to_vec()
+    }
+}
+
+enum RetryError {
+    GaveUp(ParticipantError),
+    Final(Status),
+}
+
+impl RetryError {
+    fn into_error(self, what: &'static str) -> ParticipantError {
+        match self {
+            RetryError::GaveUp(e) => e,
+            RetryError::Final(s) => ParticipantError::Refused {
+                what,
+                status: format!("{:?}: {}", s.code(), s.message()),
+            },
+        }
+    }
+}
+
+fn channel(options: &JoinOptions) -> Result<Channel, ParticipantError> {
+    let url = options
+        .coordinator
+        .clone()
+        .unwrap_or_else(|| options.invite.coordinator.clone());
+    let url = if options.insecure {
+        url.replacen("https://", "http://", 1)
+    } else {
+        url
+    };
+    let bad = |e: tonic::transport::Error| ParticipantError::Setup(format!("coordinator {url}: {e}"));
+    let mut endpoint = Endpoint::from_shared(url.clone())
+        .map_err(bad)?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .keep_alive_while_idle(true);
+    if options.insecure {
+        tracing::warn!("--insecure: plain-text gRPC; anyone on the network path can read and alter the traffic");
+    } else {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&options.invite.ca_certificate))
+            .domain_name(options.invite.server_name.clone());
+        endpoint = endpoint.tls_config(tls).map_err(bad)?;
+    }
+    Ok(endpoint.connect_lazy())
+}
+
+/// The model and data kind the coordinator announced, as this participant's trainer needs.
+fn task_of(spec: &v1::ModelSpec) -> Result<ModelTask, ParticipantError> {
+    let model: ModelKind = spec
+        .model
+        .parse()
+        .map_err(|e: harambee_learn::LearnError| ParticipantError::Model(e.to_string()))?;
+    let data: DataKind = serde_json::from_value(serde_json::Value::String(spec.dataset.clone()))
+        .map_err(|_| ParticipantError::Model(format!("unknown data kind {:?}", spec.dataset)))?;
+    let optimizer: Optimizer = serde_json::from_str(&spec.optimizer)
+        .map_err(|e| ParticipantError::Model(format!("unknown optimiser {:?}: {e}", spec.optimizer)))?;
+    Ok(ModelTask {
+        model,
+        data,
+        classes: spec.classes.clone(),
+        embedding_dim: spec.embedding_dim as usize,
+        optimizer,
+    })
+}
+
+/// Checks that the local trainer builds exactly the tensors the coordinator expects.
+fn check_layout(layout: &Layout, spec: &v1::ModelSpec) -> Result<(), ParticipantError> {
+    let ours: Vec<(String, Vec<u64>)> = layout
+        .tensors()
+        .iter()
+        .map(|t| (t.name.clone(), t.shape.iter().map(|&d| d as u64).collect()))
+        .collect();
+    let theirs: Vec<(String, Vec<u64>)> = spec.tensors.iter().map(|t| (t.name.clone(), t.shape.clone())).collect();
+    if ours == theirs {
+        Ok(())
+    } else {
+        Err(ParticipantError::Model(format!(
+            "the coordinator's model has tensors {theirs:?}, this participant builds {ours:?}"
+        )))
+    }
+}
+
+/// Joins the federation and trains until it finishes.
+pub async fn join(options: JoinOptions) -> Result<JoinReport, ParticipantError> {
+    let session = Session {
+        client: CoordinatorClient::new(channel(&options)?)
+            .max_decoding_message_size(2 * CHUNK_BYTES)
+            .max_encoding_message_size(2 * CHUNK_BYTES),
+        identity: options.identity,
+        give_up_after: options.give_up_after,
+    };
+    let federation = options.invite.federation_id.clone();
+    let enrol = v1::EnrolRequest {
+        public_key: session.key(),
+        invite_token: options.invite.token.clone(),
+        name: options.name.clone(),
+        signature: session.identity.sign_enrolment(&federation).to_vec(),
+    };
+    let reply = session
+        .retry("enrolment", |mut c| {
+            let r = enrol.clone();
+            async move { c.enrol(r).await.map(tonic::Response::into_inner) }
+        })
+        .await
+        .map_err(|e| e.into_error("enrolment"))?;
+    if reply.federation_id != federation {
+        return Err(ParticipantError::Setup(format!(
+            "the coordinator runs federation {}, but the invite is for {federation}",
+            reply.federation_id
+        )));
+    }
+    let spec = reply
+        .model
+        .ok_or_else(|| ParticipantError::Model("the coordinator sent no model".into()))?;
+    let task = task_of(&spec)?;
+    let data = options.data.clone();
+    let (trainer, split) = tokio::task::spawn_blocking(move || -> Result<_, ParticipantError> {
+        let trainer: Arc<dyn Trainer> = task.trainer()?.into();
+        let split = task.load_local(&data)?;
+        Ok((trainer, split))
+    })
+    .await
+    .map_err(|e| ParticipantError::Setup(e.to_string()))??;
+    check_layout(trainer.layout(), &spec)?;
+    tracing::info!(
+        participant = reply.participant_id,
+        train = split.train.len(),
+        test = split.test.len(),
+        "enrolled"
+    );
+    let mut state = LocalState::load(&options.state_path, &federation)?;
+    let mut report = JoinReport {
+        participant_id: reply.participant_id,
+        ..Default::default()
+    };
+    let ctx = RoundContext {
+        session: &session,
+        trainer,
+        split,
+        spec: &spec,
+        federation: &federation,
+        participant: reply.participant_id,
+    };
+    loop {
+        let request = v1::TaskRequest {
+            public_key: session.key(),
+            after_round: state.done.0,
+            after_attempt: state.done.1,
+            wait_ms: 20_000,
+        };
+        let next = session
+            .retry("a task", |mut c| {
+                let r = request.clone();
+                async move { c.get_task(r).await.map(tonic::Response::into_inner) }
+            })
+            .await
+            .map_err(|e| e.into_error("a task"))?;
+        match v1::task::Kind::try_from(next.kind) {
+            Ok(v1::task::Kind::Finished) => {
+                report.finish_message = next.message;
+                return Ok(report);
+            }
+            Ok(v1::task::Kind::Train) => {
+                match ctx.run_round(&next).await? {
+                    RoundEnd::Acknowledged => report.acknowledged.push(next.round),
+                    RoundEnd::Refused(why) => report.refused.push((next.round, why)),
+                    RoundEnd::MovedOn => {}
+                }
+                state.done = (next.round, next.attempt);
+                state.save(&options.state_path)?;
+            }
+            _ => {}
+        }
+    }
+}
+
+enum RoundEnd {
+    Acknowledged,
+    Refused(String),
+    /// The round closed before this participant could fetch its parameters.
+    MovedOn,
+}
+
+struct RoundContext<'a> {
+    session: &'a Session,
+    trainer: Arc<dyn Trainer>,
+    split: Split,
+    spec: &'a v1::ModelSpec,
+    federation: &'a str,
+    participant: u64,
+}
+
+impl RoundContext<'_> {
+    async fn run_round(&self, task: &v1::Task) -> Result<RoundEnd, ParticipantError> {
+        let Some(global) = self.fetch(task).await? else {
+            return Ok(RoundEnd::MovedOn);
+        };
+        let base = global.digest();
+        self.report_evaluation(task.round.saturating_sub(1), &global, base).await;
+        let config = task.config.clone().unwrap_or_default();
+        let fit = FitConfig {
+            epochs: config.epochs,
+            batch_size: config.batch_size,
+            learning_rate: config.learning_rate,
+            proximal_mu: config.proximal_mu,
+        };
+        let seed = participant_seed(self.spec.seed, task.round, self.participant);
+        let trainer = Arc::clone(&self.trainer);
+        let train = Arc::clone(&self.split.train);
+        let outcome = tokio::task::spawn_blocking(move || {
+            let all: Vec<usize> = (0..train.len()).collect();
+            trainer.train(&global, &train, &all, &fit, seed)
+        })
+        .await
+        .map_err(|e| ParticipantError::Setup(e.to_string()))??;
+        let digest = outcome.params.digest();
+        let signed = self.session.identity.sign(UpdateStatement {
+            federation: self.federation.to_string(),
+            round: task.round,
+            base,
+            update: digest,
+            num_samples: outcome.num_samples,
+        });
+        let header = v1::UpdateHeader {
+            public_key: self.session.key(),
+            round: task.round,
+            attempt: task.attempt,
+            base_digest: base.0.to_vec(),
+            update_digest: digest.0.to_vec(),
+            num_samples: outcome.num_samples,
+            train_loss: outcome.mean_loss,
+            encoding: Encoding::F32.name().into(),
+            total_bytes: 0,
+            signature: signed.signature.to_vec(),
+        };
+        let bytes = Arc::new(Encoding::F32.encode(&outcome.params));
+        let header = v1::UpdateHeader {
+            total_bytes: bytes.len() as u64,
+            ..header
+        };
+        let result = self
+            .session
+            .retry("the update", |mut c| {
+                let stream = update_stream(header.clone(), Arc::clone(&bytes));
+                async move { c.submit_update(stream).await.map(tonic::Response::into_inner) }
+            })
+            .await;
+        match result {
+            Ok(reply) => {
+                tracing::info!(
+                    round = task.round,
+                    received = reply.received,
+                    quorum = reply.quorum,
+                    "update acknowledged"
+                );
+                Ok(RoundEnd::Acknowledged)
+            }
+            Err(RetryError::Final(s)) if s.code() == Code::AlreadyExists => {
+                tracing::info!(round = task.round, "update acknowledged (already held by the coordinator)");
+                Ok(RoundEnd::Acknowledged)
+            }
+            Err(RetryError::Final(s))
+                if matches!(s.code(), Code::FailedPrecondition | Code::PermissionDenied | Code::NotFound) =>
+            {
+                tracing::warn!(round = task.round, reason = s.message(), "update refused");
+                Ok(RoundEnd::Refused(s.message().to_string()))
+            }
+            Err(e) => Err(e.into_error("the update")),
+        }
+    }
+
+    /// The task's base parameters, streamed and checked; `None` if the round moved on.
+    async fn fetch(&self, task: &v1::Task) -> Result<Option<ParamSet>, ParticipantError> {
+        let layout = self.trainer.layout().clone();
+        let want = Digest(
+            task.base_digest
+                .as_slice()
+                .try_into()
+                .map_err(|_| ParticipantError::Setup("the task's base digest is not 32 bytes".into()))?,
+        );
+        let key = self.session.key();
+        let fetched = self
+            .session
+            .retry("the parameters", |mut c| {
+                let request = v1::FetchRequest {
+                    public_key: key.clone(),
+                    digest: want.0.to_vec(),
+                    offset: 0,
+                };
+                let layout = layout.clone();
+                async move {
+                    let mut stream = c.fetch_parameters(request).await?.into_inner();
+                    let mut bytes = Vec::new();
+                    while let Some(chunk) = stream.next().await {
+                        let chunk = chunk?;
+                        if chunk.offset != bytes.len() as u64 || chunk.total_bytes > (layout.num_values() * 4) as u64 {
+                            return Err(Status::data_loss("parameter chunks out of order or oversized"));
+                        }
+                        bytes.extend_from_slice(&chunk.data);
+                    }
+                    Encoding::F32
+                        .decode(&layout, &bytes)
+                        .map_err(|e| Status::data_loss(format!("parameters do not decode: {e}")))
+                }
+            })
+            .await;
+        match fetched {
+            Ok(params) if params.digest() == want => Ok(Some(params)),
+            Ok(params) => Err(ParticipantError::Setup(format!(
+                "fetched parameters hash to {}, not to the task's {want}",
+                params.digest()
+            ))),
+            Err(RetryError::Final(s)) if s.code() == Code::NotFound => Ok(None),
+            Err(e) => Err(e.into_error("the parameters")),
+        }
+    }
+
+    /// Federated evaluation: how the round's starting model does on this member's held-out data.
+    async fn report_evaluation(&self, round: u64, global: &ParamSet, digest: Digest) {
+        if round == 0 || self.split.test.is_empty() {
+            return;
+        }
+        let Ok(eval) = self.trainer.evaluate_all(global, &self.split.test) else {
+            return;
+        };
+        let report = v1::EvaluationReport {
+            public_key: self.session.key(),
+            round,
+            digest: digest.0.to_vec(),
+            examples: eval.examples as u64,
+            accuracy: eval.accuracy,
+            loss: eval.loss,
+        };
+        let mut client = self.session.client.clone();
+        if let Err(s) = client.report_evaluation(report).await {
+            tracing::debug!(round, error = s.message(), "evaluation report not delivered");
+        }
+    }
+}
+
+/// The update as a stream: its header, then its bytes in chunks, cut lazily.
+fn update_stream(
+    header: v1::UpdateHeader,
+    bytes: Arc<Vec<u8>>,
+) -> impl tokio_stream::Stream<Item = v1::UpdateChunk> + Send + 'static {
+    let total = bytes.len();
+    let header = std::iter::once(v1::UpdateChunk {
+        part: Some(v1::update_chunk::Part::Header(header)),
+    });
+    let data = (0..total).step_by(CHUNK_BYTES).map(move |start| v1::UpdateChunk {
+        part: Some(v1::update_chunk::Part::Data(
+            bytes[start..(start + CHUNK_BYTES).min(total)].to_vec(),
+        )),
+    });
+    tokio_stream::iter(header.chain(data))
+}

@@ -1,0 +1,23 @@
+//! The participant runtime: what `harambee join` runs on a member's machine.
+//!
+//! [`join`] connects to the coordinator named by an [`Invite`] (TLS, checked against the
+//! federation's own certificate authority), enrols with the member's ed25519 key, then loops:
+//! ask for a task (long poll), fetch the global parameters (streamed, checked against their
+//! digest), evaluate them on local held-out data and report it, train on local data with the
+//! built-in trainer, sign the update statement, and upload the update in chunks. Data never
+//! leaves the machine; only parameters and a few numbers travel.
+//!
+//! Network errors and coordinator restarts are retried with exponential backoff. The last
+//! finished (round, attempt) is kept in a small state file, so a restarted participant does
+//! not train a round twice; if it retrains one whose update was already acknowledged, the
+//! coordinator answers "already exists" and that counts as done. Training is seeded by
+//! (federation seed, round, participant), so a retrained update is the same update.
+
+mod client;
+mod error;
+mod state;
+
+pub use client::{JoinOptions, JoinReport, join};
+pub use error::ParticipantError;
+pub use harambee_proto::Invite;
+pub use state::LocalState;

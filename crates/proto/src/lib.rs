@@ -1,0 +1,28 @@
+//! The wire contract between coordinator and participants: the Rust types and gRPC stubs
+//! generated from `proto/harambee/v1/federation.proto` (the public schema, compiled at build
+//! time by `protox`, so no `protoc` is needed), and the few helpers both sides share.
+
+/// Generated from `harambee.v1`; see the `.proto` file for each message's documentation.
+#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+pub mod v1 {
+    tonic::include_proto!("harambee.v1");
+}
+
+pub use v1::coordinator_client::CoordinatorClient;
+pub use v1::coordinator_server::{Coordinator as CoordinatorService, CoordinatorServer};
+
+/// Chunk size for parameters on the wire: small enough that neither end buffers much per
+/// message, large enough that per-message overhead is negligible.
+pub const CHUNK_BYTES: usize = 256 * 1024;
+
+/// Cuts `bytes` from `offset` into wire chunks.
+pub fn chunks(bytes: &[u8], offset: usize) -> impl Iterator<Item = (usize, &[u8])> {
+    let start = offset.min(bytes.len());
+    bytes[start..]
+        .chunks(CHUNK_BYTES)
+        .enumerate()
+        .map(move |(i, c)| (start + i * CHUNK_BYTES, c))
+}
+
+mod invite;
+pub use invite::{Invite, InviteError};

@@ -1,0 +1,157 @@
+use std::net::SocketAddr;
+
+use harambee_coordinator::CoordinatorConfig;
+use harambee_learn::ModelTask;
+use harambee_strategy::{FitConfig, StrategyConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::ServerError;
+
+/// A federation's settings: `federation.toml` in its folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationConfig {
+    /// A human name.
+    pub name: String,
+    /// The id signed into every enrolment and update (random, made by `harambee init`).
+    pub federation_id: String,
+    /// Where the coordinator listens.
+    pub listen: SocketAddr,
+    /// The URL participants use (put in the invite).
+    pub public_url: String,
+    /// Names and addresses the TLS certificate is issued for; the first is the one clients
+    /// check.
+    pub server_names: Vec<String>,
+    /// SHA-256 (hex) of the invite token: the coordinator never stores the token itself.
+    pub invite_token_sha256: String,
+    /// What is trained.
+    pub model: ModelTask,
+    /// How rounds run.
+    pub rounds: RoundSettings,
+    /// What participants do each round, and how results are combined.
+    pub training: TrainingSettings,
+    /// Protection against misbehaving clients.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// How rounds run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoundSettings {
+    /// Rounds to run.
+    pub rounds: u64,
+    /// Participants enrolled before the first round opens.
+    pub min_participants: usize,
+    /// Results needed to close a round at its deadline.
+    pub quorum: usize,
+    /// Seconds from opening a round to its deadline.
+    pub deadline_s: f64,
+    /// Times a round that misses its quorum is opened again before the federation fails.
+    pub max_retries: u32,
+    /// Seed for selection, the initial model and participants' shuffling.
+    pub seed: u64,
+}
+
+/// What participants do each round, and how results are combined.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingSettings {
+    /// The aggregation strategy.
+    pub strategy: StrategyConfig,
+    /// Fraction of enrolled participants selected per round.
+    pub fraction: f64,
+    /// Local epochs.
+    pub epochs: u32,
+    /// Local batch size.
+    pub batch_size: u32,
+    /// Local learning rate.
+    pub learning_rate: f32,
+}
+
+/// Protection against misbehaving clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest single gRPC message accepted, in bytes (one update chunk and its framing).
+    pub max_message_bytes: usize,
+    /// Requests per second allowed per participant key (sustained).
+    pub requests_per_second: u32,
+    /// Requests a participant may burst above that rate.
+    pub burst: u32,
+    /// Longest a `GetTask` long poll is held, in milliseconds.
+    pub max_wait_ms: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 1 << 20,
+            requests_per_second: 50,
+            burst: 100,
+            max_wait_ms: 30_000,
+        }
+    }
+}
+
+impl FederationConfig {
+    /// Parses `federation.toml` text and checks it.
+    pub fn parse(text: &str) -> Result<Self, ServerError> {
+        let config: Self = toml::from_str(text)
+            .map_err(|e| ServerError::Config(format!("federation.toml: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges that would otherwise fail deep inside a run.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        let bad = |m: String| Err(ServerError::Config(m));
+        if self.rounds.rounds == 0 {
+            return bad("rounds.rounds must be at least 1".into());
+        }
+        if self.rounds.quorum == 0 || self.rounds.quorum > self.rounds.min_participants.max(1) {
+            return bad(format!(
+                "rounds.quorum {} must be between 1 and rounds.min_participants ({})",
+                self.rounds.quorum, self.rounds.min_participants
+            ));
+        }
+        if !(self.rounds.deadline_s.is_finite() && self.rounds.deadline_s > 0.0) {
+            return bad("rounds.deadline_s must be positive".into());
+        }
+        if self.model.classes.is_empty() {
+            return bad("model.classes must name at least one class".into());
+        }
+        if self.server_names.is_empty() {
+            return bad("server_names must name at least one host".into());
+        }
+        if self.limits.max_message_bytes < harambee_proto::CHUNK_BYTES + 4096 {
+            return bad(format!(
+                "limits.max_message_bytes must be at least {} (one chunk and its framing)",
+                harambee_proto::CHUNK_BYTES + 4096
+            ));
+        }
+        Ok(())
+    }
+
+    /// The core's settings.
+    pub fn core(&self) -> CoordinatorConfig {
+        CoordinatorConfig {
+            seed: self.rounds.seed,
+            rounds: self.rounds.rounds,
+            min_participants: self.rounds.min_participants,
+            quorum: self.rounds.quorum,
+            round_timeout_ms: (self.rounds.deadline_s * 1000.0) as u64,
+            max_round_retries: self.rounds.max_retries,
+        }
+    }
+
+    /// What selected participants are told to do.
+    pub fn fit(&self) -> FitConfig {
+        FitConfig {
+            epochs: self.training.epochs,
+            batch_size: self.training.batch_size,
+            learning_rate: self.training.learning_rate,
+            proximal_mu: 0.0,
+        }
+    }
+}

@@ -1,0 +1,613 @@
+//! The durable driver around the sans-IO core: it feeds the core only what is already on
+//! disk, and writes down every action the core takes before anyone hears of it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use harambee_coordinator::{Action, Coordinator, Event, EventOutcome, Refusal, RestorePoint, Tick};
+use harambee_identity::{PublicKey, SignedUpdate, UpdateStatement};
+use harambee_params::{Digest, Encoding, Layout, ParamSet};
+use harambee_proto::v1;
+use harambee_store::{
+    BlobStore, ClosedRoundRecord, FsBlobStore, OpenRoundRecord, SqliteState, StateStore,
+    UpdateRecord,
+};
+use harambee_strategy::{FitConfig, FitResult, ParticipantId};
+use tokio::sync::watch;
+use tonic::Status;
+
+use crate::fault::{FaultPoint, pause_at};
+use crate::{FederationConfig, FederationFolder, ServerError};
+
+/// The round a participant may be asked to train for, as published to long polls.
+#[derive(Debug, Clone)]
+pub(crate) struct OpenTask {
+    pub(crate) round: u64,
+    pub(crate) attempt: u32,
+    pub(crate) selected: BTreeSet<u64>,
+    pub(crate) base: Digest,
+    pub(crate) config: FitConfig,
+    pub(crate) deadline: Instant,
+}
+
+/// What long polls watch: the open round, or the end.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Board {
+    pub(crate) open: Option<OpenTask>,
+    pub(crate) finished: Option<String>,
+}
+
+/// The current global parameters, encoded once for every fetch.
+#[derive(Debug, Clone)]
+pub(crate) struct Published {
+    pub(crate) digest: Digest,
+    pub(crate) bytes: Arc<Vec<u8>>,
+}
+
+/// The core, its storage, and what the service publishes.
+pub(crate) struct Driver {
+    core: Coordinator,
+    config: FederationConfig,
+    state: Arc<dyn StateStore>,
+    blobs: Arc<dyn BlobStore>,
+    layout: Layout,
+    started: Instant,
+    /// Enrolled keys and their ids.
+    keys: HashMap<[u8; 32], ParticipantId>,
+    names: BTreeMap<u64, String>,
+    last_seen: HashMap<u64, Instant>,
+    published: Published,
+    board: watch::Sender<Board>,
+    model_path: std::path::PathBuf,
+    /// A storage failure after which the process must restart from disk.
+    fatal: Option<String>,
+}
+
+impl Driver {
+    /// Opens the federation at `folder`, resuming from whatever its state holds.
+    pub(crate) fn open(folder: &FederationFolder) -> Result<Self, ServerError> {
+        let config = folder.config()?;
+        let trainer = config.model.trainer()?;
+        let layout = trainer.layout().clone();
+        let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&folder.blobs_path())?);
+        let state: Arc<dyn StateStore> = Arc::new(SqliteState::open(&folder.state_path())?);
+        let checkpoint = state.checkpoint()?;
+        let load = |digest: &Digest| -> Result<ParamSet, ServerError> {
+            let bytes = blobs.get(digest)?;
+            Ok(Encoding::F32.decode(&layout, &bytes)?)
+        };
+        let global = match &checkpoint.global_blob {
+            Some(d) => load(d)?,
+            None => trainer.init(config.rounds.seed),
+        };
+        let mut strategy =
+            config
+                .training
+                .strategy
+                .build(config.training.fraction, config.rounds.quorum, config.fit())?;
+        let saved = checkpoint
+            .strategy_state
+            .iter()
+            .map(|(name, d)| Ok((name.clone(), load(d)?)))
+            .collect::<Result<Vec<_>, ServerError>>()?;
+        strategy.restore_state(saved)?;
+
+        let participants = state.participants()?;
+        let open = checkpoint
+            .open
+            .as_ref()
+            .filter(|o| o.round == checkpoint.completed + 1);
+        let point = RestorePoint {
+            completed: checkpoint.completed,
+            participants: participants.iter().map(|p| ParticipantId(p.id)).collect(),
+            open: open.map(|o| {
+                (
+                    o.attempt,
+                    o.selected.iter().copied().map(ParticipantId).collect(),
+                )
+            }),
+        };
+        let core = Coordinator::restore(config.core(), strategy, global, point);
+        let published = publish(core.global());
+        let mut driver = Self {
+            core,
+            state: Arc::clone(&state),
+            blobs,
+            layout,
+            started: Instant::now(),
+            keys: participants
+                .iter()
+                .map(|p| (p.public_key, ParticipantId(p.id)))
+                .collect(),
+            names: participants.iter().map(|p| (p.id, p.name.clone())).collect(),
+            last_seen: HashMap::new(),
+            published,
+            board: watch::Sender::new(Board::default()),
+            model_path: folder.model_path(),
+            fatal: None,
+            config,
+        };
+        if let Some(ended) = state.finished()? {
+            driver.board.send_replace(Board {
+                open: None,
+                finished: Some(ended.unwrap_or_else(|| "finished".into())),
+            });
+            return Ok(driver);
+        }
+        driver.process_actions()?;
+        if let Some(o) = open {
+            driver.replay(o.round, o.attempt)?;
+        }
+        Ok(driver)
+    }
+
+    /// Feeds the open round's acknowledged updates to the core again, as they were stored.
+    fn replay(&mut self, round: u64, attempt: u32) -> Result<(), ServerError> {
+        let updates = self.state.updates(round, attempt)?;
+        let count = updates.len();
+        for u in updates {
+            let params = Encoding::F32.decode(&self.layout, &self.blobs.get(&u.blob)?)?;
+            let result = FitResult {
+                participant: ParticipantId(u.participant),
+                params,
+                num_samples: u.num_samples,
+                train_loss: u.train_loss,
+            };
+            let now = self.now();
+            match self.core.handle_event(
+                now,
+                Event::Result {
+                    round,
+                    result,
+                    digest: u.update_digest,
+                },
+            ) {
+                EventOutcome::Accepted => {}
+                other => {
+                    return Err(ServerError::Config(format!(
+                        "stored update of participant {} for round {round} was not accepted on replay: {other:?}",
+                        u.participant
+                    )));
+                }
+            }
+            self.process_actions()?;
+        }
+        if count > 0 {
+            tracing::info!(round, attempt, count, "resumed the open round with its acknowledged updates");
+        }
+        Ok(())
+    }
+
+    /// A subscription to the board.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Board> {
+        self.board.subscribe()
+    }
+
+    /// The model every participant trains, as the wire describes it.
+    pub(crate) fn model_spec(&self) -> v1::ModelSpec {
+        let m = &self.config.model;
+        v1::ModelSpec {
+            model: m.model.name().into(),
+            dataset: serde_json::to_value(m.data)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            classes: m.classes.clone(),
+            embedding_dim: m.embedding_dim as u32,
+            optimizer: serde_json::to_string(&m.optimizer).unwrap_or_default(),
+            tensors: self
+                .layout
+                .tensors()
+                .iter()
+                .map(|t| v1::TensorSpec {
+                    name: t.name.clone(),
+                    shape: t.shape.iter().map(|&d| d as u64).collect(),
+                })
+                .collect(),
+            seed: self.config.rounds.seed,
+        }
+    }
+
+    pub(crate) fn config(&self) -> &FederationConfig {
+        &self.config
+    }
+
+    pub(crate) fn fatal(&self) -> Option<&str> {
+        self.fatal.as_deref()
+    }
+
+    fn now(&self) -> Tick {
+        Tick(self.started.elapsed().as_millis() as u64)
+    }
+
+    fn deadline_instant(&self, tick: Tick) -> Instant {
+        self.started + Duration::from_millis(tick.0)
+    }
+
+    /// When the timer must next wake the core.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.core.poll_timeout().map(|t| self.deadline_instant(t))
+    }
+
+    /// Lets the core see that time passed.
+    pub(crate) fn on_timer(&mut self) -> Result<(), ServerError> {
+        let now = self.now();
+        self.core.handle_timeout(now);
+        self.process_actions()
+    }
+
+    /// Enrols a key that proved it holds its secret half.
+    pub(crate) fn enrol(&mut self, key: &PublicKey, name: &str) -> Result<ParticipantId, ServerError> {
+        let (record, new) = self.state.enrol(&key.to_bytes(), name)?;
+        let id = ParticipantId(record.id);
+        self.keys.insert(record.public_key, id);
+        self.names.insert(record.id, record.name);
+        self.last_seen.insert(record.id, Instant::now());
+        let now = self.now();
+        let _ = self.core.handle_event(now, Event::Enrol(id));
+        if new {
+            tracing::info!(participant = id.0, name, "enrolled");
+        }
+        self.process_actions()?;
+        Ok(id)
+    }
+
+    /// The participant behind a key, or why there is none.
+    pub(crate) fn participant(&mut self, key: &[u8]) -> Result<ParticipantId, Status> {
+        let key: [u8; 32] = key
+            .try_into()
+            .map_err(|_| Status::invalid_argument("public_key must be 32 bytes"))?;
+        let id = *self.keys.get(&key).ok_or_else(|| {
+            Status::permission_denied(format!(
+                "unknown key {}: enrol with an invite first",
+                hex::encode(key)
+            ))
+        })?;
+        self.last_seen.insert(id.0, Instant::now());
+        Ok(id)
+    }
+
+    /// The current global parameters, if `digest` names them.
+    pub(crate) fn parameters(&self, digest: &[u8]) -> Result<Arc<Vec<u8>>, Status> {
+        if digest == self.published.digest.0 {
+            Ok(Arc::clone(&self.published.bytes))
+        } else {
+            Err(Status::not_found(format!(
+                "parameters {} are not the current global model ({}); ask for a new task",
+                hex::encode(digest),
+                self.published.digest
+            )))
+        }
+    }
+
+    /// Checks an update's header before its bytes are read: who, which round, how big.
+    pub(crate) fn check_header(&mut self, h: &v1::UpdateHeader) -> Result<ParticipantId, Status> {
+        let id = self.participant(&h.public_key)?;
+        let (round, attempt, selected) = self
+            .core
+            .open_selection()
+            .ok_or_else(|| Status::failed_precondition(format!("no round is open; round {} is over", h.round)))?;
+        if h.round != round || h.attempt != attempt {
+            return Err(Status::failed_precondition(format!(
+                "late or early update: it is for round {} attempt {}, but round {round} attempt {attempt} is open",
+                h.round, h.attempt
+            )));
+        }
+        if !selected.contains(&id) {
+            return Err(Status::permission_denied(format!(
+                "participant {id} was not selected for round {round}"
+            )));
+        }
+        if h.base_digest != self.published.digest.0 {
+            return Err(Status::failed_precondition(format!(
+                "the update was trained from {}, not from round {round}'s base {}",
+                hex::encode(&h.base_digest),
+                self.published.digest
+            )));
+        }
+        let encoding: Encoding = h
+            .encoding
+            .parse()
+            .map_err(|_| Status::invalid_argument(format!("unknown encoding {:?}; use f32 or f16", h.encoding)))?;
+        let expected = (self.layout.num_values() * encoding.bytes_per_value()) as u64;
+        if h.total_bytes != expected {
+            return Err(Status::invalid_argument(format!(
+                "wrong shape: the model has {} values ({expected} bytes in {encoding}), the update announces {} bytes",
+                self.layout.num_values(),
+                h.total_bytes
+            )));
+        }
+        if self.core.received() == 0 {
+            pause_at(FaultPoint::BeforeUpdate);
+        }
+        Ok(id)
+    }
+
+    /// Whether an upload in progress should pause for a crash test (`mid-upload`).
+    pub(crate) fn mid_upload_point(&self) {
+        if self.core.received() >= 1 {
+            pause_at(FaultPoint::MidUpload);
+        }
+    }
+
+    /// Validates an update completely, stores it durably, then gives it to the core. Returns
+    /// (results held this round, quorum).
+    pub(crate) fn accept(&mut self, h: &v1::UpdateHeader, bytes: &[u8]) -> Result<(u32, u32), Status> {
+        let id = self.check_header(h)?;
+        let encoding: Encoding = h.encoding.parse().map_err(|_| Status::invalid_argument("unknown encoding"))?;
+        let params = encoding
+            .decode(&self.layout, bytes)
+            .map_err(|e| Status::invalid_argument(format!("undecodable update: {e}")))?;
+        let digest = params.digest();
+        if digest.0[..] != h.update_digest[..] {
+            return Err(Status::invalid_argument(format!(
+                "the parameters hash to {digest}, not to the announced {}: truncated or altered in transit",
+                hex::encode(&h.update_digest)
+            )));
+        }
+        let key: [u8; 32] = h.public_key[..].try_into().map_err(|_| Status::invalid_argument("bad key"))?;
+        let signer = PublicKey::from_bytes(&key).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let signature: [u8; 64] = h
+            .signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| Status::unauthenticated("the signature must be 64 bytes"))?;
+        let signed = SignedUpdate {
+            statement: UpdateStatement {
+                federation: self.config.federation_id.clone(),
+                round: h.round,
+                base: self.published.digest,
+                update: digest,
+                num_samples: h.num_samples,
+            },
+            signer,
+            signature,
+        };
+        signed
+            .verify()
+            .map_err(|_| Status::unauthenticated("bad signature: it does not cover this federation, round, base, update and sample count with this key"))?;
+        if !h.train_loss.is_finite() {
+            return Err(Status::invalid_argument("train_loss must be finite"));
+        }
+        let result = FitResult {
+            participant: id,
+            params,
+            num_samples: h.num_samples,
+            train_loss: h.train_loss,
+        };
+        self.core
+            .check_result(h.round, &result)
+            .map_err(refusal_status)?;
+
+        // Durable before acknowledged: the blob, then its record, then the core.
+        let blob = self
+            .blobs
+            .put(&Encoding::F32.encode(&result.params))
+            .map_err(|e| self.storage_failed(e.into()))?;
+        self.state
+            .record_update(&UpdateRecord {
+                round: h.round,
+                attempt: h.attempt,
+                participant: id.0,
+                update_digest: digest,
+                blob,
+                num_samples: h.num_samples,
+                train_loss: h.train_loss,
+                signature: h.signature.clone(),
+            })
+            .map_err(|e| self.storage_failed(e.into()))?;
+        let now = self.now();
+        let outcome = self.core.handle_event(
+            now,
+            Event::Result {
+                round: h.round,
+                result,
+                digest,
+            },
+        );
+        if let EventOutcome::Refused(r) = outcome {
+            // Checked a moment ago under the same lock, so this cannot happen; say so loudly.
+            return Err(Status::internal(format!("refused after checking: {r}")));
+        }
+        let received = self.core.received() as u32;
+        tracing::info!(round = h.round, participant = id.0, "update accepted");
+        self.process_actions()
+            .map_err(|e| self.storage_failed(e))?;
+        Ok((received.max(1), self.config.rounds.quorum as u32))
+    }
+
+    /// Records a participant's evaluation of a round's result.
+    pub(crate) fn evaluation(&mut self, r: &v1::EvaluationReport) -> Result<(), Status> {
+        let id = self.participant(&r.public_key)?;
+        if !(r.accuracy.is_finite() && (0.0..=1.0).contains(&r.accuracy)) {
+            return Err(Status::invalid_argument("accuracy must be in [0, 1]"));
+        }
+        self.state
+            .record_evaluation(r.round, id.0, r.examples, r.accuracy)
+            .map_err(|e| self.storage_failed(e.into()))
+    }
+
+    /// Where the federation stands.
+    pub(crate) fn status(&self) -> Result<v1::FederationStatus, Status> {
+        let rounds = self
+            .state
+            .closed_rounds()
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let completed = rounds
+            .iter()
+            .map(|r| {
+                Ok(v1::RoundStatus {
+                    round: r.round,
+                    contributors: r.contributors,
+                    global_digest: r.global_digest.0.to_vec(),
+                    // A round's result is evaluated by the next round's participants.
+                    accuracy: self
+                        .state
+                        .round_accuracy(r.round)
+                        .map_err(|e| Status::internal(e.to_string()))?
+                        .unwrap_or(-1.0),
+                    train_loss: r.train_loss,
+                })
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        let board = self.board.borrow();
+        let error = self.core.error().map(|e| e.to_string()).or_else(|| {
+            board
+                .finished
+                .clone()
+                .filter(|f| f != "finished")
+        });
+        let (phase, round, selected) = match (&board.finished, self.core.open_selection()) {
+            (Some(_), _) if error.is_some() => ("failed", rounds.len() as u64, 0),
+            (Some(_), _) => ("finished", rounds.len() as u64, 0),
+            (None, Some((round, _, selected))) => ("training", round, selected.len()),
+            (None, None) => ("waiting", rounds.len() as u64 + 1, 0),
+        };
+        Ok(v1::FederationStatus {
+            federation_id: self.config.federation_id.clone(),
+            phase: phase.into(),
+            round,
+            rounds: self.config.rounds.rounds,
+            selected: selected as u32,
+            received: self.core.received() as u32,
+            quorum: self.config.rounds.quorum as u32,
+            enrolled: self.keys.len() as u32,
+            global_digest: self.published.digest.0.to_vec(),
+            completed,
+            error: error.unwrap_or_default(),
+        })
+    }
+
+    fn storage_failed(&mut self, e: ServerError) -> Status {
+        tracing::error!(error = %e, "storage failed; the coordinator must restart from disk");
+        self.fatal = Some(e.to_string());
+        Status::unavailable(format!("the coordinator could not store state: {e}"))
+    }
+
+    /// Writes down and publishes whatever the core decided.
+    fn process_actions(&mut self) -> Result<(), ServerError> {
+        while let Some(action) = self.core.poll_action() {
+            match action {
+                Action::OpenRound(open) => {
+                    self.state.open_round(&OpenRoundRecord {
+                        round: open.round,
+                        attempt: open.attempt,
+                        selected: open.participants.iter().map(|p| p.0).collect(),
+                        base: open.base,
+                    })?;
+                    tracing::info!(
+                        round = open.round,
+                        attempt = open.attempt,
+                        selected = open.participants.len(),
+                        "round opened"
+                    );
+                    let deadline = self.deadline_instant(open.deadline);
+                    self.board.send_replace(Board {
+                        open: Some(OpenTask {
+                            round: open.round,
+                            attempt: open.attempt,
+                            selected: open.participants.iter().map(|p| p.0).collect(),
+                            base: open.base,
+                            config: open.config,
+                            deadline,
+                        }),
+                        finished: None,
+                    });
+                }
+                Action::CloseRound(summary) => {
+                    pause_at(FaultPoint::Aggregation);
+                    let global_blob = self.blobs.put(&Encoding::F32.encode(&summary.global))?;
+                    let strategy_state = self
+                        .core
+                        .strategy()
+                        .state()
+                        .into_iter()
+                        .map(|(name, p)| Ok((name.to_string(), self.blobs.put(&Encoding::F32.encode(&p))?)))
+                        .collect::<Result<Vec<_>, ServerError>>()?;
+                    let samples: u64 = summary.contributions.iter().map(|c| c.1).sum();
+                    let loss = summary
+                        .contributions
+                        .iter()
+                        .map(|c| c.1 as f64 * f64::from(c.3))
+                        .sum::<f64>()
+                        / samples.max(1) as f64;
+                    let record = ClosedRoundRecord {
+                        round: summary.round,
+                        global_digest: summary.global.digest(),
+                        global_blob,
+                        contributors: summary.contributions.len() as u32,
+                        train_loss: loss,
+                        summary: summary_json(&summary),
+                    };
+                    self.state.close_round(&record, &strategy_state)?;
+                    self.published = publish(&summary.global);
+                    tracing::info!(
+                        round = summary.round,
+                        contributors = record.contributors,
+                        train_loss = loss,
+                        digest = %record.global_digest,
+                        "round closed"
+                    );
+                    self.board.send_modify(|b| b.open = None);
+                }
+                Action::RoundRetried {
+                    round,
+                    received,
+                    quorum,
+                } => {
+                    tracing::warn!(round, received, quorum, "round missed its quorum; opening it again");
+                }
+                Action::Finished { global } => {
+                    let error = self.core.error().map(|e| e.to_string());
+                    let bytes = global.to_safetensors()?;
+                    std::fs::write(&self.model_path, bytes)
+                        .map_err(|e| ServerError::io(&self.model_path, e))?;
+                    self.state.finish(error.as_deref())?;
+                    match &error {
+                        Some(e) => tracing::error!(error = %e, "federation failed"),
+                        None => tracing::info!(model = %self.model_path.display(), "federation finished"),
+                    }
+                    self.board.send_replace(Board {
+                        open: None,
+                        finished: Some(error.unwrap_or_else(|| "finished".into())),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn publish(global: &ParamSet) -> Published {
+    Published {
+        digest: global.digest(),
+        bytes: Arc::new(Encoding::F32.encode(global)),
+    }
+}
+
+fn summary_json(s: &harambee_coordinator::RoundSummary) -> String {
+    serde_json::json!({
+        "round": s.round,
+        "strategy": s.strategy,
+        "base": s.base.to_hex(),
+        "contributions": s.contributions.iter().map(|(p, n, d, loss)| serde_json::json!({
+            "participant": p.0, "samples": n, "digest": d.to_hex(), "train_loss": loss,
+        })).collect::<Vec<_>>(),
+        "failures": s.failures.iter().map(|f| serde_json::json!({
+            "participant": f.participant.0, "reason": format!("{:?}", f.reason),
+        })).collect::<Vec<_>>(),
+    })
+    .to_string()
+}
+
+/// The gRPC status for a refusal by the core.
+fn refusal_status(r: Refusal) -> Status {
+    let message = r.to_string();
+    match r {
+        Refusal::Duplicate(_) => Status::already_exists(format!("replay: {message}")),
+        Refusal::WrongRound { .. } => Status::failed_precondition(message),
+        Refusal::UnknownParticipant(_) | Refusal::NotSelected(_) => Status::permission_denied(message),
+        _ => Status::invalid_argument(message),
+    }
+}

@@ -1,0 +1,154 @@
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use harambee_proto::CoordinatorServer;
+use tokio::sync::Notify;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+
+use crate::driver::Driver;
+use crate::service::{Service, lock};
+use crate::{FederationFolder, ServerError};
+
+/// How to run a coordinator.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Plain-text gRPC, no TLS: only for debugging on a trusted network.
+    pub insecure: bool,
+    /// How long to keep answering after the federation finishes, so participants hear it.
+    pub linger: Duration,
+    /// Override the listening address of `federation.toml`.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            insecure: false,
+            linger: Duration::from_secs(3),
+            listen: None,
+        }
+    }
+}
+
+/// How a coordinator run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServeOutcome {
+    /// All rounds completed; the model is in the folder.
+    Finished,
+    /// The federation failed (for instance a round missed its quorum too often).
+    Failed(String),
+    /// Stopped by a signal before the end; `harambee serve` again resumes.
+    Interrupted,
+}
+
+/// Runs the coordinator of the federation at `folder` until it finishes, resuming from its
+/// state. `on_ready` is called with the bound address once it accepts connections.
+pub async fn serve(
+    folder: &FederationFolder,
+    options: ServeOptions,
+    on_ready: impl FnOnce(SocketAddr),
+) -> Result<ServeOutcome, ServerError> {
+    let folder2 = folder.clone();
+    let driver = tokio::task::spawn_blocking(move || Driver::open(&folder2))
+        .await
+        .map_err(|e| ServerError::Config(format!("start-up failed: {e}")))??;
+    let config = driver.config().clone();
+    let mut board = driver.subscribe();
+    let driver = Arc::new(Mutex::new(driver));
+    let timer = Arc::new(Notify::new());
+    let service = Service::new(Arc::clone(&driver), Arc::clone(&timer));
+
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)));
+    if options.insecure {
+        tracing::warn!("--insecure: plain-text gRPC; anyone on the network path can read and alter the traffic");
+    } else {
+        let (cert, key, _) = folder.tls_paths();
+        let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| ServerError::io(p, e));
+        let identity = Identity::from_pem(read(&cert)?, read(&key)?);
+        builder = builder
+            .tls_config(ServerTlsConfig::new().identity(identity))
+            .map_err(|e| ServerError::Tls(e.to_string()))?;
+    }
+    let listen = options.listen.unwrap_or(config.listen);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| ServerError::Transport(format!("cannot listen on {listen}: {e}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| ServerError::Transport(e.to_string()))?;
+
+    let timer_task = tokio::spawn(run_timer(Arc::clone(&driver), Arc::clone(&timer)));
+    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let interrupted2 = Arc::clone(&interrupted);
+    let linger = options.linger;
+    let driver2 = Arc::clone(&driver);
+    let shutdown = async move {
+        let finished = async {
+            loop {
+                if board.borrow_and_update().finished.is_some() {
+                    break;
+                }
+                if lock(&driver2).fatal().is_some() || board.changed().await.is_err() {
+                    break;
+                }
+            }
+            tokio::time::sleep(linger).await;
+        };
+        tokio::select! {
+            () = finished => {}
+            _ = tokio::signal::ctrl_c() => {
+                interrupted2.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    };
+    let svc = CoordinatorServer::new(service)
+        .max_decoding_message_size(config.limits.max_message_bytes)
+        .max_encoding_message_size(config.limits.max_message_bytes);
+    on_ready(bound);
+    builder
+        .add_service(svc)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+        .map_err(|e| ServerError::Transport(e.to_string()))?;
+    timer_task.abort();
+
+    let d = lock(&driver);
+    if let Some(fatal) = d.fatal() {
+        return Err(ServerError::Config(format!("stopped after a storage failure: {fatal}")));
+    }
+    if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(ServeOutcome::Interrupted);
+    }
+    let status = d.status().map_err(|e| ServerError::Config(e.message().to_string()))?;
+    Ok(if status.error.is_empty() {
+        ServeOutcome::Finished
+    } else {
+        ServeOutcome::Failed(status.error)
+    })
+}
+
+/// Wakes the core at each round's deadline.
+async fn run_timer(driver: Arc<Mutex<Driver>>, wake: Arc<Notify>) {
+    loop {
+        let next = lock(&driver).next_deadline();
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at.into()) => {
+                        let d = Arc::clone(&driver);
+                        let result = tokio::task::spawn_blocking(move || lock(&d).on_timer()).await;
+                        if let Ok(Err(e)) = result {
+                            tracing::error!(error = %e, "could not store the round's end");
+                        }
+                    }
+                    () = wake.notified() => {}
+                }
+            }
+            None => wake.notified().await,
+        }
+    }
+}

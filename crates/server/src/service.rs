@@ -1,0 +1,285 @@
+//! The gRPC face of the driver: decode, check cheaply, hand to the driver under its lock.
+
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use harambee_identity::PublicKey;
+use harambee_proto::{CHUNK_BYTES, CoordinatorService, v1};
+use tokio::sync::{Notify, watch};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::driver::{Board, Driver};
+use crate::folder::token_hash;
+
+/// The coordinator's gRPC service.
+pub(crate) struct Service {
+    driver: Arc<Mutex<Driver>>,
+    board: watch::Receiver<Board>,
+    limiter: Arc<DefaultKeyedRateLimiter<[u8; 32]>>,
+    max_wait_ms: u32,
+    federation_id: String,
+    token_sha256: String,
+    spec: v1::ModelSpec,
+    /// Wakes the deadline timer when a round opens or closes.
+    timer: Arc<Notify>,
+}
+
+impl Service {
+    pub(crate) fn new(driver: Arc<Mutex<Driver>>, timer: Arc<Notify>) -> Self {
+        let (board, config, layout_spec) = {
+            let d = lock(&driver);
+            (d.subscribe(), d.config().clone(), d.model_spec())
+        };
+        let per_second = NonZeroU32::new(config.limits.requests_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(config.limits.burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        Self {
+            driver,
+            board,
+            limiter: Arc::new(RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))),
+            max_wait_ms: config.limits.max_wait_ms,
+            federation_id: config.federation_id.clone(),
+            token_sha256: config.invite_token_sha256.clone(),
+            spec: layout_spec,
+            timer,
+        }
+    }
+
+    /// Runs `f` on the driver on a blocking thread (it may write to disk).
+    async fn with_driver<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Driver) -> T + Send + 'static,
+    ) -> Result<T, Status> {
+        let driver = Arc::clone(&self.driver);
+        let out = tokio::task::spawn_blocking(move || f(&mut lock(&driver)))
+            .await
+            .map_err(|e| Status::internal(format!("driver task failed: {e}")))?;
+        self.timer.notify_one();
+        Ok(out)
+    }
+
+    /// Refuses a key that sends too fast.
+    fn rate_limit(&self, key: &[u8]) -> Result<[u8; 32], Status> {
+        let key: [u8; 32] = key
+            .try_into()
+            .map_err(|_| Status::invalid_argument("public_key must be 32 bytes"))?;
+        self.limiter.check_key(&key).map_err(|_| {
+            Status::resource_exhausted("rate limit: too many requests from this key; back off and retry")
+        })?;
+        Ok(key)
+    }
+}
+
+pub(crate) fn lock(driver: &Mutex<Driver>) -> std::sync::MutexGuard<'_, Driver> {
+    // The driver's state is only changed after durable writes succeed, so a panic in another
+    // request leaves it consistent.
+    driver.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<v1::ParameterChunk, Status>> + Send>>;
+
+/// The task a participant should get now, if any is newer than what it has done.
+fn task_for(board: &Board, id: u64, after: (u64, u32), parameter_bytes: u64) -> Option<v1::Task> {
+    if let Some(reason) = &board.finished {
+        return Some(v1::Task {
+            kind: v1::task::Kind::Finished as i32,
+            message: reason.clone(),
+            ..Default::default()
+        });
+    }
+    let open = board.open.as_ref()?;
+    if !open.selected.contains(&id) || (open.round, open.attempt) <= after {
+        return None;
+    }
+    Some(v1::Task {
+        kind: v1::task::Kind::Train as i32,
+        round: open.round,
+        attempt: open.attempt,
+        base_digest: open.base.0.to_vec(),
+        config: Some(v1::FitConfig {
+            epochs: open.config.epochs,
+            batch_size: open.config.batch_size,
+            learning_rate: open.config.learning_rate,
+            proximal_mu: open.config.proximal_mu,
+        }),
+        deadline_ms: open
+            .deadline
+            .saturating_duration_since(std::time::Instant::now())
+            .as_millis() as u64,
+        parameter_bytes,
+        message: String::new(),
+    })
+}
+
+#[tonic::async_trait]
+impl CoordinatorService for Service {
+    async fn enrol(&self, request: Request<v1::EnrolRequest>) -> Result<Response<v1::EnrolReply>, Status> {
+        let r = request.into_inner();
+        let key = self.rate_limit(&r.public_key)?;
+        if token_hash(&r.invite_token) != self.token_sha256 {
+            return Err(Status::permission_denied("the invite token is not valid for this federation"));
+        }
+        if r.name.chars().count() > 64 {
+            return Err(Status::invalid_argument("name: at most 64 characters"));
+        }
+        let public = PublicKey::from_bytes(&key).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        public
+            .verify_enrolment(&self.federation_id, &r.signature)
+            .map_err(|_| Status::unauthenticated("bad enrolment signature: sign the enrolment statement with this key"))?;
+        let name = r.name.clone();
+        let id = self
+            .with_driver(move |d| d.enrol(&public, &name))
+            .await?
+            .map_err(|e| Status::unavailable(format!("could not store the enrolment: {e}")))?;
+        Ok(Response::new(v1::EnrolReply {
+            federation_id: self.federation_id.clone(),
+            participant_id: id.0,
+            model: Some(self.spec.clone()),
+        }))
+    }
+
+    async fn get_task(&self, request: Request<v1::TaskRequest>) -> Result<Response<v1::Task>, Status> {
+        let r = request.into_inner();
+        self.rate_limit(&r.public_key)?;
+        let id = lock(&self.driver).participant(&r.public_key)?.0;
+        let parameter_bytes = self.spec.tensors.iter().map(|t| t.shape.iter().product::<u64>()).sum::<u64>() * 4;
+        let after = (r.after_round, r.after_attempt);
+        let wait = Duration::from_millis(u64::from(r.wait_ms.min(self.max_wait_ms)));
+        let until = tokio::time::Instant::now() + wait;
+        let mut board = self.board.clone();
+        loop {
+            if let Some(task) = task_for(&board.borrow_and_update(), id, after, parameter_bytes) {
+                return Ok(Response::new(task));
+            }
+            match tokio::time::timeout_at(until, board.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return Err(Status::unavailable("the coordinator is shutting down")),
+                Err(_) => {
+                    return Ok(Response::new(v1::Task {
+                        kind: v1::task::Kind::Wait as i32,
+                        message: "no task for you yet; ask again".into(),
+                        ..Default::default()
+                    }));
+                }
+            }
+        }
+    }
+
+    type FetchParametersStream = ChunkStream;
+
+    async fn fetch_parameters(
+        &self,
+        request: Request<v1::FetchRequest>,
+    ) -> Result<Response<Self::FetchParametersStream>, Status> {
+        let r = request.into_inner();
+        self.rate_limit(&r.public_key)?;
+        let bytes = {
+            let mut d = lock(&self.driver);
+            d.participant(&r.public_key)?;
+            d.parameters(&r.digest)?
+        };
+        let total = bytes.len();
+        let offset = usize::try_from(r.offset).unwrap_or(usize::MAX);
+        if offset > total {
+            return Err(Status::out_of_range(format!("offset {offset} is past the end ({total} bytes)")));
+        }
+        // Lazily cut: one chunk is copied at a time, however large the model.
+        let starts = (offset..total).step_by(CHUNK_BYTES);
+        let stream = tokio_stream::iter(starts).map(move |start| {
+            let end = (start + CHUNK_BYTES).min(total);
+            Ok(v1::ParameterChunk {
+                offset: start as u64,
+                total_bytes: total as u64,
+                data: bytes[start..end].to_vec(),
+            })
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn submit_update(
+        &self,
+        request: Request<Streaming<v1::UpdateChunk>>,
+    ) -> Result<Response<v1::SubmitReply>, Status> {
+        let mut stream = request.into_inner();
+        let header = match stream.message().await? {
+            Some(v1::UpdateChunk {
+                part: Some(v1::update_chunk::Part::Header(h)),
+            }) => h,
+            Some(_) => return Err(Status::invalid_argument("the first message of an update must be its header")),
+            None => return Err(Status::invalid_argument("empty update stream")),
+        };
+        self.rate_limit(&header.public_key)?;
+        let h = header.clone();
+        self.with_driver(move |d| d.check_header(&h).map(|_| ())).await??;
+        let total = usize::try_from(header.total_bytes).unwrap_or(usize::MAX);
+        let mut bytes = Vec::with_capacity(total);
+        let mut halfway_checked = false;
+        while let Some(chunk) = stream.message().await? {
+            match chunk.part {
+                Some(v1::update_chunk::Part::Data(data)) => {
+                    if bytes.len() + data.len() > total {
+                        return Err(Status::invalid_argument(format!(
+                            "more bytes than the header announced ({total})"
+                        )));
+                    }
+                    bytes.extend_from_slice(&data);
+                    if !halfway_checked && bytes.len() * 2 >= total {
+                        halfway_checked = true;
+                        lock(&self.driver).mid_upload_point();
+                    }
+                }
+                Some(v1::update_chunk::Part::Header(_)) => {
+                    return Err(Status::invalid_argument("a second header in one update stream"));
+                }
+                None => return Err(Status::invalid_argument("an update chunk with no content")),
+            }
+        }
+        if bytes.len() < total {
+            return Err(Status::invalid_argument(format!(
+                "truncated stream: received {} of the {total} bytes announced",
+                bytes.len()
+            )));
+        }
+        let (received, quorum) = self.with_driver(move |d| d.accept(&header, &bytes)).await??;
+        Ok(Response::new(v1::SubmitReply {
+            accepted: true,
+            received,
+            quorum,
+        }))
+    }
+
+    async fn report_evaluation(
+        &self,
+        request: Request<v1::EvaluationReport>,
+    ) -> Result<Response<v1::EvaluationReply>, Status> {
+        let r = request.into_inner();
+        self.rate_limit(&r.public_key)?;
+        self.with_driver(move |d| d.evaluation(&r)).await??;
+        Ok(Response::new(v1::EvaluationReply {}))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<v1::HeartbeatRequest>,
+    ) -> Result<Response<v1::HeartbeatReply>, Status> {
+        let r = request.into_inner();
+        self.rate_limit(&r.public_key)?;
+        lock(&self.driver).participant(&r.public_key)?;
+        let round = self.board.borrow().open.as_ref().map_or(0, |o| o.round);
+        Ok(Response::new(v1::HeartbeatReply { round }))
+    }
+
+    async fn get_status(
+        &self,
+        _request: Request<v1::StatusRequest>,
+    ) -> Result<Response<v1::FederationStatus>, Status> {
+        let driver = Arc::clone(&self.driver);
+        let status = tokio::task::spawn_blocking(move || lock(&driver).status())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(status))
+    }
+}

@@ -1,0 +1,467 @@
+use std::path::Path;
+use std::sync::Mutex;
+
+use harambee_params::Digest;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::StoreError;
+
+/// An enrolled participant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipantRecord {
+    /// Its number in the federation (from 0, in order of enrolment).
+    pub id: u64,
+    /// Its ed25519 public key.
+    pub public_key: [u8; 32],
+    /// Its display name.
+    pub name: String,
+}
+
+/// An acknowledged update: everything needed to feed it to the core again after a restart,
+/// and to prove later who vouched for what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateRecord {
+    /// The round.
+    pub round: u64,
+    /// The attempt at the round.
+    pub attempt: u32,
+    /// Who sent it.
+    pub participant: u64,
+    /// Canonical digest of the parameters (what was signed).
+    pub update_digest: Digest,
+    /// The blob holding the f32 encoding of the parameters.
+    pub blob: Digest,
+    /// Training examples claimed.
+    pub num_samples: u64,
+    /// Mean training loss reported.
+    pub train_loss: f32,
+    /// The participant's signature over the update statement.
+    pub signature: Vec<u8>,
+}
+
+/// The round that was open when the state was last written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenRoundRecord {
+    /// The round.
+    pub round: u64,
+    /// The attempt.
+    pub attempt: u32,
+    /// The selected participants.
+    pub selected: Vec<u64>,
+    /// Digest of the parameters it started from.
+    pub base: Digest,
+}
+
+/// A completed round, as the status display and the ledger need it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClosedRoundRecord {
+    /// The round.
+    pub round: u64,
+    /// Canonical digest of the parameters after the round.
+    pub global_digest: Digest,
+    /// Blob of those parameters (f32 encoding).
+    pub global_blob: Digest,
+    /// Updates combined.
+    pub contributors: u32,
+    /// Sample-weighted mean training loss of the contributors.
+    pub train_loss: f64,
+    /// What the core reported (JSON), for inspection.
+    pub summary: String,
+}
+
+/// Where a restarted coordinator picks up.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Checkpoint {
+    /// Rounds completed.
+    pub completed: u64,
+    /// Blob of the current global parameters (none before the first round's result).
+    pub global_blob: Option<Digest>,
+    /// The open round, if one was open.
+    pub open: Option<OpenRoundRecord>,
+    /// The strategy's state between rounds (name, blob), e.g. server optimiser moments.
+    pub strategy_state: Vec<(String, Digest)>,
+}
+
+/// The coordinator's durable state: who is enrolled, which round is open with which updates,
+/// what each round produced. Every method returns only once its change is durable.
+pub trait StateStore: Send + Sync {
+    /// Enrols a key (or finds it); returns its record and whether it is new.
+    fn enrol(&self, public_key: &[u8; 32], name: &str) -> Result<(ParticipantRecord, bool), StoreError>;
+    /// Every enrolled participant, by id.
+    fn participants(&self) -> Result<Vec<ParticipantRecord>, StoreError>;
+    /// Records that a round (attempt) opened; replaces an earlier attempt's record.
+    fn open_round(&self, open: &OpenRoundRecord) -> Result<(), StoreError>;
+    /// Records an acknowledged update. Refuses a second update by the same participant for
+    /// the same round and attempt.
+    fn record_update(&self, update: &UpdateRecord) -> Result<(), StoreError>;
+    /// The acknowledged updates of a round's attempt, by participant.
+    fn updates(&self, round: u64, attempt: u32) -> Result<Vec<UpdateRecord>, StoreError>;
+    /// Records a completed round, the new global parameters and the strategy's state, in one
+    /// transaction.
+    fn close_round(
+        &self,
+        closed: &ClosedRoundRecord,
+        strategy_state: &[(String, Digest)],
+    ) -> Result<(), StoreError>;
+    /// Records that the federation is over (`error` when it failed).
+    fn finish(&self, error: Option<&str>) -> Result<(), StoreError>;
+    /// Whether (and how) the federation ended: `Some(None)` finished, `Some(Some(e))` failed.
+    fn finished(&self) -> Result<Option<Option<String>>, StoreError>;
+    /// Completed rounds, oldest first.
+    fn closed_rounds(&self) -> Result<Vec<ClosedRoundRecord>, StoreError>;
+    /// Where to resume.
+    fn checkpoint(&self) -> Result<Checkpoint, StoreError>;
+    /// Records a participant's evaluation of a round's result (the latest report wins).
+    fn record_evaluation(
+        &self,
+        round: u64,
+        participant: u64,
+        examples: u64,
+        accuracy: f64,
+    ) -> Result<(), StoreError>;
+    /// The example-weighted mean accuracy reported for a round, if any was.
+    fn round_accuracy(&self, round: u64) -> Result<Option<f64>, StoreError>;
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS participants (
+    id INTEGER PRIMARY KEY, public_key BLOB NOT NULL UNIQUE, name TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS open_round (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 0),
+    round INTEGER NOT NULL, attempt INTEGER NOT NULL, selected TEXT NOT NULL, base BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS updates (
+    round INTEGER NOT NULL, attempt INTEGER NOT NULL, participant INTEGER NOT NULL,
+    update_digest BLOB NOT NULL, blob BLOB NOT NULL, num_samples INTEGER NOT NULL,
+    train_loss REAL NOT NULL, signature BLOB NOT NULL,
+    PRIMARY KEY (round, attempt, participant));
+CREATE TABLE IF NOT EXISTS rounds (
+    round INTEGER PRIMARY KEY, global_digest BLOB NOT NULL, global_blob BLOB NOT NULL,
+    contributors INTEGER NOT NULL, train_loss REAL NOT NULL, summary TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS strategy_state (name TEXT PRIMARY KEY, blob BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS evaluations (
+    round INTEGER NOT NULL, participant INTEGER NOT NULL, examples INTEGER NOT NULL,
+    accuracy REAL NOT NULL, PRIMARY KEY (round, participant));
+";
+
+/// [`StateStore`] in an embedded SQLite database (WAL journal, `synchronous = FULL`, so a
+/// committed change survives power loss, not only a crash of the process).
+pub struct SqliteState {
+    conn: Mutex<Connection>,
+    path: std::path::PathBuf,
+}
+
+impl std::fmt::Debug for SqliteState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteState").field("path", &self.path).finish()
+    }
+}
+
+impl SqliteState {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = |e| sql(path, e);
+        let conn = Connection::open(path).map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db)?;
+        conn.execute_batch(SCHEMA).map_err(db)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        // A panic while holding the lock cannot leave a half-done transaction (SQLite rolls it
+        // back), so a poisoned lock is safe to take over.
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut conn).map_err(|e| sql(&self.path, e))
+    }
+}
+
+fn sql(path: &Path, error: rusqlite::Error) -> StoreError {
+    StoreError::Database {
+        path: path.to_path_buf(),
+        reason: error.to_string(),
+    }
+}
+
+fn digest_from(bytes: Vec<u8>) -> rusqlite::Result<Digest> {
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map(Digest)
+        .map_err(|_| rusqlite::Error::InvalidColumnType(0, "digest".into(), rusqlite::types::Type::Blob))
+}
+
+fn id_list(text: &str) -> rusqlite::Result<Vec<u64>> {
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse().map_err(|_| {
+                rusqlite::Error::InvalidColumnType(0, "selected".into(), rusqlite::types::Type::Text)
+            })
+        })
+        .collect()
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn read_update(row: &rusqlite::Row<'_>) -> rusqlite::Result<UpdateRecord> {
+    Ok(UpdateRecord {
+        round: row.get::<_, i64>(0)? as u64,
+        attempt: row.get::<_, i64>(1)? as u32,
+        participant: row.get::<_, i64>(2)? as u64,
+        update_digest: digest_from(row.get(3)?)?,
+        blob: digest_from(row.get(4)?)?,
+        num_samples: row.get::<_, i64>(5)? as u64,
+        train_loss: row.get::<_, f64>(6)? as f32,
+        signature: row.get(7)?,
+    })
+}
+
+impl StateStore for SqliteState {
+    fn enrol(&self, public_key: &[u8; 32], name: &str) -> Result<(ParticipantRecord, bool), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let found: Option<(i64, String)> = tx
+                .query_row(
+                    "SELECT id, name FROM participants WHERE public_key = ?1",
+                    [&public_key[..]],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let (id, name, new) = match found {
+                Some((id, name)) => (id, name, false),
+                None => {
+                    let id: i64 =
+                        tx.query_row("SELECT COUNT(*) FROM participants", [], |r| r.get(0))?;
+                    tx.execute(
+                        "INSERT INTO participants (id, public_key, name) VALUES (?1, ?2, ?3)",
+                        params![id, &public_key[..], name],
+                    )?;
+                    (id, name.to_string(), true)
+                }
+            };
+            tx.commit()?;
+            Ok((
+                ParticipantRecord {
+                    id: id as u64,
+                    public_key: *public_key,
+                    name,
+                },
+                new,
+            ))
+        })
+    }
+
+    fn participants(&self) -> Result<Vec<ParticipantRecord>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT id, public_key, name FROM participants ORDER BY id")?;
+            let rows = stmt.query_map([], |r| {
+                let key: Vec<u8> = r.get(1)?;
+                let public_key = <[u8; 32]>::try_from(key.as_slice()).map_err(|_| {
+                    rusqlite::Error::InvalidColumnType(1, "public_key".into(), rusqlite::types::Type::Blob)
+                })?;
+                Ok(ParticipantRecord {
+                    id: r.get::<_, i64>(0)? as u64,
+                    public_key,
+                    name: r.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn open_round(&self, open: &OpenRoundRecord) -> Result<(), StoreError> {
+        let selected = open
+            .selected
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO open_round (singleton, round, attempt, selected, base)
+                 VALUES (0, ?1, ?2, ?3, ?4)",
+                params![to_i64(open.round), open.attempt, selected, &open.base.0[..]],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn record_update(&self, u: &UpdateRecord) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO updates (round, attempt, participant, update_digest, blob,
+                     num_samples, train_loss, signature)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    to_i64(u.round),
+                    u.attempt,
+                    to_i64(u.participant),
+                    &u.update_digest.0[..],
+                    &u.blob.0[..],
+                    to_i64(u.num_samples),
+                    f64::from(u.train_loss),
+                    &u.signature,
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn updates(&self, round: u64, attempt: u32) -> Result<Vec<UpdateRecord>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT round, attempt, participant, update_digest, blob, num_samples,
+                     train_loss, signature
+                 FROM updates WHERE round = ?1 AND attempt = ?2 ORDER BY participant",
+            )?;
+            let rows = stmt.query_map(params![to_i64(round), attempt], read_update)?;
+            rows.collect()
+        })
+    }
+
+    fn close_round(
+        &self,
+        r: &ClosedRoundRecord,
+        strategy_state: &[(String, Digest)],
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO rounds (round, global_digest, global_blob, contributors, train_loss, summary)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    to_i64(r.round),
+                    &r.global_digest.0[..],
+                    &r.global_blob.0[..],
+                    r.contributors,
+                    r.train_loss,
+                    r.summary,
+                ],
+            )?;
+            tx.execute("DELETE FROM open_round", [])?;
+            tx.execute("DELETE FROM strategy_state", [])?;
+            for (name, blob) in strategy_state {
+                tx.execute(
+                    "INSERT INTO strategy_state (name, blob) VALUES (?1, ?2)",
+                    params![name, &blob.0[..]],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    fn finish(&self, error: Option<&str>) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('finished', ?1)",
+                [error.unwrap_or("")],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn finished(&self) -> Result<Option<Option<String>>, StoreError> {
+        self.with(|c| {
+            let v: Option<String> = c
+                .query_row("SELECT value FROM meta WHERE key = 'finished'", [], |r| r.get(0))
+                .optional()?;
+            Ok(v.map(|e| (!e.is_empty()).then_some(e)))
+        })
+    }
+
+    fn closed_rounds(&self) -> Result<Vec<ClosedRoundRecord>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT round, global_digest, global_blob, contributors, train_loss, summary
+                 FROM rounds ORDER BY round",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(ClosedRoundRecord {
+                    round: r.get::<_, i64>(0)? as u64,
+                    global_digest: digest_from(r.get(1)?)?,
+                    global_blob: digest_from(r.get(2)?)?,
+                    contributors: r.get(3)?,
+                    train_loss: r.get(4)?,
+                    summary: r.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn checkpoint(&self) -> Result<Checkpoint, StoreError> {
+        self.with(|c| {
+            let last: Option<(i64, Vec<u8>)> = c
+                .query_row(
+                    "SELECT round, global_blob FROM rounds ORDER BY round DESC LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let (completed, global_blob) = match last {
+                Some((round, blob)) => (round as u64, Some(digest_from(blob)?)),
+                None => (0, None),
+            };
+            let open = c
+                .query_row(
+                    "SELECT round, attempt, selected, base FROM open_round",
+                    [],
+                    |r| {
+                        Ok(OpenRoundRecord {
+                            round: r.get::<_, i64>(0)? as u64,
+                            attempt: r.get(1)?,
+                            selected: id_list(&r.get::<_, String>(2)?)?,
+                            base: digest_from(r.get(3)?)?,
+                        })
+                    },
+                )
+                .optional()?;
+            let mut stmt = c.prepare("SELECT name, blob FROM strategy_state ORDER BY name")?;
+            let strategy_state = stmt
+                .query_map([], |r| Ok((r.get(0)?, digest_from(r.get(1)?)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(Checkpoint {
+                completed,
+                global_blob,
+                open,
+                strategy_state,
+            })
+        })
+    }
+
+    fn record_evaluation(
+        &self,
+        round: u64,
+        participant: u64,
+        examples: u64,
+        accuracy: f64,
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO evaluations (round, participant, examples, accuracy)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![to_i64(round), to_i64(participant), to_i64(examples), accuracy],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn round_accuracy(&self, round: u64) -> Result<Option<f64>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT SUM(accuracy * examples) / SUM(examples) FROM evaluations
+                 WHERE round = ?1 AND examples > 0",
+                [to_i64(round)],
+                |r| r.get(0),
+            )
+        })
+    }
+}
