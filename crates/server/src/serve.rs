@@ -92,7 +92,9 @@ pub async fn serve(
                 if board.borrow_and_update().finished.is_some() {
                     break;
                 }
-                if lock(&driver2).fatal().is_some() || board.changed().await.is_err() {
+                // Not in one condition with the await: the lock guard must not live across it.
+                let fatal = lock(&driver2).fatal().is_some();
+                if fatal || board.changed().await.is_err() {
                     break;
                 }
             }

@@ -1,0 +1,263 @@
+//! A federation of real processes on loopback: `harambee init`, `serve` and `join`, killed
+//! with SIGKILL at chosen moments, restarted, and compared with an uninterrupted run.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use harambee_store::{SqliteState, StateStore};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Six languages, two communities' worth each, to keep the tests quick.
+const LANGUAGES: [&str; 6] = ["swh", "yor", "hau_NG", "hin", "tam", "eng"];
+const COMMUNITIES: [&[&str]; 3] = [&["swh", "yor", "hin"], &["hau_NG", "tam", "eng"], &["swh", "tam", "eng"]];
+
+/// A corpus folder holding `codes` from the bundled UDHR subset.
+fn corpus(dest: &Path, codes: &[&str]) {
+    let source = repo().join("data/udhr");
+    let index = fs::read_to_string(source.join("index.tsv")).unwrap();
+    let mut lines = vec![index.lines().next().unwrap().to_string()];
+    lines.extend(
+        index
+            .lines()
+            .filter(|l| codes.contains(&l.split('\t').next().unwrap()))
+            .map(str::to_string),
+    );
+    fs::create_dir_all(dest.join("declaration")).unwrap();
+    fs::write(dest.join("index.tsv"), lines.join("\n") + "\n").unwrap();
+    for code in codes {
+        let file = format!("{code}.html");
+        fs::copy(source.join("declaration").join(&file), dest.join("declaration").join(&file)).unwrap();
+    }
+}
+
+struct Federation {
+    root: tempfile::TempDir,
+}
+
+impl Federation {
+    fn new(rounds: u32, quorum: u32, deadline_s: f64) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        corpus(&root.path().join("classes"), &LANGUAGES);
+        for (k, codes) in COMMUNITIES.iter().enumerate() {
+            corpus(&root.path().join(format!("p{k}/data")), codes);
+            let out = harambee(&["keygen", "--out", root.path().join(format!("p{k}/key.pem")).to_str().unwrap()]);
+            assert!(out.status.success());
+        }
+        let fed = root.path().join("fed");
+        let out = harambee(&[
+            "init",
+            fed.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--classes-from",
+            root.path().join("classes").to_str().unwrap(),
+            "--rounds",
+            &rounds.to_string(),
+            "--min-participants",
+            "3",
+            "--quorum",
+            &quorum.to_string(),
+            "--deadline-s",
+            &deadline_s.to_string(),
+            "--epochs",
+            "1",
+            "--seed",
+            "11",
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        Self { root }
+    }
+
+    fn fed(&self) -> PathBuf {
+        self.root.path().join("fed")
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.root.path().join(format!("{name}.log"))
+    }
+
+    /// `harambee serve`, its output in `name.log`; returns once it listens.
+    fn serve(&self, name: &str, pause_at: Option<&str>, extra: &[&str]) -> Child {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_harambee"));
+        command.arg("serve").arg(self.fed()).args(["--linger-s", "1"]).args(extra);
+        if let Some(point) = pause_at {
+            command.env("HARAMBEE_PAUSE_AT", point);
+        }
+        let child = spawn(&mut command, &self.log(name));
+        wait_for(&self.log(name), "coordinator listening", Duration::from_secs(60));
+        child
+    }
+
+    /// `harambee join` for community `k`; returns once it has enrolled, so that enrolment
+    /// order (and so participant ids) is the same in every run.
+    fn join(&self, k: usize, extra: &[&str]) -> Child {
+        let home = self.root.path().join(format!("p{k}"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_harambee"));
+        command
+            .arg("join")
+            .arg("--invite")
+            .arg(self.fed().join("invite.toml"))
+            .arg("--key")
+            .arg(home.join("key.pem"))
+            .arg("--data")
+            .arg(home.join("data"))
+            .args(["--name", &format!("p{k}"), "--give-up-after-s", "120"])
+            .args(extra);
+        let log = self.log(&format!("p{k}"));
+        let child = spawn(&mut command, &log);
+        wait_for(&log, "enrolled", Duration::from_secs(60));
+        child
+    }
+
+    fn model_digest(&self) -> String {
+        let bytes = fs::read(self.fed().join("model.safetensors")).unwrap();
+        harambee_params::ParamSet::from_safetensors(&bytes).unwrap().digest().to_hex()
+    }
+
+    fn state(&self) -> SqliteState {
+        SqliteState::open(&self.fed().join("state.db")).unwrap()
+    }
+}
+
+fn harambee(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_harambee")).args(args).output().unwrap()
+}
+
+fn spawn(command: &mut Command, log: &Path) -> Child {
+    let file = fs::File::create(log).unwrap();
+    command
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap()
+}
+
+fn read(log: &Path) -> String {
+    fs::read_to_string(log).unwrap_or_default()
+}
+
+fn wait_for(log: &Path, needle: &str, patience: Duration) {
+    let until = Instant::now() + patience;
+    while !read(log).contains(needle) {
+        assert!(Instant::now() < until, "{} never said {needle:?}:\n{}", log.display(), read(log));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_exit(child: &mut Child, patience: Duration) -> std::process::ExitStatus {
+    let until = Instant::now() + patience;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("a process did not finish in {patience:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Rounds whose update a participant's log says was acknowledged.
+fn acknowledged(log: &Path) -> Vec<u64> {
+    read(log)
+        .lines()
+        .filter(|l| l.contains("update acknowledged"))
+        .filter_map(|l| l.split("round=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// Runs a federation to the end, optionally stopping the coordinator with SIGKILL at
+/// `pause_at` and restarting it. Returns the final model's digest.
+fn run(pause_at: Option<&str>) -> (Federation, String) {
+    let f = Federation::new(2, 3, 60.0);
+    let mut coordinator = f.serve("serve", pause_at, &[]);
+    let mut participants: Vec<Child> = (0..3).map(|k| f.join(k, &[])).collect();
+    if let Some(point) = pause_at {
+        wait_for(&f.log("serve"), &format!("paused at {point}"), Duration::from_secs(120));
+        let before: Vec<Vec<u64>> = (0..3).map(|k| acknowledged(&f.log(&format!("p{k}")))).collect();
+        if point != "before-update" {
+            assert!(before.iter().any(|r| !r.is_empty()), "{point}: some update should have been acknowledged");
+        }
+        coordinator.kill().unwrap(); // SIGKILL
+        coordinator.wait().unwrap();
+        coordinator = f.serve("restart", None, &[]);
+        // Every update acknowledged before the kill is in the restarted coordinator's state.
+        let state = f.state();
+        for (k, rounds) in before.iter().enumerate() {
+            for &round in rounds {
+                let held = state.updates(round, 0).unwrap();
+                let closed = state.closed_rounds().unwrap().iter().any(|r| r.round == round);
+                assert!(
+                    closed || held.iter().any(|u| u.participant == k as u64),
+                    "participant {k}'s acknowledged update for round {round} was lost"
+                );
+            }
+        }
+    }
+    assert!(wait_exit(&mut coordinator, Duration::from_secs(180)).success());
+    for p in &mut participants {
+        assert!(wait_exit(p, Duration::from_secs(60)).success());
+    }
+    let digest = f.model_digest();
+    (f, digest)
+}
+
+#[test]
+fn a_coordinator_killed_at_any_point_resumes_to_the_same_model() {
+    let (reference, expected) = run(None);
+    let rounds = reference.state().closed_rounds().unwrap();
+    assert_eq!(rounds.len(), 2);
+    assert!(rounds.iter().all(|r| r.contributors == 3));
+    for point in ["before-update", "mid-upload", "aggregation"] {
+        let (f, digest) = run(Some(point));
+        assert_eq!(
+            digest, expected,
+            "killed at {point}, the federation must end with the uninterrupted model\n{}",
+            read(&f.log("restart"))
+        );
+        assert!(read(&f.log("restart")).contains("federation finished"));
+    }
+}
+
+#[test]
+fn a_participant_killed_mid_round_leaves_the_round_to_the_quorum() {
+    // Quorum 2 of 3, a short deadline: the round closes without the dead participant.
+    let f = Federation::new(2, 2, 3.0);
+    let mut coordinator = f.serve("serve", None, &[]);
+    let mut alive: Vec<Child> = (0..2).map(|k| f.join(k, &[])).collect();
+    let mut doomed = f.join(2, &[]);
+    // Round 1 completes with everyone; the third participant dies as round 2 opens.
+    wait_for(&f.log("serve"), "round=2", Duration::from_secs(60));
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    assert!(wait_exit(&mut coordinator, Duration::from_secs(120)).success(), "{}", read(&f.log("serve")));
+    for p in &mut alive {
+        assert!(wait_exit(p, Duration::from_secs(60)).success());
+    }
+    let rounds = f.state().closed_rounds().unwrap();
+    assert_eq!(rounds.len(), 2);
+    assert_eq!(rounds[1].contributors, 2, "round 2 closed at quorum without the killed participant");
+    assert!(f.fed().join("model.safetensors").is_file());
+}
+
+#[test]
+fn plaintext_needs_insecure_on_both_sides_and_is_warned_about() {
+    let f = Federation::new(1, 3, 60.0);
+    let mut coordinator = f.serve("serve", None, &["--insecure"]);
+    assert!(read(&f.log("serve")).contains("--insecure"), "{}", read(&f.log("serve")));
+    let mut participants: Vec<Child> = (0..3).map(|k| f.join(k, &["--insecure"])).collect();
+    assert!(wait_exit(&mut coordinator, Duration::from_secs(120)).success());
+    for p in &mut participants {
+        assert!(wait_exit(p, Duration::from_secs(60)).success());
+    }
+    assert!(read(&f.log("p0")).contains("--insecure"));
+}
