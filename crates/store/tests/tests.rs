@@ -92,3 +92,84 @@ proptest! {
         }
     }
 }
+
+mod state {
+    use harambee_store::{
+        ClosedRoundRecord, Digest, OpenRoundRecord, SqliteState, StateStore, UpdateRecord,
+    };
+
+    fn update(participant: u64) -> UpdateRecord {
+        UpdateRecord {
+            round: 1,
+            attempt: 0,
+            participant,
+            update_digest: Digest::of_bytes(&participant.to_le_bytes()),
+            blob: Digest::of_bytes(b"blob"),
+            num_samples: 10 + participant,
+            train_loss: 0.5,
+            signature: vec![7; 64],
+        }
+    }
+
+    #[test]
+    fn what_was_committed_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let s = SqliteState::open(&path).unwrap();
+            let (a, new) = s.enrol(&[1; 32], "a").unwrap();
+            assert!(new);
+            assert_eq!(a.id, 0);
+            let (again, new) = s.enrol(&[1; 32], "other name").unwrap();
+            assert!(!new);
+            assert_eq!((again.id, again.name.as_str()), (0, "a"));
+            assert_eq!(s.enrol(&[2; 32], "b").unwrap().0.id, 1);
+            s.open_round(&OpenRoundRecord {
+                round: 1,
+                attempt: 0,
+                selected: vec![0, 1],
+                base: Digest::of_bytes(b"base"),
+            })
+            .unwrap();
+            s.record_update(&update(1)).unwrap();
+            assert!(s.record_update(&update(1)).is_err(), "one update per participant and round");
+        }
+        let s = SqliteState::open(&path).unwrap();
+        assert_eq!(s.participants().unwrap().len(), 2);
+        let cp = s.checkpoint().unwrap();
+        assert_eq!(cp.completed, 0);
+        assert_eq!(cp.open.as_ref().unwrap().selected, vec![0, 1]);
+        assert_eq!(s.updates(1, 0).unwrap(), vec![update(1)]);
+
+        s.close_round(
+            &ClosedRoundRecord {
+                round: 1,
+                global_digest: Digest::of_bytes(b"g"),
+                global_blob: Digest::of_bytes(b"gb"),
+                contributors: 1,
+                train_loss: 0.5,
+                summary: "{}".into(),
+            },
+            &[("m".into(), Digest::of_bytes(b"m"))],
+        )
+        .unwrap();
+        let cp = s.checkpoint().unwrap();
+        assert_eq!(cp.completed, 1);
+        assert_eq!(cp.open, None, "closing a round closes its open record");
+        assert_eq!(cp.global_blob, Some(Digest::of_bytes(b"gb")));
+        assert_eq!(cp.strategy_state, vec![("m".to_string(), Digest::of_bytes(b"m"))]);
+        assert_eq!(s.finished().unwrap(), None);
+        s.finish(Some("quorum")).unwrap();
+        assert_eq!(s.finished().unwrap(), Some(Some("quorum".into())));
+    }
+
+    #[test]
+    fn evaluations_are_weighted_by_examples() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteState::open(&dir.path().join("s.db")).unwrap();
+        assert_eq!(s.round_accuracy(1).unwrap(), None);
+        s.record_evaluation(1, 0, 10, 1.0).unwrap();
+        s.record_evaluation(1, 1, 30, 0.0).unwrap();
+        assert!((s.round_accuracy(1).unwrap().unwrap() - 0.25).abs() < 1e-12);
+    }
+}
