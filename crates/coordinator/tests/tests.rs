@@ -350,21 +350,35 @@ fn a_restored_round_keeps_its_attempt_and_selection_and_takes_the_results_again(
         participants: (1..=4).map(ParticipantId).collect(),
         open: Some((2, selected.clone())),
     };
-    let mut core = Coordinator::restore(config(3, 2), Box::new(FedAvg::default()), model(1.0), point);
+    let mut core =
+        Coordinator::restore(config(3, 2), Box::new(FedAvg::default()), model(1.0), point);
     let Some(Action::OpenRound(open)) = core.poll_action() else {
         panic!("the open round is reopened")
     };
-    assert_eq!((open.round, open.attempt, open.participants.clone()), (2, 2, selected));
+    assert_eq!(
+        (open.round, open.attempt, open.participants.clone()),
+        (2, 2, selected)
+    );
     // Participant 1 is enrolled but was not selected for this attempt.
     let mut stranger = train(&open, ParticipantId(1));
     stranger.participant = ParticipantId(1);
-    assert_eq!(core.check_result(2, &stranger), Err(Refusal::NotSelected(ParticipantId(1))));
+    assert_eq!(
+        core.check_result(2, &stranger),
+        Err(Refusal::NotSelected(ParticipantId(1)))
+    );
     for p in [2, 3] {
         let result = train(&open, ParticipantId(p));
         assert_eq!(core.check_result(2, &result), Ok(()));
         let digest = result.params.digest();
         assert_eq!(
-            core.handle_event(Tick(1), Event::Result { round: 2, result, digest }),
+            core.handle_event(
+                Tick(1),
+                Event::Result {
+                    round: 2,
+                    result,
+                    digest
+                }
+            ),
             EventOutcome::Accepted
         );
     }

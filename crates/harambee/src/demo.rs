@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use harambee_identity::Identity;
-use harambee_learn::udhr::{Language, load_corpus};
 use harambee_learn::ModelTask;
+use harambee_learn::udhr::{Language, load_corpus};
 use harambee_params::ParamSet;
 use harambee_proto::{CoordinatorClient, Invite, v1};
 use harambee_server::FederationFolder;
@@ -68,12 +68,18 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
         "A coordinator and {} participant processes talk gRPC over TLS on loopback; each community keeps its texts.",
         args.participants
     );
-    println!("Federation folder (state, blobs, keys, logs, final model): {}\n", dir.display());
+    println!(
+        "Federation folder (state, blobs, keys, logs, final model): {}\n",
+        dir.display()
+    );
 
     let communities = assign_languages(languages.len(), args.participants);
     let exe = std::env::current_exe().context("finding the harambee executable")?;
     let mut coordinator = spawn_logged(
-        Command::new(&exe).arg("serve").arg(&dir).args(["--linger-s", "2"]),
+        Command::new(&exe)
+            .arg("serve")
+            .arg(&dir)
+            .args(["--linger-s", "2"]),
         &dir.join("coordinator.log"),
     )?;
     let mut participants = Vec::new();
@@ -99,7 +105,11 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
         )?;
         participants.push(child);
     }
-    println!("\nStatus: {} (gRPC GetStatus; logs in {})\n", invite.coordinator, dir.display());
+    println!(
+        "\nStatus: {} (gRPC GetStatus; logs in {})\n",
+        invite.coordinator,
+        dir.display()
+    );
 
     let runtime = tokio::runtime::Runtime::new()?;
     let status = runtime.block_on(watch_progress(&invite, args.rounds, &mut coordinator));
@@ -132,18 +142,28 @@ fn assign_languages(languages: usize, communities: usize) -> Vec<Vec<usize>> {
 }
 
 /// A community's own corpus folder: its languages' declarations and an index of them.
-fn write_community_data(source: &Path, languages: &[Language], held: &[usize], dest: &Path) -> Result<()> {
+fn write_community_data(
+    source: &Path,
+    languages: &[Language],
+    held: &[usize],
+    dest: &Path,
+) -> Result<()> {
     let declarations = dest.join("declaration");
-    fs::create_dir_all(&declarations).with_context(|| format!("creating {}", declarations.display()))?;
+    fs::create_dir_all(&declarations)
+        .with_context(|| format!("creating {}", declarations.display()))?;
     let mut index = String::from("code\tname\tregion\n");
     for &i in held {
         let l = &languages[i];
         index.push_str(&format!("{}\t{}\t{}\n", l.code, l.name, l.region));
         let file = format!("{}.html", l.code);
-        fs::copy(source.join("declaration").join(&file), declarations.join(&file))
-            .with_context(|| format!("copying the {} declaration", l.code))?;
+        fs::copy(
+            source.join("declaration").join(&file),
+            declarations.join(&file),
+        )
+        .with_context(|| format!("copying the {} declaration", l.code))?;
     }
-    fs::write(dest.join("index.tsv"), index).with_context(|| format!("writing {}", dest.display()))?;
+    fs::write(dest.join("index.tsv"), index)
+        .with_context(|| format!("writing {}", dest.display()))?;
     Ok(())
 }
 
@@ -183,19 +203,25 @@ pub(crate) async fn status_client(invite: &Invite) -> Result<CoordinatorClient<C
 }
 
 /// Polls the coordinator's status, drawing a bar per round, until the federation ends.
-async fn watch_progress(invite: &Invite, rounds: u64, coordinator: &mut Child) -> Result<v1::FederationStatus> {
+async fn watch_progress(
+    invite: &Invite,
+    rounds: u64,
+    coordinator: &mut Child,
+) -> Result<v1::FederationStatus> {
     let mut client = status_client(invite).await?;
-    let style = ProgressStyle::with_template("round {prefix} [{bar:30}] {pos}/{len} updates received {elapsed}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+    let style = ProgressStyle::with_template(
+        "round {prefix} [{bar:30}] {pos}/{len} updates received {elapsed}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
     let mut bar: Option<(u64, ProgressBar)> = None;
     let mut printed = 0usize;
     let mut last_ok = Instant::now();
     loop {
-        if let Some(exit) = coordinator.try_wait()? {
-            if !exit.success() {
-                bail!("the coordinator stopped ({exit}); see coordinator.log in the federation folder");
-            }
+        if let Some(exit) = coordinator.try_wait()?
+            && !exit.success()
+        {
+            bail!("the coordinator stopped ({exit}); see coordinator.log in the federation folder");
         }
         let status = match client.get_status(v1::StatusRequest {}).await {
             Ok(s) => {
@@ -240,7 +266,9 @@ async fn watch_progress(invite: &Invite, rounds: u64, coordinator: &mut Child) -
         }
         if status.phase == "training" {
             match &bar {
-                Some((round, b)) if *round == status.round => b.set_position(u64::from(status.received)),
+                Some((round, b)) if *round == status.round => {
+                    b.set_position(u64::from(status.received))
+                }
                 _ => {
                     if let Some((_, b)) = bar.take() {
                         b.finish_and_clear();
@@ -261,7 +289,8 @@ async fn watch_progress(invite: &Invite, rounds: u64, coordinator: &mut Child) -
 fn report(args: &DemoArgs, folder: &FederationFolder, languages: &[Language]) -> Result<()> {
     let config = folder.config()?;
     let model_path = folder.model_path();
-    let bytes = fs::read(&model_path).with_context(|| format!("reading {}", model_path.display()))?;
+    let bytes =
+        fs::read(&model_path).with_context(|| format!("reading {}", model_path.display()))?;
     let params = ParamSet::from_safetensors(&bytes)?;
     let workload = Workload::load(&SimConfig {
         dataset: DatasetName::Udhr,
@@ -272,10 +301,19 @@ fn report(args: &DemoArgs, folder: &FederationFolder, languages: &[Language]) ->
     let trainer = task.trainer()?;
     let eval = trainer.evaluate_all(&params, &workload.split.test)?;
     println!("\nPer-language accuracy of the federated model on held-out sentences:\n");
-    println!("{:<10} {:<32} {:<7} {:>9}", "code", "language", "region", "accuracy");
+    println!(
+        "{:<10} {:<32} {:<7} {:>9}",
+        "code", "language", "region", "accuracy"
+    );
     for (lang, (correct, total)) in languages.iter().zip(&eval.per_class) {
         let acc = *correct as f64 / (*total).max(1) as f64;
-        println!("{:<10} {:<32} {:<7} {:>8.1}%", lang.code, lang.name, lang.region, 100.0 * acc);
+        println!(
+            "{:<10} {:<32} {:<7} {:>8.1}%",
+            lang.code,
+            lang.name,
+            lang.region,
+            100.0 * acc
+        );
     }
     println!(
         "\nOverall: {:.1}% of {} held-out sentences in {} languages; no community holds more than {} of them.",

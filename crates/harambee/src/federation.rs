@@ -22,10 +22,15 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
     let model: ModelKind = args.model.parse()?;
     let (data, classes, optimizer) = match model {
         ModelKind::LangId => {
-            let corpus = load_corpus(&args.classes_from, None)
-                .with_context(|| format!("reading the languages of {}", args.classes_from.display()))?;
+            let corpus = load_corpus(&args.classes_from, None).with_context(|| {
+                format!("reading the languages of {}", args.classes_from.display())
+            })?;
             let codes = corpus.languages.into_iter().map(|l| l.code).collect();
-            (DataKind::Udhr, codes, Optimizer::AdamW { weight_decay: 0.0 })
+            (
+                DataKind::Udhr,
+                codes,
+                Optimizer::AdamW { weight_decay: 0.0 },
+            )
         }
         _ => (DataKind::Images, digit_names(), Optimizer::default()),
     };
@@ -82,7 +87,11 @@ pub(crate) fn init(args: InitArgs) -> Result<()> {
     let config = config_from(&args)?;
     let folder = FederationFolder::new(&args.dir);
     let invite = folder.init(config)?;
-    println!("Created federation {} in {}", invite.federation_id, args.dir.display());
+    println!(
+        "Created federation {} in {}",
+        invite.federation_id,
+        args.dir.display()
+    );
     println!("  coordinator: {}", invite.coordinator);
     println!("  run it:      harambee serve {}", args.dir.display());
     println!(
@@ -110,7 +119,10 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
     }))?;
     match outcome {
         ServeOutcome::Finished => {
-            println!("federation finished; model: {}", folder.model_path().display());
+            println!(
+                "federation finished; model: {}",
+                folder.model_path().display()
+            );
             Ok(())
         }
         ServeOutcome::Interrupted => {
@@ -124,7 +136,10 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
 pub(crate) fn join(args: JoinArgs) -> Result<()> {
     let invite = Invite::load(&args.invite)?;
     let identity = Identity::load(&args.key)?;
-    let state_path = args.state.clone().unwrap_or_else(|| state_beside(&args.key));
+    let state_path = args
+        .state
+        .clone()
+        .unwrap_or_else(|| state_beside(&args.key));
     let options = JoinOptions {
         invite,
         coordinator: args.coordinator.clone(),

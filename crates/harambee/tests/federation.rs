@@ -15,7 +15,11 @@ fn repo() -> PathBuf {
 
 /// Six languages, two communities' worth each, to keep the tests quick.
 const LANGUAGES: [&str; 6] = ["swh", "yor", "hau_NG", "hin", "tam", "eng"];
-const COMMUNITIES: [&[&str]; 3] = [&["swh", "yor", "hin"], &["hau_NG", "tam", "eng"], &["swh", "tam", "eng"]];
+const COMMUNITIES: [&[&str]; 3] = [
+    &["swh", "yor", "hin"],
+    &["hau_NG", "tam", "eng"],
+    &["swh", "tam", "eng"],
+];
 
 /// A corpus folder holding `codes` from the bundled UDHR subset.
 fn corpus(dest: &Path, codes: &[&str]) {
@@ -32,7 +36,11 @@ fn corpus(dest: &Path, codes: &[&str]) {
     fs::write(dest.join("index.tsv"), lines.join("\n") + "\n").unwrap();
     for code in codes {
         let file = format!("{code}.html");
-        fs::copy(source.join("declaration").join(&file), dest.join("declaration").join(&file)).unwrap();
+        fs::copy(
+            source.join("declaration").join(&file),
+            dest.join("declaration").join(&file),
+        )
+        .unwrap();
     }
 }
 
@@ -46,7 +54,11 @@ impl Federation {
         corpus(&root.path().join("classes"), &LANGUAGES);
         for (k, codes) in COMMUNITIES.iter().enumerate() {
             corpus(&root.path().join(format!("p{k}/data")), codes);
-            let out = harambee(&["keygen", "--out", root.path().join(format!("p{k}/key.pem")).to_str().unwrap()]);
+            let out = harambee(&[
+                "keygen",
+                "--out",
+                root.path().join(format!("p{k}/key.pem")).to_str().unwrap(),
+            ]);
             assert!(out.status.success());
         }
         let fed = root.path().join("fed");
@@ -70,7 +82,11 @@ impl Federation {
             "--seed",
             "11",
         ]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Self { root }
     }
 
@@ -85,12 +101,20 @@ impl Federation {
     /// `harambee serve`, its output in `name.log`; returns once it listens.
     fn serve(&self, name: &str, pause_at: Option<&str>, extra: &[&str]) -> Child {
         let mut command = Command::new(env!("CARGO_BIN_EXE_harambee"));
-        command.arg("serve").arg(self.fed()).args(["--linger-s", "1"]).args(extra);
+        command
+            .arg("serve")
+            .arg(self.fed())
+            .args(["--linger-s", "1"])
+            .args(extra);
         if let Some(point) = pause_at {
             command.env("HARAMBEE_PAUSE_AT", point);
         }
         let child = spawn(&mut command, &self.log(name));
-        wait_for(&self.log(name), "coordinator listening", Duration::from_secs(60));
+        wait_for(
+            &self.log(name),
+            "coordinator listening",
+            Duration::from_secs(60),
+        );
         child
     }
 
@@ -117,7 +141,10 @@ impl Federation {
 
     fn model_digest(&self) -> String {
         let bytes = fs::read(self.fed().join("model.safetensors")).unwrap();
-        harambee_params::ParamSet::from_safetensors(&bytes).unwrap().digest().to_hex()
+        harambee_params::ParamSet::from_safetensors(&bytes)
+            .unwrap()
+            .digest()
+            .to_hex()
     }
 
     fn state(&self) -> SqliteState {
@@ -126,7 +153,10 @@ impl Federation {
 }
 
 fn harambee(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_harambee")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_harambee"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn spawn(command: &mut Command, log: &Path) -> Child {
@@ -147,7 +177,12 @@ fn read(log: &Path) -> String {
 fn wait_for(log: &Path, needle: &str, patience: Duration) {
     let until = Instant::now() + patience;
     while !read(log).contains(needle) {
-        assert!(Instant::now() < until, "{} never said {needle:?}:\n{}", log.display(), read(log));
+        assert!(
+            Instant::now() < until,
+            "{} never said {needle:?}:\n{}",
+            log.display(),
+            read(log)
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -171,7 +206,14 @@ fn acknowledged(log: &Path) -> Vec<u64> {
     read(log)
         .lines()
         .filter(|l| l.contains("update acknowledged"))
-        .filter_map(|l| l.split("round=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .filter_map(|l| {
+            l.split("round=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .collect()
 }
 
@@ -182,10 +224,19 @@ fn run(pause_at: Option<&str>) -> (Federation, String) {
     let mut coordinator = f.serve("serve", pause_at, &[]);
     let mut participants: Vec<Child> = (0..3).map(|k| f.join(k, &[])).collect();
     if let Some(point) = pause_at {
-        wait_for(&f.log("serve"), &format!("paused at {point}"), Duration::from_secs(120));
-        let before: Vec<Vec<u64>> = (0..3).map(|k| acknowledged(&f.log(&format!("p{k}")))).collect();
+        wait_for(
+            &f.log("serve"),
+            &format!("paused at {point}"),
+            Duration::from_secs(120),
+        );
+        let before: Vec<Vec<u64>> = (0..3)
+            .map(|k| acknowledged(&f.log(&format!("p{k}"))))
+            .collect();
         if point != "before-update" {
-            assert!(before.iter().any(|r| !r.is_empty()), "{point}: some update should have been acknowledged");
+            assert!(
+                before.iter().any(|r| !r.is_empty()),
+                "{point}: some update should have been acknowledged"
+            );
         }
         coordinator.kill().unwrap(); // SIGKILL
         coordinator.wait().unwrap();
@@ -195,7 +246,11 @@ fn run(pause_at: Option<&str>) -> (Federation, String) {
         for (k, rounds) in before.iter().enumerate() {
             for &round in rounds {
                 let held = state.updates(round, 0).unwrap();
-                let closed = state.closed_rounds().unwrap().iter().any(|r| r.round == round);
+                let closed = state
+                    .closed_rounds()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r.round == round);
                 assert!(
                     closed || held.iter().any(|u| u.participant == k as u64),
                     "participant {k}'s acknowledged update for round {round} was lost"
@@ -220,7 +275,8 @@ fn a_coordinator_killed_at_any_point_resumes_to_the_same_model() {
     for point in ["before-update", "mid-upload", "aggregation"] {
         let (f, digest) = run(Some(point));
         assert_eq!(
-            digest, expected,
+            digest,
+            expected,
             "killed at {point}, the federation must end with the uninterrupted model\n{}",
             read(&f.log("restart"))
         );
@@ -239,13 +295,20 @@ fn a_participant_killed_mid_round_leaves_the_round_to_the_quorum() {
     wait_for(&f.log("serve"), "round=2", Duration::from_secs(60));
     doomed.kill().unwrap();
     doomed.wait().unwrap();
-    assert!(wait_exit(&mut coordinator, Duration::from_secs(120)).success(), "{}", read(&f.log("serve")));
+    assert!(
+        wait_exit(&mut coordinator, Duration::from_secs(120)).success(),
+        "{}",
+        read(&f.log("serve"))
+    );
     for p in &mut alive {
         assert!(wait_exit(p, Duration::from_secs(60)).success());
     }
     let rounds = f.state().closed_rounds().unwrap();
     assert_eq!(rounds.len(), 2);
-    assert_eq!(rounds[1].contributors, 2, "round 2 closed at quorum without the killed participant");
+    assert_eq!(
+        rounds[1].contributors, 2,
+        "round 2 closed at quorum without the killed participant"
+    );
     assert!(f.fed().join("model.safetensors").is_file());
 }
 
@@ -253,7 +316,11 @@ fn a_participant_killed_mid_round_leaves_the_round_to_the_quorum() {
 fn plaintext_needs_insecure_on_both_sides_and_is_warned_about() {
     let f = Federation::new(1, 3, 60.0);
     let mut coordinator = f.serve("serve", None, &["--insecure"]);
-    assert!(read(&f.log("serve")).contains("--insecure"), "{}", read(&f.log("serve")));
+    assert!(
+        read(&f.log("serve")).contains("--insecure"),
+        "{}",
+        read(&f.log("serve"))
+    );
     let mut participants: Vec<Child> = (0..3).map(|k| f.join(k, &["--insecure"])).collect();
     assert!(wait_exit(&mut coordinator, Duration::from_secs(120)).success());
     for p in &mut participants {

@@ -170,7 +170,14 @@ fn the_simulated_demo_trains_languages_and_compares_with_local_training() {
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let t = text(&out);
-    for needle in ["Swahili", "Yoruba", "Hindi", "Tamil", "Overall: federated", "model.safetensors"] {
+    for needle in [
+        "Swahili",
+        "Yoruba",
+        "Hindi",
+        "Tamil",
+        "Overall: federated",
+        "model.safetensors",
+    ] {
         assert!(t.contains(needle), "missing {needle}: {t}");
     }
     assert!(dir.path().join("model.safetensors").is_file());
@@ -192,7 +199,13 @@ fn the_demo_runs_a_networked_federation_of_processes() {
     ]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
-    for needle in ["Swahili", "Tamil", "round   3/3", "Overall:", "https://127.0.0.1:"] {
+    for needle in [
+        "Swahili",
+        "Tamil",
+        "round   3/3",
+        "Overall:",
+        "https://127.0.0.1:",
+    ] {
         assert!(t.contains(needle), "missing {needle}: {t}");
     }
     let overall: f64 = t
@@ -202,8 +215,17 @@ fn the_demo_runs_a_networked_federation_of_processes() {
         .and_then(|n| n.trim().parse().ok())
         .unwrap();
     // 40 languages: chance is 2.5%, and no community holds more than 27 of them.
-    assert!(overall > 80.0, "the federated model should know the languages: {t}");
-    for file in ["model.safetensors", "state.db", "federation.toml", "invite.toml", "tls/ca.pem"] {
+    assert!(
+        overall > 80.0,
+        "the federated model should know the languages: {t}"
+    );
+    for file in [
+        "model.safetensors",
+        "state.db",
+        "federation.toml",
+        "invite.toml",
+        "tls/ca.pem",
+    ] {
         assert!(fed.join(file).is_file(), "{file} missing");
     }
 }

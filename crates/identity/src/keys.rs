@@ -110,8 +110,14 @@ fn enrolment_bytes(federation: &str, key: &PublicKey) -> Vec<u8> {
 
 impl PublicKey {
     /// Checks an enrolment signature made by [`Identity::sign_enrolment`].
-    pub fn verify_enrolment(&self, federation: &str, signature: &[u8]) -> Result<(), IdentityError> {
-        let bytes: [u8; 64] = signature.try_into().map_err(|_| IdentityError::BadSignature)?;
+    pub fn verify_enrolment(
+        &self,
+        federation: &str,
+        signature: &[u8],
+    ) -> Result<(), IdentityError> {
+        let bytes: [u8; 64] = signature
+            .try_into()
+            .map_err(|_| IdentityError::BadSignature)?;
         self.0
             .verify_strict(
                 &enrolment_bytes(federation, self),

@@ -80,11 +80,12 @@ impl ModelTask {
             DataKind::Images => load_idx_dir(dir, self.classes.clone()),
             DataKind::Udhr => {
                 let mut corpus = load_corpus(dir, None)?;
-                let labels = corpus
-                    .languages
-                    .iter()
-                    .map(|l| {
-                        self.classes.iter().position(|c| *c == l.code).ok_or_else(|| {
+                let labels =
+                    corpus
+                        .languages
+                        .iter()
+                        .map(|l| {
+                            self.classes.iter().position(|c| *c == l.code).ok_or_else(|| {
                             LearnError::InvalidSetting(format!(
                                 "{}: language {:?} is not one of the federation's {} classes",
                                 dir.display(),
@@ -92,8 +93,8 @@ impl ModelTask {
                                 self.classes.len()
                             ))
                         })
-                    })
-                    .collect::<Result<Vec<usize>, _>>()?;
+                        })
+                        .collect::<Result<Vec<usize>, _>>()?;
                 for (label, _) in &mut corpus.sentences {
                     *label = labels[*label];
                 }

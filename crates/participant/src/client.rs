@@ -52,7 +52,12 @@ pub struct JoinReport {
 fn transient(status: &Status) -> bool {
     matches!(
         status.code(),
-        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted
+        Code::Unavailable
+            | Code::Unknown
+            | Code::Cancelled
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Aborted
     )
 }
 
@@ -123,7 +128,8 @@ fn channel(options: &JoinOptions) -> Result<Channel, ParticipantError> {
     } else {
         url
     };
-    let bad = |e: tonic::transport::Error| ParticipantError::Setup(format!("coordinator {url}: {e}"));
+    let bad =
+        |e: tonic::transport::Error| ParticipantError::Setup(format!("coordinator {url}: {e}"));
     let mut endpoint = Endpoint::from_shared(url.clone())
         .map_err(bad)?
         .connect_timeout(Duration::from_secs(5))
@@ -131,7 +137,9 @@ fn channel(options: &JoinOptions) -> Result<Channel, ParticipantError> {
         .keep_alive_timeout(Duration::from_secs(20))
         .keep_alive_while_idle(true);
     if options.insecure {
-        tracing::warn!("--insecure: plain-text gRPC; anyone on the network path can read and alter the traffic");
+        tracing::warn!(
+            "--insecure: plain-text gRPC; anyone on the network path can read and alter the traffic"
+        );
     } else {
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&options.invite.ca_certificate))
@@ -149,8 +157,9 @@ fn task_of(spec: &v1::ModelSpec) -> Result<ModelTask, ParticipantError> {
         .map_err(|e: harambee_learn::LearnError| ParticipantError::Model(e.to_string()))?;
     let data: DataKind = serde_json::from_value(serde_json::Value::String(spec.dataset.clone()))
         .map_err(|_| ParticipantError::Model(format!("unknown data kind {:?}", spec.dataset)))?;
-    let optimizer: Optimizer = serde_json::from_str(&spec.optimizer)
-        .map_err(|e| ParticipantError::Model(format!("unknown optimiser {:?}: {e}", spec.optimizer)))?;
+    let optimizer: Optimizer = serde_json::from_str(&spec.optimizer).map_err(|e| {
+        ParticipantError::Model(format!("unknown optimiser {:?}: {e}", spec.optimizer))
+    })?;
     Ok(ModelTask {
         model,
         data,
@@ -167,7 +176,11 @@ fn check_layout(layout: &Layout, spec: &v1::ModelSpec) -> Result<(), Participant
         .iter()
         .map(|t| (t.name.clone(), t.shape.iter().map(|&d| d as u64).collect()))
         .collect();
-    let theirs: Vec<(String, Vec<u64>)> = spec.tensors.iter().map(|t| (t.name.clone(), t.shape.clone())).collect();
+    let theirs: Vec<(String, Vec<u64>)> = spec
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.shape.clone()))
+        .collect();
     if ours == theirs {
         Ok(())
     } else {
@@ -293,8 +306,9 @@ impl RoundContext<'_> {
             return Ok(RoundEnd::MovedOn);
         };
         let base = global.digest();
-        self.report_evaluation(task.round.saturating_sub(1), &global, base).await;
-        let config = task.config.clone().unwrap_or_default();
+        self.report_evaluation(task.round.saturating_sub(1), &global, base)
+            .await;
+        let config = task.config.unwrap_or_default();
         let fit = FitConfig {
             epochs: config.epochs,
             batch_size: config.batch_size,
@@ -339,7 +353,11 @@ impl RoundContext<'_> {
             .session
             .retry("the update", |mut c| {
                 let stream = update_stream(header.clone(), Arc::clone(&bytes));
-                async move { c.submit_update(stream).await.map(tonic::Response::into_inner) }
+                async move {
+                    c.submit_update(stream)
+                        .await
+                        .map(tonic::Response::into_inner)
+                }
             })
             .await;
         match result {
@@ -353,11 +371,17 @@ impl RoundContext<'_> {
                 Ok(RoundEnd::Acknowledged)
             }
             Err(RetryError::Final(s)) if s.code() == Code::AlreadyExists => {
-                tracing::info!(round = task.round, "update acknowledged (already held by the coordinator)");
+                tracing::info!(
+                    round = task.round,
+                    "update acknowledged (already held by the coordinator)"
+                );
                 Ok(RoundEnd::Acknowledged)
             }
             Err(RetryError::Final(s))
-                if matches!(s.code(), Code::FailedPrecondition | Code::PermissionDenied | Code::NotFound) =>
+                if matches!(
+                    s.code(),
+                    Code::FailedPrecondition | Code::PermissionDenied | Code::NotFound
+                ) =>
             {
                 tracing::warn!(round = task.round, reason = s.message(), "update refused");
                 Ok(RoundEnd::Refused(s.message().to_string()))
@@ -369,12 +393,9 @@ impl RoundContext<'_> {
     /// The task's base parameters, streamed and checked; `None` if the round moved on.
     async fn fetch(&self, task: &v1::Task) -> Result<Option<ParamSet>, ParticipantError> {
         let layout = self.trainer.layout().clone();
-        let want = Digest(
-            task.base_digest
-                .as_slice()
-                .try_into()
-                .map_err(|_| ParticipantError::Setup("the task's base digest is not 32 bytes".into()))?,
-        );
+        let want = Digest(task.base_digest.as_slice().try_into().map_err(|_| {
+            ParticipantError::Setup("the task's base digest is not 32 bytes".into())
+        })?);
         let key = self.session.key();
         let fetched = self
             .session
@@ -390,8 +411,12 @@ impl RoundContext<'_> {
                     let mut bytes = Vec::new();
                     while let Some(chunk) = stream.next().await {
                         let chunk = chunk?;
-                        if chunk.offset != bytes.len() as u64 || chunk.total_bytes > (layout.num_values() * 4) as u64 {
-                            return Err(Status::data_loss("parameter chunks out of order or oversized"));
+                        if chunk.offset != bytes.len() as u64
+                            || chunk.total_bytes > (layout.num_values() * 4) as u64
+                        {
+                            return Err(Status::data_loss(
+                                "parameter chunks out of order or oversized",
+                            ));
                         }
                         bytes.extend_from_slice(&chunk.data);
                     }
@@ -430,7 +455,11 @@ impl RoundContext<'_> {
         };
         let mut client = self.session.client.clone();
         if let Err(s) = client.report_evaluation(report).await {
-            tracing::debug!(round, error = s.message(), "evaluation report not delivered");
+            tracing::debug!(
+                round,
+                error = s.message(),
+                "evaluation report not delivered"
+            );
         }
     }
 }
@@ -444,10 +473,12 @@ fn update_stream(
     let header = std::iter::once(v1::UpdateChunk {
         part: Some(v1::update_chunk::Part::Header(header)),
     });
-    let data = (0..total).step_by(CHUNK_BYTES).map(move |start| v1::UpdateChunk {
-        part: Some(v1::update_chunk::Part::Data(
-            bytes[start..(start + CHUNK_BYTES).min(total)].to_vec(),
-        )),
-    });
+    let data = (0..total)
+        .step_by(CHUNK_BYTES)
+        .map(move |start| v1::UpdateChunk {
+            part: Some(v1::update_chunk::Part::Data(
+                bytes[start..(start + CHUNK_BYTES).min(total)].to_vec(),
+            )),
+        });
     tokio_stream::iter(header.chain(data))
 }

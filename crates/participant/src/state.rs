@@ -20,7 +20,10 @@ impl LocalState {
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 let state: Self = serde_json::from_str(&text).map_err(|e| {
-                    ParticipantError::Setup(format!("{}: not a participant state file: {e}", path.display()))
+                    ParticipantError::Setup(format!(
+                        "{}: not a participant state file: {e}",
+                        path.display()
+                    ))
                 })?;
                 if state.federation_id != federation_id {
                     return Err(ParticipantError::Setup(format!(
@@ -43,7 +46,8 @@ impl LocalState {
     pub fn save(&self, path: &Path) -> Result<(), ParticipantError> {
         let err = |e: std::io::Error| ParticipantError::Setup(format!("{}: {e}", path.display()));
         let tmp = path.with_extension("tmp");
-        let text = serde_json::to_string(self).map_err(|e| ParticipantError::Setup(e.to_string()))?;
+        let text =
+            serde_json::to_string(self).map_err(|e| ParticipantError::Setup(e.to_string()))?;
         std::fs::write(&tmp, text).map_err(err)?;
         std::fs::rename(&tmp, path).map_err(err)
     }

@@ -81,11 +81,11 @@ impl Driver {
             Some(d) => load(d)?,
             None => trainer.init(config.rounds.seed),
         };
-        let mut strategy =
-            config
-                .training
-                .strategy
-                .build(config.training.fraction, config.rounds.quorum, config.fit())?;
+        let mut strategy = config.training.strategy.build(
+            config.training.fraction,
+            config.rounds.quorum,
+            config.fit(),
+        )?;
         let saved = checkpoint
             .strategy_state
             .iter()
@@ -120,7 +120,10 @@ impl Driver {
                 .iter()
                 .map(|p| (p.public_key, ParticipantId(p.id)))
                 .collect(),
-            names: participants.iter().map(|p| (p.id, p.name.clone())).collect(),
+            names: participants
+                .iter()
+                .map(|p| (p.id, p.name.clone()))
+                .collect(),
             last_seen: HashMap::new(),
             published,
             board: watch::Sender::new(Board::default()),
@@ -174,7 +177,12 @@ impl Driver {
             self.process_actions()?;
         }
         if count > 0 {
-            tracing::info!(round, attempt, count, "resumed the open round with its acknowledged updates");
+            tracing::info!(
+                round,
+                attempt,
+                count,
+                "resumed the open round with its acknowledged updates"
+            );
         }
         Ok(())
     }
@@ -238,7 +246,11 @@ impl Driver {
     }
 
     /// Enrols a key that proved it holds its secret half.
-    pub(crate) fn enrol(&mut self, key: &PublicKey, name: &str) -> Result<ParticipantId, ServerError> {
+    pub(crate) fn enrol(
+        &mut self,
+        key: &PublicKey,
+        name: &str,
+    ) -> Result<ParticipantId, ServerError> {
         let (record, new) = self.state.enrol(&key.to_bytes(), name)?;
         let id = ParticipantId(record.id);
         self.keys.insert(record.public_key, id);
@@ -284,10 +296,9 @@ impl Driver {
     /// Checks an update's header before its bytes are read: who, which round, how big.
     pub(crate) fn check_header(&mut self, h: &v1::UpdateHeader) -> Result<ParticipantId, Status> {
         let id = self.participant(&h.public_key)?;
-        let (round, attempt, selected) = self
-            .core
-            .open_selection()
-            .ok_or_else(|| Status::failed_precondition(format!("no round is open; round {} is over", h.round)))?;
+        let (round, attempt, selected) = self.core.open_selection().ok_or_else(|| {
+            Status::failed_precondition(format!("no round is open; round {} is over", h.round))
+        })?;
         if h.round != round || h.attempt != attempt {
             return Err(Status::failed_precondition(format!(
                 "late or early update: it is for round {} attempt {}, but round {round} attempt {attempt} is open",
@@ -306,10 +317,9 @@ impl Driver {
                 self.published.digest
             )));
         }
-        let encoding: Encoding = h
-            .encoding
-            .parse()
-            .map_err(|_| Status::invalid_argument(format!("unknown encoding {:?}; use f32 or f16", h.encoding)))?;
+        let encoding: Encoding = h.encoding.parse().map_err(|_| {
+            Status::invalid_argument(format!("unknown encoding {:?}; use f32 or f16", h.encoding))
+        })?;
         let expected = (self.layout.num_values() * encoding.bytes_per_value()) as u64;
         if h.total_bytes != expected {
             return Err(Status::invalid_argument(format!(
@@ -333,9 +343,16 @@ impl Driver {
 
     /// Validates an update completely, stores it durably, then gives it to the core. Returns
     /// (results held this round, quorum).
-    pub(crate) fn accept(&mut self, h: &v1::UpdateHeader, bytes: &[u8]) -> Result<(u32, u32), Status> {
+    pub(crate) fn accept(
+        &mut self,
+        h: &v1::UpdateHeader,
+        bytes: &[u8],
+    ) -> Result<(u32, u32), Status> {
         let id = self.check_header(h)?;
-        let encoding: Encoding = h.encoding.parse().map_err(|_| Status::invalid_argument("unknown encoding"))?;
+        let encoding: Encoding = h
+            .encoding
+            .parse()
+            .map_err(|_| Status::invalid_argument("unknown encoding"))?;
         let params = encoding
             .decode(&self.layout, bytes)
             .map_err(|e| Status::invalid_argument(format!("undecodable update: {e}")))?;
@@ -346,8 +363,11 @@ impl Driver {
                 hex::encode(&h.update_digest)
             )));
         }
-        let key: [u8; 32] = h.public_key[..].try_into().map_err(|_| Status::invalid_argument("bad key"))?;
-        let signer = PublicKey::from_bytes(&key).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let key: [u8; 32] = h.public_key[..]
+            .try_into()
+            .map_err(|_| Status::invalid_argument("bad key"))?;
+        let signer =
+            PublicKey::from_bytes(&key).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let signature: [u8; 64] = h
             .signature
             .as_slice()
@@ -412,8 +432,7 @@ impl Driver {
         }
         let received = self.core.received() as u32;
         tracing::info!(round = h.round, participant = id.0, "update accepted");
-        self.process_actions()
-            .map_err(|e| self.storage_failed(e))?;
+        self.process_actions().map_err(|e| self.storage_failed(e))?;
         Ok((received.max(1), self.config.rounds.quorum as u32))
     }
 
@@ -452,12 +471,11 @@ impl Driver {
             })
             .collect::<Result<Vec<_>, Status>>()?;
         let board = self.board.borrow();
-        let error = self.core.error().map(|e| e.to_string()).or_else(|| {
-            board
-                .finished
-                .clone()
-                .filter(|f| f != "finished")
-        });
+        let error = self
+            .core
+            .error()
+            .map(|e| e.to_string())
+            .or_else(|| board.finished.clone().filter(|f| f != "finished"));
         let (phase, round, selected) = match (&board.finished, self.core.open_selection()) {
             (Some(_), _) if error.is_some() => ("failed", rounds.len() as u64, 0),
             (Some(_), _) => ("finished", rounds.len() as u64, 0),
@@ -523,7 +541,9 @@ impl Driver {
                         .strategy()
                         .state()
                         .into_iter()
-                        .map(|(name, p)| Ok((name.to_string(), self.blobs.put(&Encoding::F32.encode(&p))?)))
+                        .map(|(name, p)| {
+                            Ok((name.to_string(), self.blobs.put(&Encoding::F32.encode(&p))?))
+                        })
                         .collect::<Result<Vec<_>, ServerError>>()?;
                     let samples: u64 = summary.contributions.iter().map(|c| c.1).sum();
                     let loss = summary
@@ -556,7 +576,12 @@ impl Driver {
                     received,
                     quorum,
                 } => {
-                    tracing::warn!(round, received, quorum, "round missed its quorum; opening it again");
+                    tracing::warn!(
+                        round,
+                        received,
+                        quorum,
+                        "round missed its quorum; opening it again"
+                    );
                 }
                 Action::Finished { global } => {
                     let error = self.core.error().map(|e| e.to_string());
@@ -566,7 +591,9 @@ impl Driver {
                     self.state.finish(error.as_deref())?;
                     match &error {
                         Some(e) => tracing::error!(error = %e, "federation failed"),
-                        None => tracing::info!(model = %self.model_path.display(), "federation finished"),
+                        None => {
+                            tracing::info!(model = %self.model_path.display(), "federation finished")
+                        }
                     }
                     self.board.send_replace(Board {
                         open: None,
@@ -607,7 +634,9 @@ fn refusal_status(r: Refusal) -> Status {
     match r {
         Refusal::Duplicate(_) => Status::already_exists(format!("replay: {message}")),
         Refusal::WrongRound { .. } => Status::failed_precondition(message),
-        Refusal::UnknownParticipant(_) | Refusal::NotSelected(_) => Status::permission_denied(message),
+        Refusal::UnknownParticipant(_) | Refusal::NotSelected(_) => {
+            Status::permission_denied(message)
+        }
         _ => Status::invalid_argument(message),
     }
 }

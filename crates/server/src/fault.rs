@@ -39,7 +39,10 @@ pub(crate) fn pause_at(point: FaultPoint) {
     if armed() != Some(point.name()) || REACHED.swap(true, Ordering::Relaxed) {
         return;
     }
-    eprintln!("harambee: paused at {} (HARAMBEE_PAUSE_AT), waiting to be killed", point.name());
+    eprintln!(
+        "harambee: paused at {} (HARAMBEE_PAUSE_AT), waiting to be killed",
+        point.name()
+    );
     loop {
         std::thread::sleep(std::time::Duration::from_secs(3600));
     }

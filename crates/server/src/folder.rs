@@ -68,7 +68,11 @@ impl FederationFolder {
     /// The TLS certificate chain and key files.
     pub fn tls_paths(&self) -> (PathBuf, PathBuf, PathBuf) {
         let tls = self.root.join("tls");
-        (tls.join("server.pem"), tls.join("server.key"), tls.join("ca.pem"))
+        (
+            tls.join("server.pem"),
+            tls.join("server.key"),
+            tls.join("ca.pem"),
+        )
     }
 
     /// Reads and checks `federation.toml`.
@@ -141,7 +145,11 @@ impl FederationFolder {
         write_file(&tls.join("ca.pem"), ca.pem().as_bytes(), false)?;
         write_file(&tls.join("ca.key"), ca_key_pem.as_bytes(), true)?;
         write_file(&tls.join("server.pem"), server_cert.pem().as_bytes(), false)?;
-        write_file(&tls.join("server.key"), server_key.serialize_pem().as_bytes(), true)?;
+        write_file(
+            &tls.join("server.key"),
+            server_key.serialize_pem().as_bytes(),
+            true,
+        )?;
         Ok(ca.pem())
     }
 }

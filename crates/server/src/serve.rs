@@ -64,7 +64,9 @@ pub async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)));
     if options.insecure {
-        tracing::warn!("--insecure: plain-text gRPC; anyone on the network path can read and alter the traffic");
+        tracing::warn!(
+            "--insecure: plain-text gRPC; anyone on the network path can read and alter the traffic"
+        );
     } else {
         let (cert, key, _) = folder.tls_paths();
         let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| ServerError::io(p, e));
@@ -120,12 +122,16 @@ pub async fn serve(
 
     let d = lock(&driver);
     if let Some(fatal) = d.fatal() {
-        return Err(ServerError::Config(format!("stopped after a storage failure: {fatal}")));
+        return Err(ServerError::Config(format!(
+            "stopped after a storage failure: {fatal}"
+        )));
     }
     if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
         return Ok(ServeOutcome::Interrupted);
     }
-    let status = d.status().map_err(|e| ServerError::Config(e.message().to_string()))?;
+    let status = d
+        .status()
+        .map_err(|e| ServerError::Config(e.message().to_string()))?;
     Ok(if status.error.is_empty() {
         ServeOutcome::Finished
     } else {

@@ -34,12 +34,15 @@ impl Service {
             let d = lock(&driver);
             (d.subscribe(), d.config().clone(), d.model_spec())
         };
-        let per_second = NonZeroU32::new(config.limits.requests_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+        let per_second =
+            NonZeroU32::new(config.limits.requests_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.limits.burst.max(1)).unwrap_or(NonZeroU32::MIN);
         Self {
             driver,
             board,
-            limiter: Arc::new(RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))),
+            limiter: Arc::new(RateLimiter::keyed(
+                Quota::per_second(per_second).allow_burst(burst),
+            )),
             max_wait_ms: config.limits.max_wait_ms,
             federation_id: config.federation_id.clone(),
             token_sha256: config.invite_token_sha256.clone(),
@@ -67,7 +70,9 @@ impl Service {
             .try_into()
             .map_err(|_| Status::invalid_argument("public_key must be 32 bytes"))?;
         self.limiter.check_key(&key).map_err(|_| {
-            Status::resource_exhausted("rate limit: too many requests from this key; back off and retry")
+            Status::resource_exhausted(
+                "rate limit: too many requests from this key; back off and retry",
+            )
         })?;
         Ok(key)
     }
@@ -116,19 +121,29 @@ fn task_for(board: &Board, id: u64, after: (u64, u32), parameter_bytes: u64) -> 
 
 #[tonic::async_trait]
 impl CoordinatorService for Service {
-    async fn enrol(&self, request: Request<v1::EnrolRequest>) -> Result<Response<v1::EnrolReply>, Status> {
+    async fn enrol(
+        &self,
+        request: Request<v1::EnrolRequest>,
+    ) -> Result<Response<v1::EnrolReply>, Status> {
         let r = request.into_inner();
         let key = self.rate_limit(&r.public_key)?;
         if token_hash(&r.invite_token) != self.token_sha256 {
-            return Err(Status::permission_denied("the invite token is not valid for this federation"));
+            return Err(Status::permission_denied(
+                "the invite token is not valid for this federation",
+            ));
         }
         if r.name.chars().count() > 64 {
             return Err(Status::invalid_argument("name: at most 64 characters"));
         }
-        let public = PublicKey::from_bytes(&key).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let public =
+            PublicKey::from_bytes(&key).map_err(|e| Status::invalid_argument(e.to_string()))?;
         public
             .verify_enrolment(&self.federation_id, &r.signature)
-            .map_err(|_| Status::unauthenticated("bad enrolment signature: sign the enrolment statement with this key"))?;
+            .map_err(|_| {
+                Status::unauthenticated(
+                    "bad enrolment signature: sign the enrolment statement with this key",
+                )
+            })?;
         let name = r.name.clone();
         let id = self
             .with_driver(move |d| d.enrol(&public, &name))
@@ -141,11 +156,20 @@ impl CoordinatorService for Service {
         }))
     }
 
-    async fn get_task(&self, request: Request<v1::TaskRequest>) -> Result<Response<v1::Task>, Status> {
+    async fn get_task(
+        &self,
+        request: Request<v1::TaskRequest>,
+    ) -> Result<Response<v1::Task>, Status> {
         let r = request.into_inner();
         self.rate_limit(&r.public_key)?;
         let id = lock(&self.driver).participant(&r.public_key)?.0;
-        let parameter_bytes = self.spec.tensors.iter().map(|t| t.shape.iter().product::<u64>()).sum::<u64>() * 4;
+        let parameter_bytes = self
+            .spec
+            .tensors
+            .iter()
+            .map(|t| t.shape.iter().product::<u64>())
+            .sum::<u64>()
+            * 4;
         let after = (r.after_round, r.after_attempt);
         let wait = Duration::from_millis(u64::from(r.wait_ms.min(self.max_wait_ms)));
         let until = tokio::time::Instant::now() + wait;
@@ -184,7 +208,9 @@ impl CoordinatorService for Service {
         let total = bytes.len();
         let offset = usize::try_from(r.offset).unwrap_or(usize::MAX);
         if offset > total {
-            return Err(Status::out_of_range(format!("offset {offset} is past the end ({total} bytes)")));
+            return Err(Status::out_of_range(format!(
+                "offset {offset} is past the end ({total} bytes)"
+            )));
         }
         // Lazily cut: one chunk is copied at a time, however large the model.
         let starts = (offset..total).step_by(CHUNK_BYTES);
@@ -208,12 +234,17 @@ impl CoordinatorService for Service {
             Some(v1::UpdateChunk {
                 part: Some(v1::update_chunk::Part::Header(h)),
             }) => h,
-            Some(_) => return Err(Status::invalid_argument("the first message of an update must be its header")),
+            Some(_) => {
+                return Err(Status::invalid_argument(
+                    "the first message of an update must be its header",
+                ));
+            }
             None => return Err(Status::invalid_argument("empty update stream")),
         };
         self.rate_limit(&header.public_key)?;
         let h = header.clone();
-        self.with_driver(move |d| d.check_header(&h).map(|_| ())).await??;
+        self.with_driver(move |d| d.check_header(&h).map(|_| ()))
+            .await??;
         let total = usize::try_from(header.total_bytes).unwrap_or(usize::MAX);
         let mut bytes = Vec::with_capacity(total);
         let mut halfway_checked = false;
@@ -232,7 +263,9 @@ impl CoordinatorService for Service {
                     }
                 }
                 Some(v1::update_chunk::Part::Header(_)) => {
-                    return Err(Status::invalid_argument("a second header in one update stream"));
+                    return Err(Status::invalid_argument(
+                        "a second header in one update stream",
+                    ));
                 }
                 None => return Err(Status::invalid_argument("an update chunk with no content")),
             }
@@ -243,7 +276,9 @@ impl CoordinatorService for Service {
                 bytes.len()
             )));
         }
-        let (received, quorum) = self.with_driver(move |d| d.accept(&header, &bytes)).await??;
+        let (received, quorum) = self
+            .with_driver(move |d| d.accept(&header, &bytes))
+            .await??;
         Ok(Response::new(v1::SubmitReply {
             accepted: true,
             received,

@@ -100,11 +100,21 @@ async fn enrol(c: &mut CoordinatorClient<Channel>, r: &Running, id: &Identity) -
 }
 
 async fn received(c: &mut CoordinatorClient<Channel>) -> u32 {
-    c.get_status(v1::StatusRequest {}).await.unwrap().into_inner().received
+    c.get_status(v1::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .received
 }
 
 /// A well-formed, signed update of `params` for `round`, as header and bytes.
-fn update(r: &Running, id: &Identity, round: u64, base: Digest, params: &ParamSet) -> (v1::UpdateHeader, Vec<u8>) {
+fn update(
+    r: &Running,
+    id: &Identity,
+    round: u64,
+    base: Digest,
+    params: &ParamSet,
+) -> (v1::UpdateHeader, Vec<u8>) {
     let digest = params.digest();
     let signed = id.sign(UpdateStatement {
         federation: r.invite.federation_id.clone(),
@@ -134,12 +144,18 @@ async fn submit(
     parts: Vec<v1::update_chunk::Part>,
 ) -> Result<v1::SubmitReply, tonic::Status> {
     let stream = tokio_stream::iter(parts.into_iter().map(|p| v1::UpdateChunk { part: Some(p) }));
-    c.submit_update(stream).await.map(tonic::Response::into_inner)
+    c.submit_update(stream)
+        .await
+        .map(tonic::Response::into_inner)
 }
 
 fn chunks(header: v1::UpdateHeader, bytes: &[u8]) -> Vec<v1::update_chunk::Part> {
     std::iter::once(v1::update_chunk::Part::Header(header))
-        .chain(bytes.chunks(200_000).map(|c| v1::update_chunk::Part::Data(c.to_vec())))
+        .chain(
+            bytes
+                .chunks(200_000)
+                .map(|c| v1::update_chunk::Part::Data(c.to_vec())),
+        )
         .collect()
 }
 
@@ -164,7 +180,11 @@ async fn fetch_global(c: &mut CoordinatorClient<Channel>, id: &Identity, digest:
 async fn bad_input_is_refused_with_a_clear_status_and_changes_nothing() {
     let r = start(2).await;
     let mut c = client(&r);
-    let (a, b, stranger) = (Identity::generate().unwrap(), Identity::generate().unwrap(), Identity::generate().unwrap());
+    let (a, b, stranger) = (
+        Identity::generate().unwrap(),
+        Identity::generate().unwrap(),
+        Identity::generate().unwrap(),
+    );
 
     // Enrolment: a wrong token or a signature by another key is refused.
     let refused = c
@@ -203,72 +223,143 @@ async fn bad_input_is_refused_with_a_clear_status_and_changes_nothing() {
     assert_eq!(task.kind, v1::task::Kind::Train as i32);
     assert_eq!(task.round, 1);
     let base = Digest(task.base_digest.as_slice().try_into().unwrap());
-    let layout = harambee_params::Layout::new(
-        spec.tensors.iter().map(|t| (t.name.clone(), t.shape.iter().map(|&d| d as usize).collect::<Vec<_>>())),
-    )
+    let layout = harambee_params::Layout::new(spec.tensors.iter().map(|t| {
+        (
+            t.name.clone(),
+            t.shape.iter().map(|&d| d as usize).collect::<Vec<_>>(),
+        )
+    }))
     .unwrap();
-    let global = Encoding::F32.decode(&layout, &fetch_global(&mut c, &a, &task.base_digest).await).unwrap();
+    let global = Encoding::F32
+        .decode(&layout, &fetch_global(&mut c, &a, &task.base_digest).await)
+        .unwrap();
     assert_eq!(global.digest(), base);
     let mut trained = global.clone();
     trained.values_mut()[0] += 0.5;
 
     let expect = |result: Result<v1::SubmitReply, tonic::Status>, codes: &[Code], words: &str| {
         let status = result.unwrap_err();
-        assert!(codes.contains(&status.code()), "expected {codes:?}, got {status:?}");
-        assert!(status.message().contains(words), "{:?} should mention {words:?}", status.message());
+        assert!(
+            codes.contains(&status.code()),
+            "expected {codes:?}, got {status:?}"
+        );
+        assert!(
+            status.message().contains(words),
+            "{:?} should mention {words:?}",
+            status.message()
+        );
     };
 
     // A truncated stream.
     let (h, bytes) = update(&r, &a, 1, base, &trained);
-    expect(submit(&mut c, chunks(h.clone(), &bytes[..bytes.len() / 2])).await, &[Code::InvalidArgument], "truncated");
+    expect(
+        submit(&mut c, chunks(h.clone(), &bytes[..bytes.len() / 2])).await,
+        &[Code::InvalidArgument],
+        "truncated",
+    );
     // Wrong shapes: the wrong number of bytes announced and sent.
-    let short = v1::UpdateHeader { total_bytes: bytes.len() as u64 - 4, ..h.clone() };
-    expect(submit(&mut c, chunks(short, &bytes[4..])).await, &[Code::InvalidArgument], "wrong shape");
+    let short = v1::UpdateHeader {
+        total_bytes: bytes.len() as u64 - 4,
+        ..h.clone()
+    };
+    expect(
+        submit(&mut c, chunks(short, &bytes[4..])).await,
+        &[Code::InvalidArgument],
+        "wrong shape",
+    );
     // NaN and infinity, correctly signed.
     for bad in [f32::NAN, f32::INFINITY] {
         let mut poisoned = trained.clone();
         poisoned.values_mut()[3] = bad;
         let (h, bytes) = update(&r, &a, 1, base, &poisoned);
-        expect(submit(&mut c, chunks(h, &bytes)).await, &[Code::InvalidArgument], "NaN or infinite");
+        expect(
+            submit(&mut c, chunks(h, &bytes)).await,
+            &[Code::InvalidArgument],
+            "NaN or infinite",
+        );
     }
     // An oversized message: one chunk beyond the message limit.
     let mut huge = vec![v1::update_chunk::Part::Header(h.clone())];
     huge.push(v1::update_chunk::Part::Data(vec![0u8; 2 << 20]));
     let status = submit(&mut c, huge).await.unwrap_err();
-    assert!(matches!(status.code(), Code::ResourceExhausted | Code::OutOfRange | Code::InvalidArgument), "{status:?}");
+    assert!(
+        matches!(
+            status.code(),
+            Code::ResourceExhausted | Code::OutOfRange | Code::InvalidArgument
+        ),
+        "{status:?}"
+    );
     // A wrong round.
     let (h2, bytes2) = update(&r, &a, 2, base, &trained);
-    expect(submit(&mut c, chunks(h2, &bytes2)).await, &[Code::FailedPrecondition], "round 1");
+    expect(
+        submit(&mut c, chunks(h2, &bytes2)).await,
+        &[Code::FailedPrecondition],
+        "round 1",
+    );
     // A bad signature, and none at all.
     let mut forged = h.clone();
     forged.signature[5] ^= 1;
-    expect(submit(&mut c, chunks(forged, &bytes)).await, &[Code::Unauthenticated], "signature");
-    let unsigned = v1::UpdateHeader { signature: Vec::new(), ..h.clone() };
-    expect(submit(&mut c, chunks(unsigned, &bytes)).await, &[Code::Unauthenticated], "signature");
+    expect(
+        submit(&mut c, chunks(forged, &bytes)).await,
+        &[Code::Unauthenticated],
+        "signature",
+    );
+    let unsigned = v1::UpdateHeader {
+        signature: Vec::new(),
+        ..h.clone()
+    };
+    expect(
+        submit(&mut c, chunks(unsigned, &bytes)).await,
+        &[Code::Unauthenticated],
+        "signature",
+    );
     // Signed by someone else for a's key.
     let (hs, _) = update(&r, &stranger, 1, base, &trained);
-    let transplanted = v1::UpdateHeader { signature: hs.signature, ..h.clone() };
-    expect(submit(&mut c, chunks(transplanted, &bytes)).await, &[Code::Unauthenticated], "signature");
+    let transplanted = v1::UpdateHeader {
+        signature: hs.signature,
+        ..h.clone()
+    };
+    expect(
+        submit(&mut c, chunks(transplanted, &bytes)).await,
+        &[Code::Unauthenticated],
+        "signature",
+    );
     // An unknown key.
     let (hu, bu) = update(&r, &stranger, 1, base, &trained);
-    expect(submit(&mut c, chunks(hu, &bu)).await, &[Code::PermissionDenied], "unknown key");
+    expect(
+        submit(&mut c, chunks(hu, &bu)).await,
+        &[Code::PermissionDenied],
+        "unknown key",
+    );
     // Data before the header.
     expect(
-        submit(&mut c, vec![v1::update_chunk::Part::Data(bytes[..10].to_vec())]).await,
+        submit(
+            &mut c,
+            vec![v1::update_chunk::Part::Data(bytes[..10].to_vec())],
+        )
+        .await,
         &[Code::InvalidArgument],
         "header",
     );
     // Altered bytes under a valid header.
     let mut altered = bytes.clone();
     altered[100] ^= 0x40;
-    expect(submit(&mut c, chunks(h.clone(), &altered)).await, &[Code::InvalidArgument], "altered");
+    expect(
+        submit(&mut c, chunks(h.clone(), &altered)).await,
+        &[Code::InvalidArgument],
+        "altered",
+    );
     assert_eq!(received(&mut c).await, 0, "nothing bad may count");
 
     // The genuine update is accepted once; its replay is refused.
     let reply = submit(&mut c, chunks(h.clone(), &bytes)).await.unwrap();
     assert!(reply.accepted);
     assert_eq!(received(&mut c).await, 1);
-    expect(submit(&mut c, chunks(h, &bytes)).await, &[Code::AlreadyExists], "replay");
+    expect(
+        submit(&mut c, chunks(h, &bytes)).await,
+        &[Code::AlreadyExists],
+        "replay",
+    );
     assert_eq!(received(&mut c).await, 1);
 }
 
@@ -280,16 +371,32 @@ async fn tls_is_required_and_only_the_federation_ca_is_trusted() {
         .connect_timeout(Duration::from_secs(2))
         .connect_lazy();
     let mut c = CoordinatorClient::new(plain);
-    assert!(c.get_status(v1::StatusRequest {}).await.is_err(), "plain text must not reach a TLS coordinator");
+    assert!(
+        c.get_status(v1::StatusRequest {}).await.is_err(),
+        "plain text must not reach a TLS coordinator"
+    );
     // A client that trusts another CA is refused too.
     let other = tempfile::tempdir().unwrap();
     let other_invite = FederationFolder::new(other.path()).init(config(2)).unwrap();
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&other_invite.ca_certificate))
         .domain_name("localhost");
-    let channel = Endpoint::from_shared(format!("https://{}", r.addr)).unwrap().tls_config(tls).unwrap().connect_lazy();
-    assert!(CoordinatorClient::new(channel).get_status(v1::StatusRequest {}).await.is_err());
+    let channel = Endpoint::from_shared(format!("https://{}", r.addr))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_lazy();
+    assert!(
+        CoordinatorClient::new(channel)
+            .get_status(v1::StatusRequest {})
+            .await
+            .is_err()
+    );
     // The federation's own CA works.
-    let status = client(&r).get_status(v1::StatusRequest {}).await.unwrap().into_inner();
+    let status = client(&r)
+        .get_status(v1::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(status.federation_id, r.invite.federation_id);
 }

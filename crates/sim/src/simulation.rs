@@ -503,4 +503,3 @@ impl Progress {
 
 /// A participant's result with its digest, or why it failed.
 type Trained = Result<(FitResult, Digest), FailureReason>;
-

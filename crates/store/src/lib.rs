@@ -27,8 +27,8 @@ mod state;
 
 pub use blob::{BlobStore, FsBlobStore};
 pub use error::StoreError;
+pub use harambee_params::Digest;
 pub use state::{
     Checkpoint, ClosedRoundRecord, OpenRoundRecord, ParticipantRecord, SqliteState, StateStore,
     UpdateRecord,
 };
-pub use harambee_params::Digest;

@@ -86,7 +86,11 @@ pub struct Checkpoint {
 /// what each round produced. Every method returns only once its change is durable.
 pub trait StateStore: Send + Sync {
     /// Enrols a key (or finds it); returns its record and whether it is new.
-    fn enrol(&self, public_key: &[u8; 32], name: &str) -> Result<(ParticipantRecord, bool), StoreError>;
+    fn enrol(
+        &self,
+        public_key: &[u8; 32],
+        name: &str,
+    ) -> Result<(ParticipantRecord, bool), StoreError>;
     /// Every enrolled participant, by id.
     fn participants(&self) -> Result<Vec<ParticipantRecord>, StoreError>;
     /// Records that a round (attempt) opened; replaces an earlier attempt's record.
@@ -153,7 +157,9 @@ pub struct SqliteState {
 
 impl std::fmt::Debug for SqliteState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteState").field("path", &self.path).finish()
+        f.debug_struct("SqliteState")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -162,9 +168,12 @@ impl SqliteState {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = |e| sql(path, e);
         let conn = Connection::open(path).map_err(db)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(db)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
         Ok(Self {
             conn: Mutex::new(conn),
@@ -193,7 +202,9 @@ fn sql(path: &Path, error: rusqlite::Error) -> StoreError {
 fn digest_from(bytes: Vec<u8>) -> rusqlite::Result<Digest> {
     <[u8; 32]>::try_from(bytes.as_slice())
         .map(Digest)
-        .map_err(|_| rusqlite::Error::InvalidColumnType(0, "digest".into(), rusqlite::types::Type::Blob))
+        .map_err(|_| {
+            rusqlite::Error::InvalidColumnType(0, "digest".into(), rusqlite::types::Type::Blob)
+        })
 }
 
 fn id_list(text: &str) -> rusqlite::Result<Vec<u64>> {
@@ -201,7 +212,11 @@ fn id_list(text: &str) -> rusqlite::Result<Vec<u64>> {
         .filter(|s| !s.is_empty())
         .map(|s| {
             s.parse().map_err(|_| {
-                rusqlite::Error::InvalidColumnType(0, "selected".into(), rusqlite::types::Type::Text)
+                rusqlite::Error::InvalidColumnType(
+                    0,
+                    "selected".into(),
+                    rusqlite::types::Type::Text,
+                )
             })
         })
         .collect()
@@ -225,7 +240,11 @@ fn read_update(row: &rusqlite::Row<'_>) -> rusqlite::Result<UpdateRecord> {
 }
 
 impl StateStore for SqliteState {
-    fn enrol(&self, public_key: &[u8; 32], name: &str) -> Result<(ParticipantRecord, bool), StoreError> {
+    fn enrol(
+        &self,
+        public_key: &[u8; 32],
+        name: &str,
+    ) -> Result<(ParticipantRecord, bool), StoreError> {
         self.with(|c| {
             let tx = c.transaction()?;
             let found: Option<(i64, String)> = tx
@@ -261,11 +280,16 @@ impl StateStore for SqliteState {
 
     fn participants(&self) -> Result<Vec<ParticipantRecord>, StoreError> {
         self.with(|c| {
-            let mut stmt = c.prepare("SELECT id, public_key, name FROM participants ORDER BY id")?;
+            let mut stmt =
+                c.prepare("SELECT id, public_key, name FROM participants ORDER BY id")?;
             let rows = stmt.query_map([], |r| {
                 let key: Vec<u8> = r.get(1)?;
                 let public_key = <[u8; 32]>::try_from(key.as_slice()).map_err(|_| {
-                    rusqlite::Error::InvalidColumnType(1, "public_key".into(), rusqlite::types::Type::Blob)
+                    rusqlite::Error::InvalidColumnType(
+                        1,
+                        "public_key".into(),
+                        rusqlite::types::Type::Blob,
+                    )
                 })?;
                 Ok(ParticipantRecord {
                     id: r.get::<_, i64>(0)? as u64,
@@ -371,7 +395,9 @@ impl StateStore for SqliteState {
     fn finished(&self) -> Result<Option<Option<String>>, StoreError> {
         self.with(|c| {
             let v: Option<String> = c
-                .query_row("SELECT value FROM meta WHERE key = 'finished'", [], |r| r.get(0))
+                .query_row("SELECT value FROM meta WHERE key = 'finished'", [], |r| {
+                    r.get(0)
+                })
                 .optional()?;
             Ok(v.map(|e| (!e.is_empty()).then_some(e)))
         })
@@ -448,7 +474,12 @@ impl StateStore for SqliteState {
             c.execute(
                 "INSERT OR REPLACE INTO evaluations (round, participant, examples, accuracy)
                  VALUES (?1, ?2, ?3, ?4)",
-                params![to_i64(round), to_i64(participant), to_i64(examples), accuracy],
+                params![
+                    to_i64(round),
+                    to_i64(participant),
+                    to_i64(examples),
+                    accuracy
+                ],
             )?;
             Ok(())
         })

@@ -132,7 +132,10 @@ mod state {
             })
             .unwrap();
             s.record_update(&update(1)).unwrap();
-            assert!(s.record_update(&update(1)).is_err(), "one update per participant and round");
+            assert!(
+                s.record_update(&update(1)).is_err(),
+                "one update per participant and round"
+            );
         }
         let s = SqliteState::open(&path).unwrap();
         assert_eq!(s.participants().unwrap().len(), 2);
@@ -157,7 +160,10 @@ mod state {
         assert_eq!(cp.completed, 1);
         assert_eq!(cp.open, None, "closing a round closes its open record");
         assert_eq!(cp.global_blob, Some(Digest::of_bytes(b"gb")));
-        assert_eq!(cp.strategy_state, vec![("m".to_string(), Digest::of_bytes(b"m"))]);
+        assert_eq!(
+            cp.strategy_state,
+            vec![("m".to_string(), Digest::of_bytes(b"m"))]
+        );
         assert_eq!(s.finished().unwrap(), None);
         s.finish(Some("quorum")).unwrap();
         assert_eq!(s.finished().unwrap(), Some(Some("quorum".into())));

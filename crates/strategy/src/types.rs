@@ -118,7 +118,10 @@ pub trait Strategy: Send + Sync {
             None => Ok(()),
             Some((name, _)) => Err(StrategyError::InvalidSetting {
                 name: "state",
-                reason: format!("{} keeps no state, but state {name:?} was given", self.name()),
+                reason: format!(
+                    "{} keeps no state, but state {name:?} was given",
+                    self.name()
+                ),
             }),
         }
     }

@@ -193,17 +193,51 @@ proptest! {
 
 #[test]
 fn fedopt_state_restored_continues_exactly() {
-    let adam = || FedOpt::new(1.0, 1, FitConfig::default(), ServerOptimizer::Adam, 1.0, 0.1).unwrap();
+    let adam = || {
+        FedOpt::new(
+            1.0,
+            1,
+            FitConfig::default(),
+            ServerOptimizer::Adam,
+            1.0,
+            0.1,
+        )
+        .unwrap()
+    };
     let mut uninterrupted = adam();
-    let g1 = updated(uninterrupted.aggregate_fit(1, &params(&[0.0, 1.0]), &[result(1, &[2.0, 0.0], 5)], &[]).unwrap());
-    let state: Vec<(String, ParamSet)> = uninterrupted.state().into_iter().map(|(n, p)| (n.to_string(), p)).collect();
+    let g1 = updated(
+        uninterrupted
+            .aggregate_fit(1, &params(&[0.0, 1.0]), &[result(1, &[2.0, 0.0], 5)], &[])
+            .unwrap(),
+    );
+    let state: Vec<(String, ParamSet)> = uninterrupted
+        .state()
+        .into_iter()
+        .map(|(n, p)| (n.to_string(), p))
+        .collect();
     assert_eq!(state.len(), 2, "Adam keeps m and v");
-    let g2 = updated(uninterrupted.aggregate_fit(2, &params(&g1), &[result(1, &[1.0, 1.0], 5)], &[]).unwrap());
+    let g2 = updated(
+        uninterrupted
+            .aggregate_fit(2, &params(&g1), &[result(1, &[1.0, 1.0], 5)], &[])
+            .unwrap(),
+    );
 
     let mut restarted = adam();
     restarted.restore_state(state).unwrap();
-    let again = updated(restarted.aggregate_fit(2, &params(&g1), &[result(1, &[1.0, 1.0], 5)], &[]).unwrap());
+    let again = updated(
+        restarted
+            .aggregate_fit(2, &params(&g1), &[result(1, &[1.0, 1.0], 5)], &[])
+            .unwrap(),
+    );
     assert_eq!(again, g2, "bit for bit");
-    assert!(adam().restore_state(vec![("w".into(), params(&[0.0]))]).is_err());
-    assert!(FedAvg::default().restore_state(vec![("m".into(), params(&[0.0]))]).is_err());
+    assert!(
+        adam()
+            .restore_state(vec![("w".into(), params(&[0.0]))])
+            .is_err()
+    );
+    assert!(
+        FedAvg::default()
+            .restore_state(vec![("m".into(), params(&[0.0]))])
+            .is_err()
+    );
 }
