@@ -218,7 +218,7 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value_t = 8)]
     pub(crate) participants: usize,
     /// Rounds.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 10)]
     pub(crate) rounds: u64,
     /// Seed.
     #[arg(long, default_value_t = 7)]

@@ -55,7 +55,9 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
         seed: args.seed,
     };
     let folder = FederationFolder::new(&dir);
-    let config = crate::federation::config_from(&init)?;
+    let mut config = crate::federation::config_from(&init)?;
+    // Each round's eight updates take 34 MB; the demo keeps the last two rounds' worth.
+    config.limits.keep_update_rounds = Some(2);
     let invite = folder.init(config)?;
     println!(
         "Harambee demo: {} language communities train one language identifier over {} languages ({} African, {} Indian).",

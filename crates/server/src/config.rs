@@ -81,6 +81,10 @@ pub struct Limits {
     pub burst: u32,
     /// Longest a `GetTask` long poll is held, in milliseconds.
     pub max_wait_ms: u32,
+    /// Keep participants' update blobs for this many most recent rounds (none: forever).
+    /// Their digests and signatures stay in the state either way; only rounds whose updates
+    /// are kept can be recomputed by an auditor.
+    pub keep_update_rounds: Option<u64>,
 }
 
 impl Default for Limits {
@@ -90,6 +94,7 @@ impl Default for Limits {
             requests_per_second: 50,
             burst: 100,
             max_wait_ms: 30_000,
+            keep_update_rounds: None,
         }
     }
 }

@@ -561,6 +561,7 @@ impl Driver {
                         summary: summary_json(&summary),
                     };
                     self.state.close_round(&record, &strategy_state)?;
+                    self.apply_retention(summary.round)?;
                     self.published = publish(&summary.global);
                     tracing::info!(
                         round = summary.round,
@@ -601,6 +602,24 @@ impl Driver {
                     });
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+impl Driver {
+    /// Deletes the update blobs of the round that just left the retention window. Only after
+    /// the round's result is committed, so a crash in between leaves extra blobs, never
+    /// missing ones.
+    fn apply_retention(&self, closed: u64) -> Result<(), ServerError> {
+        let Some(keep) = self.config.limits.keep_update_rounds else {
+            return Ok(());
+        };
+        let Some(expired) = closed.checked_sub(keep.max(1)) else {
+            return Ok(());
+        };
+        for update in self.state.updates_of_round(expired)? {
+            self.blobs.remove(&update.blob)?;
         }
         Ok(())
     }

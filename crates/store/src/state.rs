@@ -100,6 +100,8 @@ pub trait StateStore: Send + Sync {
     fn record_update(&self, update: &UpdateRecord) -> Result<(), StoreError>;
     /// The acknowledged updates of a round's attempt, by participant.
     fn updates(&self, round: u64, attempt: u32) -> Result<Vec<UpdateRecord>, StoreError>;
+    /// Every acknowledged update of a round, all attempts.
+    fn updates_of_round(&self, round: u64) -> Result<Vec<UpdateRecord>, StoreError>;
     /// Records a completed round, the new global parameters and the strategy's state, in one
     /// transaction.
     fn close_round(
@@ -347,6 +349,18 @@ impl StateStore for SqliteState {
                  FROM updates WHERE round = ?1 AND attempt = ?2 ORDER BY participant",
             )?;
             let rows = stmt.query_map(params![to_i64(round), attempt], read_update)?;
+            rows.collect()
+        })
+    }
+
+    fn updates_of_round(&self, round: u64) -> Result<Vec<UpdateRecord>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT round, attempt, participant, update_digest, blob, num_samples,
+                     train_loss, signature
+                 FROM updates WHERE round = ?1 ORDER BY attempt, participant",
+            )?;
+            let rows = stmt.query_map(params![to_i64(round)], read_update)?;
             rows.collect()
         })
     }
