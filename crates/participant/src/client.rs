@@ -87,7 +87,7 @@ impl Session {
                             last: s.message().to_string(),
                         }));
                     }
-                    tracing::debug!(what, code = ?s.code(), message = s.message(), "retrying");
+                    tracing::info!(what, code = ?s.code(), message = s.message(), "call failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(2));
                 }
@@ -133,8 +133,9 @@ fn channel(options: &JoinOptions) -> Result<Channel, ParticipantError> {
     let mut endpoint = Endpoint::from_shared(url.clone())
         .map_err(bad)?
         .connect_timeout(Duration::from_secs(5))
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(20))
+        // A dead link is noticed within about ten seconds, even in the middle of an upload.
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true);
     if options.insecure {
         tracing::warn!(

@@ -417,6 +417,8 @@ impl Driver {
                 signature: h.signature.clone(),
             })
             .map_err(|e| self.storage_failed(e.into()))?;
+        // Counted before the core sees it: the last update closes the round.
+        let received = self.core.received() as u32 + 1;
         let now = self.now();
         let outcome = self.core.handle_event(
             now,
@@ -430,10 +432,9 @@ impl Driver {
             // Checked a moment ago under the same lock, so this cannot happen; say so loudly.
             return Err(Status::internal(format!("refused after checking: {r}")));
         }
-        let received = self.core.received() as u32;
         tracing::info!(round = h.round, participant = id.0, "update accepted");
         self.process_actions().map_err(|e| self.storage_failed(e))?;
-        Ok((received.max(1), self.config.rounds.quorum as u32))
+        Ok((received, self.config.rounds.quorum as u32))
     }
 
     /// Records a participant's evaluation of a round's result.
