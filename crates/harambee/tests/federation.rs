@@ -2,16 +2,15 @@
 //! with SIGKILL at chosen moments, restarted, and compared with an uninterrupted run.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
+mod common;
+
+use common::{corpus, read};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use harambee_store::{SqliteState, StateStore};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// Six languages, two communities' worth each, to keep the tests quick.
 const LANGUAGES: [&str; 6] = ["swh", "yor", "hau_NG", "hin", "tam", "eng"];
@@ -20,29 +19,6 @@ const COMMUNITIES: [&[&str]; 3] = [
     &["hau_NG", "tam", "eng"],
     &["swh", "tam", "eng"],
 ];
-
-/// A corpus folder holding `codes` from the bundled UDHR subset.
-fn corpus(dest: &Path, codes: &[&str]) {
-    let source = repo().join("data/udhr");
-    let index = fs::read_to_string(source.join("index.tsv")).unwrap();
-    let mut lines = vec![index.lines().next().unwrap().to_string()];
-    lines.extend(
-        index
-            .lines()
-            .filter(|l| codes.contains(&l.split('\t').next().unwrap()))
-            .map(str::to_string),
-    );
-    fs::create_dir_all(dest.join("declaration")).unwrap();
-    fs::write(dest.join("index.tsv"), lines.join("\n") + "\n").unwrap();
-    for code in codes {
-        let file = format!("{code}.html");
-        fs::copy(
-            source.join("declaration").join(&file),
-            dest.join("declaration").join(&file),
-        )
-        .unwrap();
-    }
-}
 
 struct Federation {
     root: tempfile::TempDir,
@@ -168,10 +144,6 @@ fn spawn(command: &mut Command, log: &Path) -> Child {
         .stderr(file)
         .spawn()
         .unwrap()
-}
-
-fn read(log: &Path) -> String {
-    fs::read_to_string(log).unwrap_or_default()
 }
 
 fn wait_for(log: &Path, needle: &str, patience: Duration) {

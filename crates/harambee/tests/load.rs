@@ -48,11 +48,12 @@ async fn participant(invite: Arc<Invite>, latencies: Arc<Mutex<Vec<Duration>>>) 
         .into_inner()
         .model
         .unwrap();
-    let layout = Layout::new(
-        spec.tensors
-            .iter()
-            .map(|t| (t.name.clone(), t.shape.iter().map(|&d| d as usize).collect::<Vec<_>>())),
-    )
+    let layout = Layout::new(spec.tensors.iter().map(|t| {
+        (
+            t.name.clone(),
+            t.shape.iter().map(|&d| d as usize).collect::<Vec<_>>(),
+        )
+    }))
     .unwrap();
     let mut done = (0, 0);
     loop {
@@ -115,7 +116,9 @@ async fn participant(invite: Arc<Invite>, latencies: Arc<Mutex<Vec<Duration>>>) 
         ];
         let started = Instant::now();
         let reply = c
-            .submit_update(tokio_stream::iter(parts.map(|p| v1::UpdateChunk { part: Some(p) })))
+            .submit_update(tokio_stream::iter(
+                parts.map(|p| v1::UpdateChunk { part: Some(p) }),
+            ))
             .await;
         match reply {
             Ok(_) => latencies.lock().unwrap().push(started.elapsed()),
@@ -138,12 +141,28 @@ fn a_thousand_participants_complete_rounds_with_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
     let fed = dir.path().join("fed");
     let out = Command::new(env!("CARGO_BIN_EXE_harambee"))
-        .args(["init", fed.to_str().unwrap(), "--listen", "127.0.0.1:0", "--model", "logreg"])
-        .args(["--rounds", &ROUNDS.to_string(), "--min-participants", &PARTICIPANTS.to_string()])
+        .args([
+            "init",
+            fed.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--model",
+            "logreg",
+        ])
+        .args([
+            "--rounds",
+            &ROUNDS.to_string(),
+            "--min-participants",
+            &PARTICIPANTS.to_string(),
+        ])
         .args(["--quorum", "50", "--fraction", "0.1", "--deadline-s", "60"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let log = dir.path().join("serve.log");
     let file = std::fs::File::create(&log).unwrap();
     let mut server = Command::new(env!("CARGO_BIN_EXE_harambee"))
@@ -155,7 +174,10 @@ fn a_thousand_participants_complete_rounds_with_bounded_memory() {
         .spawn()
         .unwrap();
     let until = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(&log).unwrap_or_default().contains("coordinator listening") {
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("coordinator listening")
+    {
         assert!(Instant::now() < until, "the coordinator did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -184,7 +206,11 @@ fn a_thousand_participants_complete_rounds_with_bounded_memory() {
         (first_open, started.elapsed())
     });
     let peak = peak_rss_mb(server.id());
-    assert!(server.wait().unwrap().success(), "{}", std::fs::read_to_string(&log).unwrap());
+    assert!(
+        server.wait().unwrap().success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
     let state = harambee_store::SqliteState::open(&fed.join("state.db")).unwrap();
     let rounds = harambee_store::StateStore::closed_rounds(&state).unwrap();
     assert_eq!(rounds.len() as u64, ROUNDS);

@@ -7,14 +7,13 @@
 //! `HARAMBEE_NETNS_TESTS=1` (as `.ci/run` sets) makes their absence a failure.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{corpus, read};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// Runs `ip`/`tc` arguments, panicking with their output on failure.
 fn sh(program: &str, args: &[&str]) {
@@ -50,7 +49,9 @@ fn can_make_namespaces() -> Result<(), String> {
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
-    let _ = Command::new("ip").args(["netns", "delete", &probe]).output();
+    let _ = Command::new("ip")
+        .args(["netns", "delete", &probe])
+        .output();
     Ok(())
 }
 
@@ -65,40 +66,42 @@ fn build_hosts(participants: usize) -> Hosts {
     let c = coordinator.as_str();
     sh("ip", &["-n", c, "link", "set", "lo", "up"]);
     sh("ip", &["-n", c, "link", "add", "br0", "type", "bridge"]);
-    sh("ip", &["-n", c, "addr", "add", "10.77.0.1/24", "dev", "br0"]);
+    sh(
+        "ip",
+        &["-n", c, "addr", "add", "10.77.0.1/24", "dev", "br0"],
+    );
     sh("ip", &["-n", c, "link", "set", "br0", "up"]);
     for k in 0..participants {
         let ns = format!("hb{tag}p{k}");
         sh("ip", &["netns", "add", &ns]);
         hosts.names.push(ns.clone());
         let (near, far) = (format!("hb{tag}v{k}c"), format!("hb{tag}v{k}p"));
-        sh("ip", &["link", "add", &near, "type", "veth", "peer", "name", &far]);
+        sh(
+            "ip",
+            &["link", "add", &near, "type", "veth", "peer", "name", &far],
+        );
         sh("ip", &["link", "set", &near, "netns", c]);
         sh("ip", &["link", "set", &far, "netns", &ns]);
-        sh("ip", &["-n", c, "link", "set", &near, "master", "br0", "up"]);
+        sh(
+            "ip",
+            &["-n", c, "link", "set", &near, "master", "br0", "up"],
+        );
         sh("ip", &["-n", &ns, "link", "set", "lo", "up"]);
-        sh("ip", &["-n", &ns, "addr", "add", &format!("10.77.0.{}/24", 10 + k), "dev", &far]);
+        sh(
+            "ip",
+            &[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("10.77.0.{}/24", 10 + k),
+                "dev",
+                &far,
+            ],
+        );
         sh("ip", &["-n", &ns, "link", "set", &far, "up"]);
     }
     hosts
-}
-
-fn corpus(dest: &Path, codes: &[&str]) {
-    let source = repo().join("data/udhr");
-    let index = fs::read_to_string(source.join("index.tsv")).unwrap();
-    let mut lines = vec![index.lines().next().unwrap().to_string()];
-    lines.extend(
-        index
-            .lines()
-            .filter(|l| codes.contains(&l.split('\t').next().unwrap()))
-            .map(str::to_string),
-    );
-    fs::create_dir_all(dest.join("declaration")).unwrap();
-    fs::write(dest.join("index.tsv"), lines.join("\n") + "\n").unwrap();
-    for code in codes {
-        let file = format!("{code}.html");
-        fs::copy(source.join("declaration").join(&file), dest.join("declaration").join(&file)).unwrap();
-    }
 }
 
 fn spawn_in(ns: &str, args: &[&str], log: &Path) -> Child {
@@ -114,14 +117,15 @@ fn spawn_in(ns: &str, args: &[&str], log: &Path) -> Child {
         .unwrap()
 }
 
-fn read(log: &Path) -> String {
-    fs::read_to_string(log).unwrap_or_default()
-}
-
 fn wait_for(log: &Path, needle: &str, count: usize, patience: Duration) {
     let until = Instant::now() + patience;
     while read(log).matches(needle).count() < count {
-        assert!(Instant::now() < until, "{} never said {needle:?} {count} times:\n{}", log.display(), read(log));
+        assert!(
+            Instant::now() < until,
+            "{} never said {needle:?} {count} times:\n{}",
+            log.display(),
+            read(log)
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -156,29 +160,80 @@ fn a_link_cut_mid_upload_is_survived_across_network_namespaces() {
     let fed = root.path().join("fed");
     let out = Command::new(env!("CARGO_BIN_EXE_harambee"))
         .args(["init", fed.to_str().unwrap(), "--listen", "10.77.0.1:7443"])
-        .args(["--classes-from", root.path().join("classes").to_str().unwrap()])
-        .args(["--rounds", "2", "--min-participants", "3", "--quorum", "3", "--deadline-s", "120", "--epochs", "1"])
+        .args([
+            "--classes-from",
+            root.path().join("classes").to_str().unwrap(),
+        ])
+        .args([
+            "--rounds",
+            "2",
+            "--min-participants",
+            "3",
+            "--quorum",
+            "3",
+            "--deadline-s",
+            "120",
+            "--epochs",
+            "1",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let serve_log = root.path().join("serve.log");
-    let mut coordinator = spawn_in(&hosts.names[0], &["serve", fed.to_str().unwrap(), "--linger-s", "1"], &serve_log);
-    wait_for(&serve_log, "coordinator listening", 1, Duration::from_secs(60));
+    let mut coordinator = spawn_in(
+        &hosts.names[0],
+        &["serve", fed.to_str().unwrap(), "--linger-s", "1"],
+        &serve_log,
+    );
+    wait_for(
+        &serve_log,
+        "coordinator listening",
+        1,
+        Duration::from_secs(60),
+    );
 
     // Participant 0's uplink carries its 4 MB update at 4 Mbit/s: about 8 s of upload.
     let slow = format!("hb{tag}v0p");
     sh(
         "ip",
-        &["netns", "exec", &hosts.names[1], "tc", "qdisc", "add", "dev", &slow, "root", "tbf", "rate", "4mbit", "burst", "32kbit", "latency", "400ms"],
+        &[
+            "netns",
+            "exec",
+            &hosts.names[1],
+            "tc",
+            "qdisc",
+            "add",
+            "dev",
+            &slow,
+            "root",
+            "tbf",
+            "rate",
+            "4mbit",
+            "burst",
+            "32kbit",
+            "latency",
+            "400ms",
+        ],
     );
-    let communities: [&[&str]; 3] = [&["swh", "yor", "hin"], &["hau_NG", "tam", "eng"], &["swh", "tam", "eng"]];
+    let communities: [&[&str]; 3] = [
+        &["swh", "yor", "hin"],
+        &["hau_NG", "tam", "eng"],
+        &["swh", "tam", "eng"],
+    ];
     let mut participants = Vec::new();
     for (k, codes) in communities.iter().enumerate() {
         let home = root.path().join(format!("p{k}"));
         corpus(&home.join("data"), codes);
         let key = home.join("key.pem");
-        harambee_identity::Identity::generate().unwrap().save(&key).unwrap();
+        harambee_identity::Identity::generate()
+            .unwrap()
+            .save(&key)
+            .unwrap();
         let log = root.path().join(format!("p{k}.log"));
         participants.push(spawn_in(
             &hosts.names[k + 1],
@@ -198,23 +253,40 @@ fn a_link_cut_mid_upload_is_survived_across_network_namespaces() {
     }
     // The fast participants' updates arrive; participant 0 is still uploading: cut its link.
     wait_for(&serve_log, "update accepted", 2, Duration::from_secs(120));
-    assert!(!read(&root.path().join("p0.log")).contains("update acknowledged"), "the slow upload should still be in flight");
+    assert!(
+        !read(&root.path().join("p0.log")).contains("update acknowledged"),
+        "the slow upload should still be in flight"
+    );
     sh("ip", &["-n", &hosts.names[1], "link", "set", &slow, "down"]);
     // Longer than the participant's keep-alive timeout: its connection is declared dead.
     std::thread::sleep(Duration::from_secs(15));
     sh("ip", &["-n", &hosts.names[1], "link", "set", &slow, "up"]);
 
-    assert!(wait_exit(&mut coordinator, Duration::from_secs(180)), "{}", read(&serve_log));
+    assert!(
+        wait_exit(&mut coordinator, Duration::from_secs(180)),
+        "{}",
+        read(&serve_log)
+    );
     for (k, p) in participants.iter_mut().enumerate() {
-        assert!(wait_exit(p, Duration::from_secs(60)), "{}", read(&root.path().join(format!("p{k}.log"))));
+        assert!(
+            wait_exit(p, Duration::from_secs(60)),
+            "{}",
+            read(&root.path().join(format!("p{k}.log")))
+        );
     }
     let p0 = read(&root.path().join("p0.log"));
     assert!(p0.contains("update acknowledged round=1"), "{p0}");
-    assert!(p0.contains("retrying"), "the cut should have broken the upload: {p0}");
+    assert!(
+        p0.contains("retrying"),
+        "the cut should have broken the upload: {p0}"
+    );
     eprintln!("participant 0 across the cut link:\n{p0}");
     let state = harambee_store::SqliteState::open(&fed.join("state.db")).unwrap();
     let rounds = harambee_store::StateStore::closed_rounds(&state).unwrap();
     assert_eq!(rounds.len(), 2);
-    assert!(rounds.iter().all(|r| r.contributors == 3), "every round completes with all three");
+    assert!(
+        rounds.iter().all(|r| r.contributors == 3),
+        "every round completes with all three"
+    );
     drop(hosts);
 }
