@@ -300,3 +300,54 @@ fn plaintext_needs_insecure_on_both_sides_and_is_warned_about() {
     }
     assert!(read(&f.log("p0")).contains("--insecure"));
 }
+
+#[test]
+fn a_silent_participant_stops_holding_rounds_up_and_rejoins_after_restarting() {
+    // A long deadline, a short liveness timeout: only the latter can close round 2.
+    let f = Federation::new(4, 2, 600.0);
+    let config = f.fed().join("federation.toml");
+    let text = fs::read_to_string(&config).unwrap();
+    fs::write(
+        &config,
+        text.replace("liveness_timeout_s = 90.0", "liveness_timeout_s = 2.0"),
+    )
+    .unwrap();
+    let mut coordinator = f.serve("serve", None, &[]);
+    let mut alive: Vec<Child> = (0..2).map(|k| f.join(k, &[])).collect();
+    let mut doomed = f.join(2, &[]);
+    wait_for(
+        &f.log("serve"),
+        "round opened round=2",
+        Duration::from_secs(60),
+    );
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    wait_for(
+        &f.log("serve"),
+        "round closed round=2",
+        Duration::from_secs(60),
+    );
+    assert!(read(&f.log("serve")).contains("counted as gone"));
+
+    // Restarted with the same key and state file, it picks up where the federation is.
+    fs::rename(f.log("p2"), f.log("p2-before")).unwrap();
+    let mut back = f.join(2, &[]);
+    assert!(
+        wait_exit(&mut coordinator, Duration::from_secs(120)).success(),
+        "{}",
+        read(&f.log("serve"))
+    );
+    for p in alive.iter_mut().chain([&mut back]) {
+        assert!(wait_exit(p, Duration::from_secs(60)).success());
+    }
+    let rounds = f.state().closed_rounds().unwrap();
+    assert_eq!(rounds.len(), 4);
+    assert_eq!(rounds[1].contributors, 2);
+    assert_eq!(
+        rounds[3].contributors, 3,
+        "the restarted participant trains again"
+    );
+    let after = acknowledged(&f.log("p2"));
+    assert!(after.contains(&4), "{after:?}");
+    assert!(!after.contains(&1), "it does not redo a round it finished");
+}

@@ -319,12 +319,14 @@ impl RoundContext<'_> {
         let seed = participant_seed(self.spec.seed, task.round, self.participant);
         let trainer = Arc::clone(&self.trainer);
         let train = Arc::clone(&self.split.train);
+        let heartbeat = self.heartbeat_while_training();
         let outcome = tokio::task::spawn_blocking(move || {
             let all: Vec<usize> = (0..train.len()).collect();
             trainer.train(&global, &train, &all, &fit, seed)
         })
-        .await
-        .map_err(|e| ParticipantError::Setup(e.to_string()))??;
+        .await;
+        heartbeat.abort();
+        let outcome = outcome.map_err(|e| ParticipantError::Setup(e.to_string()))??;
         let digest = outcome.params.digest();
         let signed = self.session.identity.sign(UpdateStatement {
             federation: self.federation.to_string(),
@@ -389,6 +391,24 @@ impl RoundContext<'_> {
             }
             Err(e) => Err(e.into_error("the update")),
         }
+    }
+
+    /// Tells the coordinator every few seconds that this participant is alive, so long
+    /// local training is not mistaken for a vanished participant.
+    fn heartbeat_while_training(&self) -> tokio::task::JoinHandle<()> {
+        let mut client = self.session.client.clone();
+        let key = self.session.key();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                let beat = v1::HeartbeatRequest {
+                    public_key: key.clone(),
+                };
+                if let Err(s) = client.heartbeat(beat).await {
+                    tracing::debug!(error = s.message(), "heartbeat not delivered");
+                }
+            }
+        })
     }
 
     /// The task's base parameters, streamed and checked; `None` if the round moved on.

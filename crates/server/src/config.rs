@@ -85,6 +85,10 @@ pub struct Limits {
     /// Their digests and signatures stay in the state either way; only rounds whose updates
     /// are kept can be recomputed by an auditor.
     pub keep_update_rounds: Option<u64>,
+    /// Seconds without any call after which a participant counts as gone: it is no longer
+    /// selected, and a round it was selected for stops waiting for it. Its next call brings
+    /// it back. Participants send heartbeats while they train.
+    pub liveness_timeout_s: f64,
 }
 
 impl Default for Limits {
@@ -95,6 +99,7 @@ impl Default for Limits {
             burst: 100,
             max_wait_ms: 30_000,
             keep_update_rounds: None,
+            liveness_timeout_s: 90.0,
         }
     }
 }
@@ -128,6 +133,9 @@ impl FederationConfig {
         }
         if self.server_names.is_empty() {
             return bad("server_names must name at least one host".into());
+        }
+        if !(self.limits.liveness_timeout_s.is_finite() && self.limits.liveness_timeout_s > 0.0) {
+            return bad("limits.liveness_timeout_s must be positive".into());
         }
         if self.limits.max_message_bytes < harambee_proto::CHUNK_BYTES + 4096 {
             return bad(format!(

@@ -57,6 +57,8 @@ pub(crate) struct Driver {
     keys: HashMap<[u8; 32], ParticipantId>,
     names: BTreeMap<u64, String>,
     last_seen: HashMap<u64, Instant>,
+    /// Long polls open per participant: a participant waiting for a task is alive.
+    waiting: HashMap<u64, u32>,
     published: Published,
     board: watch::Sender<Board>,
     model_path: std::path::PathBuf,
@@ -124,7 +126,12 @@ impl Driver {
                 .iter()
                 .map(|p| (p.id, p.name.clone()))
                 .collect(),
-            last_seen: HashMap::new(),
+            // Everyone gets a full liveness period after a restart to call again.
+            last_seen: participants
+                .iter()
+                .map(|p| (p.id, Instant::now()))
+                .collect(),
+            waiting: HashMap::new(),
             published,
             board: watch::Sender::new(Board::default()),
             model_path: folder.model_path(),
@@ -276,8 +283,50 @@ impl Driver {
                 hex::encode(key)
             ))
         })?;
-        self.last_seen.insert(id.0, Instant::now());
+        if self.last_seen.insert(id.0, Instant::now()).is_none() {
+            // It had been counted as gone: it is back.
+            let now = self.now();
+            let _ = self.core.handle_event(now, Event::Enrol(id));
+            tracing::info!(participant = id.0, "participant is back");
+            self.process_actions().map_err(|e| self.storage_failed(e))?;
+        }
         Ok(id)
+    }
+
+    /// Notes that `id` opened (`true`) or closed a long poll.
+    pub(crate) fn long_poll(&mut self, id: u64, open: bool) {
+        let count = self.waiting.entry(id).or_insert(0);
+        if open {
+            *count += 1;
+        } else {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.waiting.remove(&id);
+                self.last_seen.insert(id, Instant::now());
+            }
+        }
+    }
+
+    /// Participants silent for longer than the liveness timeout leave the core: they are not
+    /// selected, and an open round they were selected for no longer waits for them.
+    pub(crate) fn check_liveness(&mut self) -> Result<(), ServerError> {
+        let timeout = Duration::from_secs_f64(self.config.limits.liveness_timeout_s);
+        let gone: Vec<u64> = self
+            .last_seen
+            .iter()
+            .filter(|(id, seen)| seen.elapsed() > timeout && !self.waiting.contains_key(id))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.last_seen.remove(&id);
+            let now = self.now();
+            let _ = self.core.handle_event(now, Event::Leave(ParticipantId(id)));
+            tracing::warn!(
+                participant = id,
+                "no call for too long; counted as gone until it calls again"
+            );
+        }
+        self.process_actions()
     }
 
     /// The current global parameters, if `digest` names them.

@@ -139,24 +139,28 @@ pub async fn serve(
     })
 }
 
-/// Wakes the core at each round's deadline.
+/// Wakes the core at each round's deadline, and checks every few seconds for participants
+/// that have gone silent.
 async fn run_timer(driver: Arc<Mutex<Driver>>, wake: Arc<Notify>) {
+    const LIVENESS_EVERY: Duration = Duration::from_secs(2);
     loop {
         let next = lock(&driver).next_deadline();
-        match next {
-            Some(at) => {
-                tokio::select! {
-                    () = tokio::time::sleep_until(at.into()) => {
-                        let d = Arc::clone(&driver);
-                        let result = tokio::task::spawn_blocking(move || lock(&d).on_timer()).await;
-                        if let Ok(Err(e)) = result {
-                            tracing::error!(error = %e, "could not store the round's end");
-                        }
-                    }
-                    () = wake.notified() => {}
+        let liveness = tokio::time::Instant::now() + LIVENESS_EVERY;
+        let at = next.map_or(liveness, |n| liveness.min(n.into()));
+        tokio::select! {
+            () = tokio::time::sleep_until(at) => {
+                let d = Arc::clone(&driver);
+                let result = tokio::task::spawn_blocking(move || {
+                    let mut d = lock(&d);
+                    d.on_timer()?;
+                    d.check_liveness()
+                })
+                .await;
+                if let Ok(Err(e)) = result {
+                    tracing::error!(error = %e, "could not store a round's change");
                 }
             }
-            None => wake.notified().await,
+            () = wake.notified() => {}
         }
     }
 }

@@ -84,6 +84,18 @@ pub(crate) fn lock(driver: &Mutex<Driver>) -> std::sync::MutexGuard<'_, Driver> 
     driver.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A participant's open long poll, counted while it lasts.
+struct LongPoll {
+    driver: Arc<Mutex<Driver>>,
+    id: u64,
+}
+
+impl Drop for LongPoll {
+    fn drop(&mut self) {
+        lock(&self.driver).long_poll(self.id, false);
+    }
+}
+
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<v1::ParameterChunk, Status>> + Send>>;
 
 /// The task a participant should get now, if any is newer than what it has done.
@@ -162,7 +174,17 @@ impl CoordinatorService for Service {
     ) -> Result<Response<v1::Task>, Status> {
         let r = request.into_inner();
         self.rate_limit(&r.public_key)?;
-        let id = lock(&self.driver).participant(&r.public_key)?.0;
+        let id = {
+            let mut d = lock(&self.driver);
+            let id = d.participant(&r.public_key)?.0;
+            d.long_poll(id, true);
+            id
+        };
+        // Closed however the call ends, even if the client goes away mid-poll.
+        let _open = LongPoll {
+            driver: Arc::clone(&self.driver),
+            id,
+        };
         let parameter_bytes = self
             .spec
             .tensors
