@@ -179,7 +179,8 @@ pub(crate) struct SimulateArgs {
     /// Maximum rounds.
     #[arg(long)]
     pub(crate) rounds: Option<u64>,
-    /// fedavg, fedprox, fedavgm, fedadam, fedyogi or fedadagrad.
+    /// fedavg, fedprox, fedavgm, fedadam, fedyogi, fedadagrad, or a robust rule: median,
+    /// trimmed-mean[:BETA], krum[:F], multi-krum[:F], bulyan[:F], norm-bound[:B], centered-clip[:TAU].
     #[arg(long)]
     pub(crate) strategy: Option<String>,
     /// Seed for selection, partitioning, initialisation and shuffling.
@@ -206,6 +207,13 @@ pub(crate) struct SimulateArgs {
     /// Results needed to close a round at its deadline (default 1).
     #[arg(long)]
     pub(crate) quorum: Option<usize>,
+    /// What malicious participants do: sign-flip[:S], scaling[:F], noise[:SIGMA],
+    /// label-flip, alie, ipm[:EPS].
+    #[arg(long)]
+    pub(crate) attack: Option<String>,
+    /// Fraction of participants that are malicious (with --attack).
+    #[arg(long)]
+    pub(crate) attackers: Option<f64>,
 }
 
 /// `harambee demo`.

@@ -174,6 +174,10 @@ fn config_from(args: SimulateArgs) -> Result<SimConfig> {
     set!(eval_every);
     set!(dropout);
     set!(quorum);
+    set!(attackers);
+    if let Some(v) = args.attack.as_deref() {
+        c.attack = Some(v.parse()?);
+    }
     if let Some(v) = args.optimizer.as_deref() {
         c.optimizer = parse_optimizer(v)?;
     }

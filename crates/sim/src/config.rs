@@ -6,7 +6,7 @@ use harambee_learn::{ModelKind, Optimizer, Partition};
 use harambee_strategy::StrategyConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::SimError;
+use crate::{Attack, SimError};
 
 /// The data sets the simulator knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +99,10 @@ pub struct SimConfig {
     pub dropout: f64,
     /// Results needed to close a round at its deadline; below it the round is opened again.
     pub quorum: usize,
+    /// What malicious participants do, if there are any.
+    pub attack: Option<Attack>,
+    /// Fraction of participants that are malicious (chosen from the seed).
+    pub attackers: f64,
 }
 
 impl Default for SimConfig {
@@ -125,6 +129,8 @@ impl Default for SimConfig {
             burn_only: false,
             dropout: 0.0,
             quorum: 1,
+            attack: None,
+            attackers: 0.0,
         }
     }
 }
@@ -176,6 +182,12 @@ impl SimConfig {
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad(format!("--dropout {} must be in [0, 1)", self.dropout));
+        }
+        if !(0.0..1.0).contains(&self.attackers) {
+            return bad(format!("--attackers {} must be in [0, 1)", self.attackers));
+        }
+        if self.attack.is_some() != (self.attackers > 0.0) {
+            return bad("--attack and --attackers go together: what the attackers do, and what fraction attacks".into());
         }
         if let Some(t) = self.target_accuracy
             && !(0.0..=1.0).contains(&t)

@@ -20,12 +20,14 @@
 //! println!("best accuracy {:.3}", summary.best_accuracy);
 //! ```
 
+mod attack;
 mod config;
 mod error;
 mod metrics;
 mod simulation;
 mod workload;
 
+pub use attack::Attack;
 pub use config::{DatasetName, SimConfig};
 pub use error::SimError;
 pub use metrics::{MetricsWriter, RoundRecord, Summary, peak_rss_bytes};

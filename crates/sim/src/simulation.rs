@@ -4,7 +4,7 @@ use std::time::Instant;
 use harambee_coordinator::{
     Action, Coordinator, CoordinatorConfig, Event, EventOutcome, OpenRound, Tick,
 };
-use harambee_learn::{Evaluation, Partition, Trainer, participant_seed, trainer_for};
+use harambee_learn::{Dataset, Evaluation, Partition, Trainer, participant_seed, trainer_for};
 use harambee_params::{Digest, Encoding, ParamSet};
 use harambee_strategy::{Failure, FailureReason, FitConfig, FitResult, ParticipantId};
 use rayon::prelude::*;
@@ -53,6 +53,10 @@ pub struct Simulation {
     now: Tick,
     /// The most recent participant failure, to explain a stopped federation.
     last_failure: Option<String>,
+    /// Which participants are malicious.
+    attacker: Vec<bool>,
+    /// The training set with flipped labels, for label-flipping attackers.
+    flipped: Option<Arc<Dataset>>,
 }
 
 impl Simulation {
@@ -101,7 +105,15 @@ impl Simulation {
             max_round_retries: 10,
         };
         let core = Coordinator::new(core_config, strategy, trainer.init(config.seed));
+        let attacker =
+            crate::attack::choose_attackers(config.clients, config.attackers, config.seed);
+        let flipped = config
+            .attack
+            .filter(|a| a.flips_labels())
+            .map(|_| Arc::new(flip_labels(train)));
         Ok(Self {
+            attacker,
+            flipped,
             config,
             workload,
             trainer,
@@ -175,7 +187,26 @@ impl Simulation {
         observer: &mut dyn Observer,
     ) -> Result<Drained, SimError> {
         observer.round_opened(open.round, open.participants.len());
-        let outcomes = self.train_round(open, observer);
+        let mut outcomes = self.train_round(open, observer);
+        if let Some(attack) = self.config.attack {
+            let mut results: Vec<(ParticipantId, &mut ParamSet)> = outcomes
+                .iter_mut()
+                .filter_map(|(p, o)| o.as_mut().ok().map(|(r, _)| (*p, &mut r.params)))
+                .collect();
+            let seed = participant_seed(
+                self.config.seed ^ 0xA77A,
+                open.round,
+                u64::from(open.attempt),
+            );
+            crate::attack::corrupt(attack, &open.global, &mut results, &self.attacker, seed);
+            for (p, outcome) in &mut outcomes {
+                if let Ok((result, digest)) = outcome
+                    && self.attacker.get(p.0 as usize).copied().unwrap_or(false)
+                {
+                    *digest = result.params.digest();
+                }
+            }
+        }
         round.train_s = round.started.elapsed().as_secs_f64();
         round.dropped += open.participants.len() - outcomes.len();
         let aggregate_start = Instant::now();
@@ -324,14 +355,12 @@ impl Simulation {
     fn train_one(&self, open: &OpenRound, p: ParticipantId) -> Trained {
         let indices = &self.participants[p.0 as usize];
         let seed = participant_seed(self.config.seed, open.round, p.0);
+        let data = match &self.flipped {
+            Some(flipped) if self.attacker[p.0 as usize] => flipped,
+            _ => &self.workload.split.train,
+        };
         self.trainer
-            .train(
-                &open.global,
-                &self.workload.split.train,
-                indices,
-                &open.config,
-                seed,
-            )
+            .train(&open.global, data, indices, &open.config, seed)
             .map(|o| {
                 let digest = o.params.digest();
                 let result = FitResult {
@@ -503,3 +532,14 @@ impl Progress {
 
 /// A participant's result with its digest, or why it failed.
 type Trained = Result<(FitResult, Digest), FailureReason>;
+
+/// The data set with every label `y` replaced by `C − 1 − y`.
+fn flip_labels(data: &Dataset) -> Dataset {
+    let classes = data.num_classes() as u32;
+    let mut flipped = data.clone();
+    flipped
+        .labels
+        .iter_mut()
+        .for_each(|y| *y = classes - 1 - *y);
+    flipped
+}

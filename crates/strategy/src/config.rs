@@ -3,7 +3,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{FedAvg, FedOpt, FedProx, FitConfig, ServerOptimizer, Strategy, StrategyError};
+use crate::{
+    FedAvg, FedOpt, FedProx, FitConfig, Robust, RobustRule, ServerOptimizer, Strategy,
+    StrategyError,
+};
 
 /// A strategy as configuration names it: `fedavg`, `fedprox`, `fedavgm`, `fedadam`, `fedyogi`,
 /// `fedadagrad`, with the server-side settings each one needs.
@@ -46,6 +49,9 @@ pub enum StrategyConfig {
         /// Adaptivity floor τ.
         tau: f32,
     },
+    /// A robust rule ([`Robust`]): `{ name = "robust", rule = "median" }`,
+    /// `{ name = "robust", rule = "krum", f = 2 }`, ...
+    Robust(RobustRule),
 }
 
 impl StrategyConfig {
@@ -85,6 +91,9 @@ impl StrategyConfig {
             StrategyConfig::FedAdagrad { server_lr, tau } => {
                 Box::new(opt(ServerOptimizer::Adagrad, server_lr, tau)?)
             }
+            StrategyConfig::Robust(rule) => {
+                Box::new(Robust::new(fraction, min_participants, fit, rule)?)
+            }
         })
     }
 }
@@ -94,7 +103,14 @@ impl FromStr for StrategyConfig {
 
     /// Parses a bare name with default settings: `fedprox` (μ = 0.01), `fedavgm` (η = 1,
     /// β = 0.9), `fedadam`/`fedyogi` (η = 0.01, τ = 1e-3), `fedadagrad` (η = 0.1, τ = 1e-3).
+    ///
+    /// Robust rules take their setting after a colon: `median`, `trimmed-mean[:BETA]` (0.1),
+    /// `krum[:F]`, `multi-krum[:F]`, `bulyan[:F]` (F = 1), `norm-bound[:BOUND]` (the median
+    /// norm), `centered-clip[:TAU]` (τ = 1, 3 iterations).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(rule) = robust_rule(s)? {
+            return Ok(StrategyConfig::Robust(rule));
+        }
         Ok(match s {
             "fedavg" => StrategyConfig::FedAvg,
             "fedprox" => StrategyConfig::FedProx { mu: 0.01 },
@@ -118,12 +134,49 @@ impl FromStr for StrategyConfig {
                 return Err(StrategyError::InvalidSetting {
                     name: "strategy",
                     reason: format!(
-                        "unknown strategy {other:?}; known: fedavg, fedprox, fedavgm, fedadam, fedyogi, fedadagrad"
+                        "unknown strategy {other:?}; known: fedavg, fedprox, fedavgm, fedadam, fedyogi, fedadagrad, median, trimmed-mean, krum, multi-krum, bulyan, norm-bound, centered-clip"
                     ),
                 });
             }
         })
     }
+}
+
+/// Parses `NAME[:SETTING]` as a robust rule; `None` when the name is not one.
+fn robust_rule(s: &str) -> Result<Option<RobustRule>, StrategyError> {
+    let (name, arg) = match s.split_once(':') {
+        Some((n, a)) => (n, Some(a)),
+        None => (s, None),
+    };
+    let number = |default: f64| -> Result<f64, StrategyError> {
+        arg.map_or(Ok(default), |a| {
+            a.parse().map_err(|_| StrategyError::InvalidSetting {
+                name: "strategy",
+                reason: format!("{s:?}: {a:?} is not a number"),
+            })
+        })
+    };
+    let count = || -> Result<usize, StrategyError> { Ok(number(1.0)?.max(0.0) as usize) };
+    let rule = match name {
+        "median" => RobustRule::Median,
+        "trimmed-mean" => RobustRule::TrimmedMean { beta: number(0.1)? },
+        "krum" => RobustRule::Krum { f: count()? },
+        "multi-krum" => RobustRule::MultiKrum {
+            f: count()?,
+            m: None,
+        },
+        "bulyan" => RobustRule::Bulyan { f: count()? },
+        "norm-bound" => RobustRule::NormBound {
+            bound: arg.map(|_| number(0.0)).transpose()?,
+        },
+        "centered-clip" => RobustRule::CenteredClip {
+            tau: number(1.0)?,
+            iterations: 3,
+        },
+        _ => return Ok(None),
+    };
+    rule.validate()?;
+    Ok(Some(rule))
 }
 
 impl fmt::Display for StrategyConfig {
@@ -146,6 +199,18 @@ impl fmt::Display for StrategyConfig {
             StrategyConfig::FedAdagrad { server_lr, tau } => {
                 write!(f, "fedadagrad(server_lr={server_lr}, tau={tau})")
             }
+            StrategyConfig::Robust(rule) => match rule {
+                RobustRule::Median => write!(f, "median"),
+                RobustRule::TrimmedMean { beta } => write!(f, "trimmed-mean(beta={beta})"),
+                RobustRule::Krum { f: n } => write!(f, "krum(f={n})"),
+                RobustRule::MultiKrum { f: n, .. } => write!(f, "multi-krum(f={n})"),
+                RobustRule::Bulyan { f: n } => write!(f, "bulyan(f={n})"),
+                RobustRule::NormBound { bound: Some(b) } => write!(f, "norm-bound({b})"),
+                RobustRule::NormBound { bound: None } => write!(f, "norm-bound(median)"),
+                RobustRule::CenteredClip { tau, iterations } => {
+                    write!(f, "centered-clip(tau={tau}, iterations={iterations})")
+                }
+            },
         }
     }
 }

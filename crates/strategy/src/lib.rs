@@ -10,8 +10,10 @@
 //! Rules: [`FedAvg`] (McMahan et al. 2017, weighted by samples), [`FedProx`] (Li et al. 2020:
 //! FedAvg plus a proximal term in local training), and the server optimisers of Reddi et al.
 //! 2021 in [`FedOpt`]: FedAvgM, FedAdam, FedYogi and FedAdagrad, all stepping on the
-//! pseudo-gradient `Δ = mean(local) − global`. [`StrategyConfig`] builds any of them from
-//! configuration.
+//! pseudo-gradient `Δ = mean(local) − global`. For federations open to participants who may
+//! lie, [`Robust`] combines updates with a [`RobustRule`]: coordinate-wise median and trimmed
+//! mean, Krum and Multi-Krum, Bulyan, norm bounding and centered clipping, each documented with
+//! the assumption it rests on. [`StrategyConfig`] builds any of them from configuration.
 //!
 //! ```
 //! use harambee_params::ParamSet;
@@ -34,10 +36,12 @@ mod config;
 mod error;
 mod fedavg;
 mod fedopt;
+mod robust;
 mod types;
 
 pub use config::StrategyConfig;
 pub use error::StrategyError;
 pub use fedavg::{FedAvg, FedProx};
 pub use fedopt::{FedOpt, ServerOptimizer};
+pub use robust::{Robust, RobustRule};
 pub use types::{Aggregate, Failure, FailureReason, FitConfig, FitResult, ParticipantId, Strategy};

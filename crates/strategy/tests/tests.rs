@@ -241,3 +241,161 @@ fn fedopt_state_restored_continues_exactly() {
             .is_err()
     );
 }
+
+mod robust {
+    use super::*;
+    use harambee_strategy::{Robust, RobustRule};
+
+    fn robust(rule: RobustRule) -> Robust {
+        Robust::new(1.0, 1, FitConfig::default(), rule).unwrap()
+    }
+
+    /// Seven honest updates near (1, 1) and `liars` sending (100, −100).
+    fn updates(liars: usize) -> Vec<FitResult> {
+        let honest = [0.9, 1.0, 1.1, 0.95, 1.05, 1.0, 1.02];
+        let mut out: Vec<FitResult> = honest
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| result(i as u64, &[v, v], 10))
+            .collect();
+        for k in 0..liars {
+            out.push(result(100 + k as u64, &[100.0, -100.0], 1_000_000));
+        }
+        out
+    }
+
+    fn aggregate(rule: RobustRule, results: &[FitResult]) -> Vec<f32> {
+        let global = params(&vec![0.0; results[0].params.len()]);
+        updated(
+            robust(rule)
+                .aggregate_fit(1, &global, results, &[])
+                .unwrap(),
+        )
+    }
+
+    fn near_one(v: &[f32], tol: f32) {
+        assert!(
+            v.iter().all(|x| (x - 1.0).abs() < tol),
+            "{v:?} should be near 1"
+        );
+    }
+
+    #[test]
+    fn median_and_trimmed_mean_ignore_a_minority_of_extreme_vectors() {
+        near_one(&aggregate(RobustRule::Median, &updates(3)), 0.11);
+        near_one(
+            &aggregate(RobustRule::TrimmedMean { beta: 0.3 }, &updates(3)),
+            0.11,
+        );
+        // The median of an even count is the mean of the middle two.
+        let even = [
+            result(1, &[1.0], 1),
+            result(2, &[2.0], 1),
+            result(3, &[3.0], 1),
+            result(4, &[10.0], 1),
+        ];
+        assert_eq!(aggregate(RobustRule::Median, &even), vec![2.5]);
+        // FedAvg, weighted by the liars' claimed samples, is dragged away.
+        let fedavg = updated(
+            FedAvg::default()
+                .aggregate_fit(1, &params(&[0.0, 0.0]), &updates(3), &[])
+                .unwrap(),
+        );
+        assert!(fedavg[0] > 50.0);
+    }
+
+    #[test]
+    fn krum_picks_an_honest_update_and_multi_krum_averages_honest_ones() {
+        let results = updates(2);
+        let krum = aggregate(RobustRule::Krum { f: 2 }, &results);
+        assert!(
+            results[..7]
+                .iter()
+                .any(|r| r.params.values() == krum.as_slice()),
+            "Krum returns one honest update: {krum:?}"
+        );
+        near_one(
+            &aggregate(RobustRule::MultiKrum { f: 2, m: None }, &results),
+            0.11,
+        );
+    }
+
+    #[test]
+    fn bulyan_holds_with_n_at_least_4f_plus_3() {
+        near_one(&aggregate(RobustRule::Bulyan { f: 1 }, &updates(1)), 0.11);
+        // Too few updates for the guarantee: the model is kept, with a reason.
+        let kept = robust(RobustRule::Bulyan { f: 2 })
+            .aggregate_fit(1, &params(&[0.0, 0.0]), &updates(2)[..9], &[])
+            .unwrap();
+        assert!(
+            matches!(kept, Aggregate::KeepPrevious { ref reason } if reason.contains("at least 11")),
+            "{kept:?}"
+        );
+    }
+
+    #[test]
+    fn norm_bounding_limits_each_update_and_centered_clipping_stays_close() {
+        // Bound 2: each liar's (100, −100) shrinks to norm 2, so the mean moves a little.
+        let bounded = aggregate(RobustRule::NormBound { bound: Some(2.0) }, &updates(1));
+        assert!(bounded.iter().all(|x| x.abs() < 2.0), "{bounded:?}");
+        near_one(
+            &aggregate(RobustRule::NormBound { bound: None }, &updates(0)),
+            0.11,
+        );
+        let clipped = aggregate(
+            RobustRule::CenteredClip {
+                tau: 1.0,
+                iterations: 5,
+            },
+            &updates(2),
+        );
+        near_one(&clipped, 0.35);
+    }
+
+    #[test]
+    fn centered_clipping_carries_its_center_across_rounds_and_restarts() {
+        let mut a = robust(RobustRule::CenteredClip {
+            tau: 1.0,
+            iterations: 2,
+        });
+        let global = params(&[0.0, 0.0]);
+        let _ = a.aggregate_fit(1, &global, &updates(1), &[]).unwrap();
+        let state: Vec<(String, ParamSet)> = a
+            .state()
+            .into_iter()
+            .map(|(n, p)| (n.to_string(), p))
+            .collect();
+        assert_eq!(state.len(), 1);
+        let mut b = robust(RobustRule::CenteredClip {
+            tau: 1.0,
+            iterations: 2,
+        });
+        b.restore_state(state).unwrap();
+        let next_a = updated(a.aggregate_fit(2, &global, &updates(1), &[]).unwrap());
+        let next_b = updated(b.aggregate_fit(2, &global, &updates(1), &[]).unwrap());
+        assert_eq!(next_a, next_b);
+    }
+
+    #[test]
+    fn robust_names_parse_with_their_settings() {
+        for (text, rule) in [
+            ("median", RobustRule::Median),
+            ("trimmed-mean:0.2", RobustRule::TrimmedMean { beta: 0.2 }),
+            ("krum:3", RobustRule::Krum { f: 3 }),
+            ("bulyan", RobustRule::Bulyan { f: 1 }),
+            ("norm-bound", RobustRule::NormBound { bound: None }),
+            ("norm-bound:5", RobustRule::NormBound { bound: Some(5.0) }),
+        ] {
+            assert_eq!(
+                text.parse::<StrategyConfig>().unwrap(),
+                StrategyConfig::Robust(rule),
+                "{text}"
+            );
+        }
+        assert!("trimmed-mean:0.7".parse::<StrategyConfig>().is_err());
+        assert!("krum:x".parse::<StrategyConfig>().is_err());
+        let toml_text = "name = \"robust\"\nrule = \"krum\"\nf = 2\n";
+        let parsed: StrategyConfig = toml::from_str(toml_text).unwrap();
+        assert_eq!(parsed, StrategyConfig::Robust(RobustRule::Krum { f: 2 }));
+    }
+}
