@@ -94,6 +94,27 @@ impl Identity {
     }
 }
 
+impl Identity {
+    /// Signs `message` as it is. The caller's message must start with its own domain
+    /// separator (as every signed structure in Harambee does), so that a signature over one
+    /// kind of statement can never pass for another.
+    pub fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
+        self.key.sign(message).to_bytes()
+    }
+}
+
+impl PublicKey {
+    /// Checks a signature made by [`Identity::sign_raw`] (strictly).
+    pub fn verify_raw(&self, message: &[u8], signature: &[u8]) -> Result<(), IdentityError> {
+        let bytes: [u8; 64] = signature
+            .try_into()
+            .map_err(|_| IdentityError::BadSignature)?;
+        self.0
+            .verify_strict(message, &ed25519_dalek::Signature::from_bytes(&bytes))
+            .map_err(|_| IdentityError::BadSignature)
+    }
+}
+
 /// Domain separation for enrolment signatures.
 const ENROL_DOMAIN: &[u8] = b"harambee.enrol.v1\0";
 

@@ -1,0 +1,341 @@
+use std::collections::{BTreeMap, BTreeSet};
+
+use harambee_identity::{PublicKey, SignedUpdate, UpdateStatement};
+use harambee_params::Digest;
+
+use crate::{Entry, Ledger, TreeHead};
+
+/// Something wrong found by [`audit`], with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The entry, when one is to blame.
+    pub entry: Option<u64>,
+    /// The round, when one is concerned.
+    pub round: Option<u64>,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// A round as the ledger records it, for replay by an auditor who holds the update blobs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditedRound {
+    /// The round.
+    pub round: u64,
+    /// The strategy, as recorded.
+    pub strategy: String,
+    /// The parameters it started from.
+    pub base: String,
+    /// The committed updates it combined: participant, digest, sample count.
+    pub inputs: Vec<(u64, String, u64)>,
+    /// The resulting parameters' digest.
+    pub output: String,
+}
+
+/// The outcome of an audit.
+#[derive(Debug, Clone, Default)]
+pub struct Audit {
+    /// Everything found wrong; empty when the ledger verifies.
+    pub findings: Vec<Finding>,
+    /// The rounds, in order.
+    pub rounds: Vec<AuditedRound>,
+    /// The latest valid tree head.
+    pub head: Option<TreeHead>,
+    /// The coordinator key the tree heads were checked against.
+    pub coordinator_key: Option<String>,
+    /// The federation's id and its settings' SHA-256, from the genesis entry.
+    pub genesis: Option<(String, String)>,
+    /// Entries checked.
+    pub entries: u64,
+    /// Update commitments whose signatures verified.
+    pub signatures_verified: u64,
+}
+
+impl Audit {
+    fn find(&mut self, entry: Option<u64>, round: Option<u64>, problem: impl Into<String>) {
+        self.findings.push(Finding {
+            entry,
+            round,
+            problem: problem.into(),
+        });
+    }
+}
+
+fn key_of(hex_key: &str) -> Option<PublicKey> {
+    hex_key.parse().ok()
+}
+
+fn digest_of(hex_digest: &str) -> Option<Digest> {
+    Digest::from_hex(hex_digest)
+}
+
+/// Checks a whole ledger offline. `trusted_key` pins the coordinator's key; without it the
+/// key in the genesis entry is used (and reported, for the auditor to compare).
+pub fn audit(entries: &[Vec<u8>], heads: &[TreeHead], trusted_key: Option<&PublicKey>) -> Audit {
+    let mut a = Audit {
+        entries: entries.len() as u64,
+        ..Audit::default()
+    };
+    let ledger = Ledger::from_entries(entries.to_vec());
+    let parsed: Vec<Option<Entry>> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, bytes)| match Entry::parse(bytes) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                a.find(Some(i as u64), None, e.to_string());
+                None
+            }
+        })
+        .collect();
+
+    // The genesis entry names the federation and the coordinator's key.
+    let Some(Some(Entry::Genesis {
+        federation_id,
+        coordinator_key,
+        config_sha256,
+        ..
+    })) = parsed.first()
+    else {
+        a.find(Some(0), None, "the first entry is not the genesis entry");
+        return a;
+    };
+    let federation = federation_id.clone();
+    a.genesis = Some((federation.clone(), config_sha256.clone()));
+    let key = match (trusted_key, key_of(coordinator_key)) {
+        (Some(trusted), Some(recorded)) if *trusted != recorded => {
+            a.find(
+                Some(0),
+                None,
+                format!(
+                    "the genesis names coordinator key {coordinator_key}, not the trusted {trusted}"
+                ),
+            );
+            *trusted
+        }
+        (Some(trusted), _) => *trusted,
+        (None, Some(recorded)) => recorded,
+        (None, None) => {
+            a.find(
+                Some(0),
+                None,
+                "the genesis entry's coordinator key is not an ed25519 key",
+            );
+            return a;
+        }
+    };
+    a.coordinator_key = Some(key.to_string());
+    check_heads(&mut a, &ledger, heads, &key);
+    check_entries(&mut a, &parsed, &federation);
+    a
+}
+
+/// Every head signed by the coordinator, growing, and matching the entries it covers.
+fn check_heads(a: &mut Audit, ledger: &Ledger, heads: &[TreeHead], key: &PublicKey) {
+    let mut last_size = 0;
+    for head in heads {
+        if head.verify(key).is_err() {
+            a.find(
+                None,
+                None,
+                format!(
+                    "tree head of size {}: the signature does not verify",
+                    head.size
+                ),
+            );
+            continue;
+        }
+        if head.size < last_size {
+            a.find(
+                None,
+                None,
+                format!(
+                    "tree head of size {} follows one of size {last_size}: the log shrank",
+                    head.size
+                ),
+            );
+        }
+        last_size = head.size;
+        if head.size > ledger.len() {
+            a.find(None, None, format!("tree head of size {} covers more entries than the {} stored: entries were dropped", head.size, ledger.len()));
+        } else if ledger.root_at(head.size) != head.root {
+            a.find(None, None, format!("tree head of size {}: its root does not match the stored entries (an entry was altered, dropped or inserted)", head.size));
+        } else {
+            a.head = Some(head.clone());
+        }
+    }
+    match heads.last() {
+        None => a.find(None, None, "no signed tree head"),
+        Some(h) if h.size < ledger.len() => a.find(
+            Some(h.size),
+            None,
+            format!(
+                "{} entries after the last signed tree head",
+                ledger.len() - h.size
+            ),
+        ),
+        _ => {}
+    }
+}
+
+/// The entries' own rules, round by round.
+fn check_entries(a: &mut Audit, parsed: &[Option<Entry>], federation: &str) {
+    let mut keys: BTreeMap<u64, String> = BTreeMap::new();
+    let mut opened: BTreeMap<(u64, u32), (BTreeSet<u64>, String)> = BTreeMap::new();
+    let mut committed: BTreeMap<u64, Vec<(u64, String, u64)>> = BTreeMap::new();
+    let mut last_output: Option<String> = None;
+    for (i, entry) in parsed.iter().enumerate().skip(1) {
+        let at = Some(i as u64);
+        let Some(entry) = entry else { continue };
+        match entry {
+            Entry::Genesis { .. } => a.find(at, None, "a second genesis entry"),
+            Entry::Enrolment {
+                participant,
+                public_key,
+                ..
+            } => {
+                if key_of(public_key).is_none() {
+                    a.find(
+                        at,
+                        None,
+                        format!("participant {participant}'s key is not an ed25519 key"),
+                    );
+                }
+                if keys.insert(*participant, public_key.clone()).is_some() {
+                    a.find(
+                        at,
+                        None,
+                        format!("participant {participant} enrolled twice"),
+                    );
+                }
+            }
+            Entry::RoundOpen {
+                round,
+                attempt,
+                selected,
+                base,
+                ..
+            } => {
+                if let Some(out) = &last_output
+                    && out != base
+                {
+                    a.find(at, Some(*round), format!("round {round} starts from {base}, not from the previous round's result {out}"));
+                }
+                if let Some(p) = selected.iter().find(|p| !keys.contains_key(p)) {
+                    a.find(
+                        at,
+                        Some(*round),
+                        format!("round {round} selects participant {p}, who never enrolled"),
+                    );
+                }
+                opened.insert(
+                    (*round, *attempt),
+                    (selected.iter().copied().collect(), base.clone()),
+                );
+            }
+            Entry::UpdateCommitment {
+                round,
+                attempt,
+                participant,
+                update_digest,
+                num_samples,
+                signature,
+            } => {
+                let r = Some(*round);
+                let Some((selected, base)) = opened.get(&(*round, *attempt)) else {
+                    a.find(
+                        at,
+                        r,
+                        format!(
+                            "round {round}: an update for attempt {attempt}, which never opened"
+                        ),
+                    );
+                    continue;
+                };
+                if !selected.contains(participant) {
+                    a.find(
+                        at,
+                        r,
+                        format!("round {round}: participant {participant} was not selected"),
+                    );
+                }
+                let verified = (|| {
+                    let signer = key_of(keys.get(participant)?)?;
+                    let signature: [u8; 64] = hex::decode(signature).ok()?.try_into().ok()?;
+                    let signed = SignedUpdate {
+                        statement: UpdateStatement {
+                            federation: federation.to_string(),
+                            round: *round,
+                            base: digest_of(base)?,
+                            update: digest_of(update_digest)?,
+                            num_samples: *num_samples,
+                        },
+                        signer,
+                        signature,
+                    };
+                    signed.verify().ok()
+                })();
+                if verified.is_some() {
+                    a.signatures_verified += 1;
+                } else {
+                    a.find(at, r, format!("round {round}: participant {participant}'s signature does not verify for this update"));
+                }
+                committed.entry(*round).or_default().push((
+                    *participant,
+                    update_digest.clone(),
+                    *num_samples,
+                ));
+            }
+            Entry::RoundResult {
+                round,
+                strategy,
+                inputs,
+                output,
+            } => {
+                let r = Some(*round);
+                let mut commitments = committed.remove(round).unwrap_or_default();
+                commitments.sort_by_key(|c| c.0);
+                let digests: Vec<&String> = commitments.iter().map(|c| &c.1).collect();
+                if digests != inputs.iter().collect::<Vec<_>>() {
+                    a.find(
+                        at,
+                        r,
+                        format!("round {round}: the result's inputs are not the committed updates"),
+                    );
+                }
+                let base = opened
+                    .iter()
+                    .rev()
+                    .find(|((rr, _), _)| rr == round)
+                    .map(|(_, (_, b))| b.clone())
+                    .unwrap_or_default();
+                if base.is_empty() {
+                    a.find(
+                        at,
+                        r,
+                        format!("round {round}: a result for a round that never opened"),
+                    );
+                }
+                a.rounds.push(AuditedRound {
+                    round: *round,
+                    strategy: strategy.clone(),
+                    base,
+                    inputs: commitments,
+                    output: output.clone(),
+                });
+                last_output = Some(output.clone());
+            }
+            Entry::Release {
+                model_digest,
+                rounds,
+            } => {
+                if last_output.as_ref() != Some(model_digest) {
+                    a.find(
+                        at,
+                        Some(*rounds),
+                        "the released model is not the last round's result",
+                    );
+                }
+            }
+        }
+    }
+}

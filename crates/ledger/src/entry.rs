@@ -1,0 +1,116 @@
+use serde::{Deserialize, Serialize};
+
+use crate::LedgerError;
+
+/// One record of the ledger. Digests and keys are lower-case hex.
+///
+/// The canonical encoding (what is hashed into the tree) is compact JSON: the fields in the
+/// order documented here, `type` first, no whitespace, integers as JSON integers, the learning
+/// rates as the shortest decimal that reads back to the same `f32`. [`Entry::parse`] refuses
+/// any bytes that are not exactly the canonical encoding of what they say.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Entry {
+    /// The first entry: which federation, under which settings, run by which key.
+    Genesis {
+        /// The federation's id.
+        federation_id: String,
+        /// Its human name.
+        name: String,
+        /// SHA-256 of the settings file (`federation.toml`) as it was at the start.
+        config_sha256: String,
+        /// The coordinator's ed25519 public key, which signs every tree head.
+        coordinator_key: String,
+    },
+    /// A participant joined.
+    Enrolment {
+        /// Its number.
+        participant: u64,
+        /// Its ed25519 public key.
+        public_key: String,
+        /// The name it gave.
+        name: String,
+    },
+    /// A round (attempt) opened.
+    RoundOpen {
+        /// The round.
+        round: u64,
+        /// The attempt.
+        attempt: u32,
+        /// Selected participants, ascending.
+        selected: Vec<u64>,
+        /// Digest of the parameters it starts from.
+        base: String,
+        /// Local epochs asked for.
+        epochs: u32,
+        /// Local batch size.
+        batch_size: u32,
+        /// Local learning rate.
+        learning_rate: f32,
+        /// FedProx's μ.
+        proximal_mu: f32,
+    },
+    /// A participant's update, as it vouched for it: digests and counts, never data.
+    UpdateCommitment {
+        /// The round.
+        round: u64,
+        /// The attempt.
+        attempt: u32,
+        /// Who.
+        participant: u64,
+        /// Canonical digest of the parameters it sent.
+        update_digest: String,
+        /// Examples it trained on.
+        num_samples: u64,
+        /// Its ed25519 signature over the update statement (federation, round, base, update,
+        /// samples).
+        signature: String,
+    },
+    /// What a round produced.
+    RoundResult {
+        /// The round.
+        round: u64,
+        /// The strategy and its settings.
+        strategy: String,
+        /// The combined updates' digests, in participant order.
+        inputs: Vec<String>,
+        /// Digest of the resulting global parameters.
+        output: String,
+    },
+    /// The federation's final model.
+    Release {
+        /// Rounds completed.
+        rounds: u64,
+        /// Digest of the released parameters.
+        model_digest: String,
+    },
+}
+
+impl Entry {
+    /// The canonical bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serialising these plain fields cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses canonical bytes; anything else is refused.
+    pub fn parse(bytes: &[u8]) -> Result<Self, LedgerError> {
+        let entry: Entry = serde_json::from_slice(bytes)
+            .map_err(|e| LedgerError::BadEntry(format!("not a ledger entry: {e}")))?;
+        if entry.to_bytes() != bytes {
+            return Err(LedgerError::BadEntry("not in canonical form".into()));
+        }
+        Ok(entry)
+    }
+
+    /// The round an entry belongs to, if any.
+    pub fn round(&self) -> Option<u64> {
+        match self {
+            Entry::RoundOpen { round, .. }
+            | Entry::UpdateCommitment { round, .. }
+            | Entry::RoundResult { round, .. } => Some(*round),
+            Entry::Release { rounds, .. } => Some(*rounds),
+            Entry::Genesis { .. } | Entry::Enrolment { .. } => None,
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! The ledger's Merkle tree against an independent implementation, its proofs under random
+//! trees, and its audit against tampering.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+use harambee_identity::{Identity, UpdateStatement};
+use harambee_ledger::merkle::{self, Hash};
+use harambee_ledger::{Entry, Ledger, audit};
+use harambee_params::Digest;
+use proptest::prelude::*;
+
+fn leaves(n: usize) -> Vec<Hash> {
+    (0..n)
+        .map(|i| merkle::leaf_hash(format!("leaf-{i}").as_bytes()))
+        .collect()
+}
+
+fn hexes(v: &[Hash]) -> Vec<String> {
+    v.iter().map(hex::encode).collect()
+}
+
+#[test]
+fn roots_and_proofs_agree_with_an_independent_python_implementation_for_every_size_to_300() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rfc6962.py");
+    let out = Command::new("python3")
+        .args([script, "300"])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut sizes = 0;
+    for line in text.lines() {
+        let expected: serde_json::Value = serde_json::from_str(line).unwrap();
+        let n = expected["n"].as_u64().unwrap() as usize;
+        let l = leaves(n);
+        let root = merkle::root(&l);
+        assert_eq!(hex::encode(root), expected["root"], "root of {n}");
+        for (m, path) in expected["paths"].as_object().unwrap() {
+            let m: usize = m.parse().unwrap();
+            let ours = merkle::inclusion_proof(&l, m);
+            assert_eq!(serde_json::json!(hexes(&ours)), *path, "path of {m} in {n}");
+            assert!(merkle::verify_inclusion(
+                &l[m], m as u64, n as u64, &ours, &root
+            ));
+        }
+        for (m, proof) in expected["consistency"].as_object().unwrap() {
+            let m: usize = m.parse().unwrap();
+            let ours = merkle::consistency_proof(&l, m);
+            assert_eq!(
+                serde_json::json!(hexes(&ours)),
+                *proof,
+                "consistency {m} to {n}"
+            );
+            assert!(
+                merkle::verify_consistency(
+                    m as u64,
+                    n as u64,
+                    &merkle::root(&l[..m]),
+                    &root,
+                    &ours
+                ),
+                "{m} to {n}"
+            );
+        }
+        sizes += 1;
+    }
+    assert_eq!(sizes, 300);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn every_inclusion_proof_verifies_and_a_wrong_one_does_not(n in 1usize..200, pick in any::<prop::sample::Index>()) {
+        let l = leaves(n);
+        let root = merkle::root(&l);
+        let m = pick.index(n);
+        let proof = merkle::inclusion_proof(&l, m);
+        prop_assert!(merkle::verify_inclusion(&l[m], m as u64, n as u64, &proof, &root));
+        let other = merkle::leaf_hash(b"not in the tree");
+        prop_assert!(!merkle::verify_inclusion(&other, m as u64, n as u64, &proof, &root));
+        if n > 1 {
+            prop_assert!(!merkle::verify_inclusion(&l[m], ((m + 1) % n) as u64, n as u64, &proof, &root));
+        }
+    }
+
+    #[test]
+    fn every_consistency_proof_verifies_and_a_rewritten_history_does_not(n in 2usize..200, pick in any::<prop::sample::Index>()) {
+        let l = leaves(n);
+        let m = 1 + pick.index(n - 1);
+        let proof = merkle::consistency_proof(&l, m);
+        let (old, new) = (merkle::root(&l[..m]), merkle::root(&l));
+        prop_assert!(merkle::verify_consistency(m as u64, n as u64, &old, &new, &proof));
+        let mut rewritten = l.clone();
+        rewritten[pick.index(m)] = merkle::leaf_hash(b"rewritten");
+        prop_assert!(!merkle::verify_consistency(m as u64, n as u64, &merkle::root(&rewritten[..m]), &new, &proof));
+    }
+}
+
+/// A small, valid ledger: genesis, two enrolments, one round with two signed updates, a
+/// release, and a signed head.
+fn small_ledger() -> (Ledger, Vec<harambee_ledger::TreeHead>, Identity) {
+    let coordinator = Identity::generate().unwrap();
+    let members = [Identity::generate().unwrap(), Identity::generate().unwrap()];
+    let mut ledger = Ledger::default();
+    ledger.append(&Entry::Genesis {
+        federation_id: "fed".into(),
+        name: "test".into(),
+        config_sha256: "00".repeat(32),
+        coordinator_key: coordinator.public().to_string(),
+    });
+    for (i, m) in members.iter().enumerate() {
+        ledger.append(&Entry::Enrolment {
+            participant: i as u64,
+            public_key: m.public().to_string(),
+            name: format!("m{i}"),
+        });
+    }
+    let base = Digest::of_bytes(b"base");
+    ledger.append(&Entry::RoundOpen {
+        round: 1,
+        attempt: 0,
+        selected: vec![0, 1],
+        base: base.to_hex(),
+        epochs: 1,
+        batch_size: 10,
+        learning_rate: 0.1,
+        proximal_mu: 0.0,
+    });
+    let mut inputs = Vec::new();
+    for (i, m) in members.iter().enumerate() {
+        let update = Digest::of_bytes(format!("update {i}").as_bytes());
+        let signed = m.sign(UpdateStatement {
+            federation: "fed".into(),
+            round: 1,
+            base,
+            update,
+            num_samples: 10,
+        });
+        ledger.append(&Entry::UpdateCommitment {
+            round: 1,
+            attempt: 0,
+            participant: i as u64,
+            update_digest: update.to_hex(),
+            num_samples: 10,
+            signature: hex::encode(signed.signature),
+        });
+        inputs.push(update.to_hex());
+    }
+    let output = Digest::of_bytes(b"output").to_hex();
+    ledger.append(&Entry::RoundResult {
+        round: 1,
+        strategy: "fedavg".into(),
+        inputs,
+        output: output.clone(),
+    });
+    ledger.append(&Entry::Release {
+        rounds: 1,
+        model_digest: output,
+    });
+    let head = ledger.sign_head(&coordinator, 1);
+    (ledger, vec![head], coordinator)
+}
+
+#[test]
+fn a_valid_ledger_audits_clean() {
+    let (ledger, heads, coordinator) = small_ledger();
+    let report = audit(ledger.entries(), &heads, Some(&coordinator.public()));
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    assert_eq!(report.signatures_verified, 2);
+    assert_eq!(report.rounds.len(), 1);
+}
+
+#[test]
+fn any_single_byte_changed_in_any_entry_or_head_is_caught() {
+    let (ledger, heads, coordinator) = small_ledger();
+    let key = coordinator.public();
+    for i in 0..ledger.entries().len() {
+        for at in 0..ledger.entries()[i].len() {
+            let mut entries = ledger.entries().to_vec();
+            entries[i][at] ^= 0x01;
+            let report = audit(&entries, &heads, Some(&key));
+            assert!(
+                !report.findings.is_empty(),
+                "entry {i} byte {at} changed unnoticed"
+            );
+        }
+    }
+    let head = &heads[0];
+    for at in 0..32 {
+        let mut h = head.clone();
+        h.root[at] ^= 1;
+        assert!(
+            !audit(ledger.entries(), &[h], Some(&key))
+                .findings
+                .is_empty()
+        );
+    }
+    for at in 0..64 {
+        let mut h = head.clone();
+        h.signature[at] ^= 1;
+        assert!(
+            !audit(ledger.entries(), &[h], Some(&key))
+                .findings
+                .is_empty()
+        );
+    }
+    let mut h = head.clone();
+    h.size -= 1;
+    assert!(
+        !audit(ledger.entries(), &[h], Some(&key))
+            .findings
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_dropped_entry_and_a_forged_signature_are_named() {
+    let (ledger, heads, coordinator) = small_ledger();
+    let key = coordinator.public();
+    let mut dropped = ledger.entries().to_vec();
+    dropped.remove(4);
+    let report = audit(&dropped, &heads, Some(&key));
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.problem.contains("dropped")),
+        "{:?}",
+        report.findings
+    );
+
+    // Re-signed by the coordinator, a forged update signature is still caught, with its round.
+    let mut forged = ledger.clone();
+    let entries: Vec<Vec<u8>> = forged.entries().to_vec();
+    let mut entry = Entry::parse(&entries[4]).unwrap();
+    if let Entry::UpdateCommitment { signature, .. } = &mut entry {
+        *signature = "ab".repeat(64);
+    }
+    let mut rebuilt = entries.clone();
+    rebuilt[4] = entry.to_bytes();
+    forged = Ledger::from_entries(rebuilt);
+    let head = forged.sign_head(&coordinator, 2);
+    let report = audit(forged.entries(), &[head], Some(&key));
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.round == Some(1) && f.problem.contains("signature does not verify")),
+        "{:?}",
+        report.findings
+    );
+    // Signed by someone else, the tree head itself fails.
+    let stranger = Identity::generate().unwrap();
+    let report = audit(
+        ledger.entries(),
+        &[ledger.sign_head(&stranger, 3)],
+        Some(&key),
+    );
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.problem.contains("signature"))
+    );
+}
