@@ -31,6 +31,46 @@ pub(crate) enum Command {
     Serve(ServeArgs),
     /// Join a federation as a participant: train on local data, send signed updates.
     Join(JoinArgs),
+    /// Audit a federation's transparency ledger, offline.
+    Ledger(LedgerArgs),
+}
+
+/// `harambee ledger`.
+#[derive(Debug, Args)]
+pub(crate) struct LedgerArgs {
+    #[command(subcommand)]
+    pub(crate) command: LedgerCommand,
+}
+
+/// What to do with a ledger.
+#[derive(Debug, Subcommand)]
+pub(crate) enum LedgerCommand {
+    /// Check every signature, the Merkle tree, each round's rules, and recompute each round
+    /// whose updates are kept; exit 1 if anything is wrong.
+    Verify {
+        /// The federation folder.
+        dir: PathBuf,
+        /// The coordinator key to trust (hex), as the federation published it; without it,
+        /// the genesis entry's key is used and printed for comparison.
+        #[arg(long)]
+        coordinator_key: Option<String>,
+    },
+    /// The ledger's history, one line per entry.
+    Show {
+        /// The federation folder.
+        dir: PathBuf,
+    },
+    /// An inclusion proof of a participant's update commitment, against the latest tree head.
+    Prove {
+        /// The federation folder.
+        dir: PathBuf,
+        /// The round.
+        #[arg(long)]
+        round: u64,
+        /// The participant's public key (hex).
+        #[arg(long)]
+        participant: String,
+    },
 }
 
 /// `harambee init`.

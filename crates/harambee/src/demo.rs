@@ -128,7 +128,30 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
             dir.join("coordinator.log").display()
         );
     }
-    report(&args, &folder, &languages)
+    report(&args, &folder, &languages)?;
+    verify_ledger(&dir)
+}
+
+/// The demo ends as an auditor would: by verifying the federation's ledger.
+fn verify_ledger(dir: &Path) -> Result<()> {
+    let v = crate::ledger::verify_folder(dir, None)?;
+    if !v.ok() {
+        v.print();
+        bail!("the federation's ledger does not verify");
+    }
+    println!(
+        "\nLedger verified: {} entries, {} update signatures, every round's inputs and results; {} of {} rounds recomputed from the kept updates.",
+        v.audit.entries,
+        v.audit.signatures_verified,
+        v.replayed.len(),
+        v.audit.rounds.len()
+    );
+    println!("Signed {}", v.head_line());
+    println!(
+        "Check it yourself: harambee ledger verify {}",
+        dir.display()
+    );
+    Ok(())
 }
 
 /// Which languages each community holds: consecutive runs of about 2L/N languages, so each

@@ -10,6 +10,7 @@ mod demo;
 mod demo_sim;
 mod federation;
 mod keygen;
+mod ledger;
 mod progress;
 mod simulate;
 
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         cli::Command::Init(args) => federation::init(args),
         cli::Command::Serve(args) => federation::serve(args),
         cli::Command::Join(args) => federation::join(args),
+        cli::Command::Ledger(args) => ledger::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

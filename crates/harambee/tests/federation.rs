@@ -256,6 +256,93 @@ fn a_coordinator_killed_at_any_point_resumes_to_the_same_model() {
     }
 }
 
+fn verify(dir: &Path) -> (bool, String) {
+    let out = harambee(&["ledger", "verify", dir.to_str().unwrap()]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A copy of the federation folder to tamper with.
+fn copy_of(f: &Federation, name: &str) -> PathBuf {
+    let to = f.root.path().join(name);
+    let ok = Command::new("cp")
+        .arg("-r")
+        .arg(f.fed())
+        .arg(&to)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    to
+}
+
+fn sql(dir: &Path, statement: &str) {
+    let db = rusqlite::Connection::open(dir.join("state.db")).unwrap();
+    db.execute_batch(statement).unwrap();
+}
+
+#[test]
+fn the_ledger_verifies_and_each_tampering_is_named() {
+    let (f, _) = run(None);
+    let (ok, text) = verify(&f.fed());
+    assert!(ok, "{text}");
+    assert!(text.contains("matching: 2 of 2"), "{text}");
+
+    // An update swapped: one kept update blob replaced by another's bytes.
+    let swapped = copy_of(&f, "swapped");
+    let state = SqliteState::open(&swapped.join("state.db")).unwrap();
+    let updates = state.updates(2, 0).unwrap();
+    let blobs = harambee_store::FsBlobStore::open(&swapped.join("blobs")).unwrap();
+    let other = fs::read(blobs.path_of(&updates[1].blob)).unwrap();
+    fs::write(blobs.path_of(&updates[0].blob), other).unwrap();
+    let (ok, text) = verify(&swapped);
+    assert!(
+        !ok && text.contains("round 2:") && text.contains("corrupt"),
+        "{text}"
+    );
+
+    // A round's result altered in the ledger.
+    let altered = copy_of(&f, "altered");
+    sql(
+        &altered,
+        "UPDATE ledger SET entry = CAST(replace(CAST(entry AS TEXT), '\"output\":\"', '\"output\":\"00') AS BLOB)
+         WHERE CAST(entry AS TEXT) LIKE '{\"type\":\"round-result\",\"round\":1,%'",
+    );
+    let (ok, text) = verify(&altered);
+    assert!(
+        !ok && text.contains("does not match the stored entries"),
+        "{text}"
+    );
+
+    // An update commitment dropped.
+    let dropped = copy_of(&f, "dropped");
+    sql(
+        &dropped,
+        "DELETE FROM ledger WHERE idx = (SELECT MIN(idx) FROM ledger WHERE CAST(entry AS TEXT) LIKE '%update-commitment%')",
+    );
+    let (ok, text) = verify(&dropped);
+    assert!(
+        !ok && text.contains("round 1: the result's inputs are not the committed updates"),
+        "{text}"
+    );
+
+    // A participant's signature forged (a byte of it changed).
+    let forged = copy_of(&f, "forged");
+    sql(
+        &forged,
+        "UPDATE ledger SET entry = CAST(replace(CAST(entry AS TEXT), '\"signature\":\"', '\"signature\":\"ff') AS BLOB)
+         WHERE idx = (SELECT MAX(idx) FROM ledger WHERE CAST(entry AS TEXT) LIKE '%update-commitment%')",
+    );
+    let (ok, text) = verify(&forged);
+    assert!(
+        !ok && text.contains("round 2: participant") && text.contains("signature"),
+        "{text}"
+    );
+}
+
 #[test]
 fn a_participant_killed_mid_round_leaves_the_round_to_the_quorum() {
     // Quorum 2 of 3, a short deadline: the round closes without the dead participant.

@@ -205,6 +205,8 @@ fn the_demo_runs_a_networked_federation_of_processes() {
         "round   3/3",
         "Overall:",
         "https://127.0.0.1:",
+        "Ledger verified",
+        "Signed tree head: size",
     ] {
         assert!(t.contains(needle), "missing {needle}: {t}");
     }

@@ -6,14 +6,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use harambee_coordinator::{Action, Coordinator, Event, EventOutcome, Refusal, RestorePoint, Tick};
-use harambee_identity::{PublicKey, SignedUpdate, UpdateStatement};
+use harambee_identity::{Identity, PublicKey, SignedUpdate, UpdateStatement};
+use harambee_ledger::{Entry, Ledger, TreeHead};
 use harambee_params::{Digest, Encoding, Layout, ParamSet};
 use harambee_proto::v1;
 use harambee_store::{
-    BlobStore, ClosedRoundRecord, FsBlobStore, OpenRoundRecord, SqliteState, StateStore,
-    UpdateRecord,
+    BlobStore, ClosedRoundRecord, FsBlobStore, HeadRecord, OpenRoundRecord, SqliteState,
+    StateStore, UpdateRecord,
 };
 use harambee_strategy::{FitConfig, FitResult, ParticipantId};
+use sha2::{Digest as _, Sha256};
 use tokio::sync::watch;
 use tonic::Status;
 
@@ -64,6 +66,12 @@ pub(crate) struct Driver {
     model_path: std::path::PathBuf,
     /// A storage failure after which the process must restart from disk.
     fatal: Option<String>,
+    /// The transparency ledger, as committed.
+    ledger: Ledger,
+    /// Enrolment entries in the ledger (participants 0..this are recorded).
+    logged_enrolments: u64,
+    /// The coordinator's key: it signs the ledger's tree heads.
+    key: Identity,
 }
 
 impl Driver {
@@ -111,6 +119,15 @@ impl Driver {
             }),
         };
         let core = Coordinator::restore(config.core(), strategy, global, point);
+        let key_path = folder.root().join("coordinator.key");
+        let key = Identity::load(&key_path).map_err(|e| ServerError::Config(e.to_string()))?;
+        let (entries, _) = state.ledger()?;
+        let ledger = Ledger::from_entries(entries);
+        let logged_enrolments = ledger
+            .entries()
+            .iter()
+            .filter(|e| matches!(Entry::parse(e), Ok(Entry::Enrolment { .. })))
+            .count() as u64;
         let published = publish(core.global());
         let mut driver = Self {
             core,
@@ -136,8 +153,14 @@ impl Driver {
             board: watch::Sender::new(Board::default()),
             model_path: folder.model_path(),
             fatal: None,
+            ledger,
+            logged_enrolments,
+            key,
             config,
         };
+        if driver.ledger.is_empty() {
+            driver.write_genesis(folder)?;
+        }
         if let Some(ended) = state.finished()? {
             driver.board.send_replace(Board {
                 open: None,
@@ -610,7 +633,10 @@ impl Driver {
                         train_loss: loss,
                         summary: summary_json(&summary),
                     };
-                    self.state.close_round(&record, &strategy_state)?;
+                    let (entries, head, ledger) = self.round_entries(&summary)?;
+                    self.state
+                        .close_round(&record, &strategy_state, &entries, &head)?;
+                    self.ledger = ledger;
                     self.apply_retention(summary.round)?;
                     self.published = publish(&summary.global);
                     tracing::info!(
@@ -636,6 +662,12 @@ impl Driver {
                 }
                 Action::Finished { global } => {
                     let error = self.core.error().map(|e| e.to_string());
+                    if error.is_none() {
+                        self.append(vec![Entry::Release {
+                            rounds: self.config.rounds.rounds,
+                            model_digest: global.digest().to_hex(),
+                        }])?;
+                    }
                     let bytes = global.to_safetensors()?;
                     std::fs::write(&self.model_path, bytes)
                         .map_err(|e| ServerError::io(&self.model_path, e))?;
@@ -658,6 +690,93 @@ impl Driver {
 }
 
 impl Driver {
+    /// The ledger's first entry: the federation, its settings' hash, the coordinator's key.
+    fn write_genesis(&mut self, folder: &FederationFolder) -> Result<(), ServerError> {
+        let path = folder.config_path();
+        let settings = std::fs::read(&path).map_err(|e| ServerError::io(&path, e))?;
+        self.append(vec![Entry::Genesis {
+            federation_id: self.config.federation_id.clone(),
+            name: self.config.name.clone(),
+            config_sha256: hex::encode(Sha256::digest(&settings)),
+            coordinator_key: self.key.public().to_string(),
+        }])
+    }
+
+    /// Appends entries with a freshly signed tree head, durably.
+    fn append(&mut self, entries: Vec<Entry>) -> Result<(), ServerError> {
+        let mut ledger = self.ledger.clone();
+        let bytes: Vec<Vec<u8>> = entries.iter().map(Entry::to_bytes).collect();
+        for e in &entries {
+            ledger.append(e);
+        }
+        let head = head_record(&ledger.sign_head(&self.key, unix_ms()));
+        self.state.append_ledger(&bytes, &head)?;
+        self.ledger = ledger;
+        Ok(())
+    }
+
+    /// A closed round's ledger entries (new enrolments, the round's opening, every update
+    /// commitment, the result), the tree head over them, and the ledger with them appended.
+    fn round_entries(
+        &mut self,
+        summary: &harambee_coordinator::RoundSummary,
+    ) -> Result<(Vec<Vec<u8>>, HeadRecord, Ledger), ServerError> {
+        let mut entries = Vec::new();
+        for p in self.state.participants()? {
+            if p.id >= self.logged_enrolments {
+                entries.push(Entry::Enrolment {
+                    participant: p.id,
+                    public_key: hex::encode(p.public_key),
+                    name: p.name,
+                });
+            }
+        }
+        let open = self.board.borrow().open.clone();
+        let Some(open) = open.filter(|o| o.round == summary.round) else {
+            return Err(ServerError::Config(format!(
+                "round {} closed without an open record",
+                summary.round
+            )));
+        };
+        entries.push(Entry::RoundOpen {
+            round: open.round,
+            attempt: open.attempt,
+            selected: open.selected.iter().copied().collect(),
+            base: open.base.to_hex(),
+            epochs: open.config.epochs,
+            batch_size: open.config.batch_size,
+            learning_rate: open.config.learning_rate,
+            proximal_mu: open.config.proximal_mu,
+        });
+        for u in self.state.updates(open.round, open.attempt)? {
+            entries.push(Entry::UpdateCommitment {
+                round: u.round,
+                attempt: u.attempt,
+                participant: u.participant,
+                update_digest: u.update_digest.to_hex(),
+                num_samples: u.num_samples,
+                signature: hex::encode(&u.signature),
+            });
+        }
+        entries.push(Entry::RoundResult {
+            round: summary.round,
+            strategy: self.config.training.strategy.to_string(),
+            inputs: summary.contributions.iter().map(|c| c.2.to_hex()).collect(),
+            output: summary.global.digest().to_hex(),
+        });
+        let enrolled = entries
+            .iter()
+            .filter(|e| matches!(e, Entry::Enrolment { .. }))
+            .count() as u64;
+        self.logged_enrolments += enrolled;
+        let mut ledger = self.ledger.clone();
+        for e in &entries {
+            ledger.append(e);
+        }
+        let head = head_record(&ledger.sign_head(&self.key, unix_ms()));
+        Ok((entries.iter().map(Entry::to_bytes).collect(), head, ledger))
+    }
+
     /// Deletes the update blobs of the round that just left the retention window. Only after
     /// the round's result is committed, so a crash in between leaves extra blobs, never
     /// missing ones.
@@ -708,4 +827,19 @@ fn refusal_status(r: Refusal) -> Status {
         }
         _ => Status::invalid_argument(message),
     }
+}
+
+fn head_record(head: &TreeHead) -> HeadRecord {
+    HeadRecord {
+        size: head.size,
+        root: head.root,
+        timestamp_ms: head.timestamp_ms,
+        signature: head.signature.clone(),
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

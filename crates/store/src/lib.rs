@@ -29,6 +29,6 @@ pub use blob::{BlobStore, FsBlobStore};
 pub use error::StoreError;
 pub use harambee_params::Digest;
 pub use state::{
-    Checkpoint, ClosedRoundRecord, OpenRoundRecord, ParticipantRecord, SqliteState, StateStore,
-    UpdateRecord,
+    Checkpoint, ClosedRoundRecord, HeadRecord, OpenRoundRecord, ParticipantRecord, SqliteState,
+    StateStore, UpdateRecord,
 };

@@ -69,6 +69,19 @@ pub struct ClosedRoundRecord {
     pub summary: String,
 }
 
+/// A signed tree head of the ledger, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadRecord {
+    /// Entries covered.
+    pub size: u64,
+    /// Their Merkle root.
+    pub root: [u8; 32],
+    /// When it was signed (ms since the Unix epoch).
+    pub timestamp_ms: u64,
+    /// The coordinator's signature.
+    pub signature: Vec<u8>,
+}
+
 /// Where a restarted coordinator picks up.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Checkpoint {
@@ -108,7 +121,13 @@ pub trait StateStore: Send + Sync {
         &self,
         closed: &ClosedRoundRecord,
         strategy_state: &[(String, Digest)],
+        ledger: &[Vec<u8>],
+        head: &HeadRecord,
     ) -> Result<(), StoreError>;
+    /// Appends ledger entries and the tree head that covers them, in one transaction.
+    fn append_ledger(&self, entries: &[Vec<u8>], head: &HeadRecord) -> Result<(), StoreError>;
+    /// The ledger's entries in order, and its signed tree heads by size.
+    fn ledger(&self) -> Result<(Vec<Vec<u8>>, Vec<HeadRecord>), StoreError>;
     /// Records that the federation is over (`error` when it failed).
     fn finish(&self, error: Option<&str>) -> Result<(), StoreError>;
     /// Whether (and how) the federation ended: `Some(None)` finished, `Some(Some(e))` failed.
@@ -145,6 +164,10 @@ CREATE TABLE IF NOT EXISTS rounds (
     round INTEGER PRIMARY KEY, global_digest BLOB NOT NULL, global_blob BLOB NOT NULL,
     contributors INTEGER NOT NULL, train_loss REAL NOT NULL, summary TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS strategy_state (name TEXT PRIMARY KEY, blob BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS ledger (idx INTEGER PRIMARY KEY, entry BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS tree_heads (
+    size INTEGER PRIMARY KEY, root BLOB NOT NULL, timestamp_ms INTEGER NOT NULL,
+    signature BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS evaluations (
     round INTEGER NOT NULL, participant INTEGER NOT NULL, examples INTEGER NOT NULL,
     accuracy REAL NOT NULL, PRIMARY KEY (round, participant));
@@ -369,9 +392,12 @@ impl StateStore for SqliteState {
         &self,
         r: &ClosedRoundRecord,
         strategy_state: &[(String, Digest)],
+        ledger: &[Vec<u8>],
+        head: &HeadRecord,
     ) -> Result<(), StoreError> {
         self.with(|c| {
             let tx = c.transaction()?;
+            append_ledger_in(&tx, ledger, head)?;
             tx.execute(
                 "INSERT INTO rounds (round, global_digest, global_blob, contributors, train_loss, summary)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -393,6 +419,37 @@ impl StateStore for SqliteState {
                 )?;
             }
             tx.commit()
+        })
+    }
+
+    fn append_ledger(&self, entries: &[Vec<u8>], head: &HeadRecord) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            append_ledger_in(&tx, entries, head)?;
+            tx.commit()
+        })
+    }
+
+    fn ledger(&self) -> Result<(Vec<Vec<u8>>, Vec<HeadRecord>), StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT entry FROM ledger ORDER BY idx")?;
+            let entries = stmt
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<Vec<u8>>>>()?;
+            let mut stmt = c.prepare(
+                "SELECT size, root, timestamp_ms, signature FROM tree_heads ORDER BY size",
+            )?;
+            let heads = stmt
+                .query_map([], |r| {
+                    Ok(HeadRecord {
+                        size: r.get::<_, i64>(0)? as u64,
+                        root: digest_from(r.get(1)?)?.0,
+                        timestamp_ms: r.get::<_, i64>(2)? as u64,
+                        signature: r.get(3)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((entries, heads))
         })
     }
 
@@ -509,4 +566,24 @@ impl StateStore for SqliteState {
             )
         })
     }
+}
+
+/// Appends entries after those stored (their index continues the sequence) and the head.
+fn append_ledger_in(
+    tx: &rusqlite::Transaction<'_>,
+    entries: &[Vec<u8>],
+    head: &HeadRecord,
+) -> rusqlite::Result<()> {
+    let next: i64 = tx.query_row("SELECT COUNT(*) FROM ledger", [], |r| r.get(0))?;
+    for (k, entry) in entries.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO ledger (idx, entry) VALUES (?1, ?2)",
+            params![next + k as i64, entry],
+        )?;
+    }
+    tx.execute(
+        "INSERT OR REPLACE INTO tree_heads (size, root, timestamp_ms, signature) VALUES (?1, ?2, ?3, ?4)",
+        params![to_i64(head.size), &head.root[..], to_i64(head.timestamp_ms), &head.signature],
+    )?;
+    Ok(())
 }

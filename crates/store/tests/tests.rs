@@ -95,7 +95,8 @@ proptest! {
 
 mod state {
     use harambee_store::{
-        ClosedRoundRecord, Digest, OpenRoundRecord, SqliteState, StateStore, UpdateRecord,
+        ClosedRoundRecord, Digest, HeadRecord, OpenRoundRecord, SqliteState, StateStore,
+        UpdateRecord,
     };
 
     fn update(participant: u64) -> UpdateRecord {
@@ -154,8 +155,18 @@ mod state {
                 summary: "{}".into(),
             },
             &[("m".into(), Digest::of_bytes(b"m"))],
+            &[b"entry".to_vec()],
+            &HeadRecord {
+                size: 1,
+                root: [3; 32],
+                timestamp_ms: 9,
+                signature: vec![1; 64],
+            },
         )
         .unwrap();
+        let (entries, heads) = s.ledger().unwrap();
+        assert_eq!(entries, vec![b"entry".to_vec()]);
+        assert_eq!(heads[0].size, 1);
         let cp = s.checkpoint().unwrap();
         assert_eq!(cp.completed, 1);
         assert_eq!(cp.open, None, "closing a round closes its open record");

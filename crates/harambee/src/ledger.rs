@@ -1,0 +1,413 @@
+//! `harambee ledger verify|show|prove`: an auditor's view of a federation folder, offline.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use harambee_identity::PublicKey;
+use harambee_ledger::{Audit, Entry, Ledger, TreeHead, audit, merkle};
+use harambee_params::{Digest, Encoding};
+use harambee_server::FederationFolder;
+use harambee_store::{BlobStore, FsBlobStore, SqliteState, StateStore};
+use harambee_strategy::{Aggregate, FitResult, ParticipantId, RobustRule, StrategyConfig};
+use sha2::{Digest as _, Sha256};
+
+use crate::cli::{LedgerArgs, LedgerCommand};
+
+pub(crate) fn run(args: LedgerArgs) -> Result<()> {
+    match args.command {
+        LedgerCommand::Verify {
+            dir,
+            coordinator_key,
+        } => {
+            let pinned = coordinator_key
+                .map(|k| k.parse::<PublicKey>())
+                .transpose()?;
+            let v = verify_folder(&dir, pinned.as_ref())?;
+            v.print();
+            if !v.ok() {
+                bail!(
+                    "the ledger does not verify ({} problems)",
+                    v.problems().len()
+                );
+            }
+            Ok(())
+        }
+        LedgerCommand::Show { dir } => show(&dir),
+        LedgerCommand::Prove {
+            dir,
+            round,
+            participant,
+        } => prove(&dir, round, &participant),
+    }
+}
+
+/// What `ledger verify` found.
+pub(crate) struct Verification {
+    pub(crate) audit: Audit,
+    /// Rounds whose aggregate was recomputed from the kept updates and matched.
+    pub(crate) replayed: Vec<u64>,
+    /// Rounds not recomputed, and why.
+    pub(crate) not_replayed: Vec<(u64, String)>,
+    /// Problems found beyond the ledger's own rules (settings, stored updates, aggregates).
+    pub(crate) replay_problems: Vec<String>,
+}
+
+impl Verification {
+    pub(crate) fn ok(&self) -> bool {
+        self.audit.findings.is_empty() && self.replay_problems.is_empty()
+    }
+
+    pub(crate) fn problems(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .audit
+            .findings
+            .iter()
+            .map(|f| {
+                let at = f.entry.map(|e| format!("entry {e}: ")).unwrap_or_default();
+                format!("{at}{}", f.problem)
+            })
+            .collect();
+        out.extend(self.replay_problems.iter().cloned());
+        out
+    }
+
+    pub(crate) fn head_line(&self) -> String {
+        match &self.audit.head {
+            Some(h) => format!("tree head: size {}, root {}", h.size, hex::encode(h.root)),
+            None => "no valid tree head".into(),
+        }
+    }
+
+    pub(crate) fn print(&self) {
+        let a = &self.audit;
+        println!(
+            "ledger: {} entries, {} rounds, {} update signatures verified",
+            a.entries,
+            a.rounds.len(),
+            a.signatures_verified
+        );
+        if let Some(key) = &a.coordinator_key {
+            println!("coordinator key: {key} (compare it with the key the federation published)");
+        }
+        println!("{}", self.head_line());
+        println!(
+            "rounds recomputed from the kept updates and matching: {} of {}",
+            self.replayed.len(),
+            a.rounds.len()
+        );
+        for (round, why) in &self.not_replayed {
+            println!("  round {round} not recomputed: {why}");
+        }
+        let problems = self.problems();
+        if problems.is_empty() {
+            println!("verified: every signature, the tree, every round's inputs and results");
+        } else {
+            println!("NOT VERIFIED:");
+            for p in problems {
+                println!("  {p}");
+            }
+        }
+    }
+}
+
+/// A federation folder opened for auditing.
+struct Opened {
+    folder: FederationFolder,
+    state: SqliteState,
+    entries: Vec<Vec<u8>>,
+    heads: Vec<TreeHead>,
+}
+
+fn open(dir: &Path) -> Result<Opened> {
+    let folder = FederationFolder::new(dir);
+    let state = SqliteState::open(&folder.state_path())
+        .with_context(|| format!("opening the state of {}", dir.display()))?;
+    let (entries, heads) = state.ledger()?;
+    let heads = heads
+        .into_iter()
+        .map(|h| TreeHead {
+            size: h.size,
+            root: h.root,
+            timestamp_ms: h.timestamp_ms,
+            signature: h.signature,
+        })
+        .collect();
+    Ok(Opened {
+        folder,
+        state,
+        entries,
+        heads,
+    })
+}
+
+/// Checks the ledger of the federation folder at `dir`, then recomputes every round whose
+/// updates are still kept and compares the result with the recorded digest.
+pub(crate) fn verify_folder(dir: &Path, pinned: Option<&PublicKey>) -> Result<Verification> {
+    let Opened {
+        folder,
+        state,
+        entries,
+        heads,
+    } = open(dir)?;
+    let report = audit(&entries, &heads, pinned);
+    let mut v = Verification {
+        audit: report,
+        replayed: Vec::new(),
+        not_replayed: Vec::new(),
+        replay_problems: Vec::new(),
+    };
+    let settings = std::fs::read(folder.config_path())
+        .with_context(|| format!("reading {}", folder.config_path().display()))?;
+    if let Some((_, recorded)) = &v.audit.genesis
+        && hex::encode(Sha256::digest(&settings)) != *recorded
+    {
+        v.replay_problems
+            .push("federation.toml is not the settings the genesis entry recorded".into());
+        return Ok(v);
+    }
+    replay(&folder, &state, &mut v)?;
+    Ok(v)
+}
+
+/// Whether a round's result depends only on its inputs (no state carried between rounds).
+fn replayable(strategy: &StrategyConfig) -> bool {
+    match strategy {
+        StrategyConfig::FedAvg | StrategyConfig::FedProx { .. } => true,
+        StrategyConfig::Robust(rule) => !matches!(rule, RobustRule::CenteredClip { .. }),
+        _ => false,
+    }
+}
+
+fn replay(folder: &FederationFolder, state: &SqliteState, v: &mut Verification) -> Result<()> {
+    let config = folder.config()?;
+    let trainer = config.model.trainer()?;
+    let layout = trainer.layout().clone();
+    let blobs = FsBlobStore::open(&folder.blobs_path())?;
+    let globals: BTreeMap<u64, Digest> = state
+        .closed_rounds()?
+        .into_iter()
+        .map(|r| (r.round, r.global_blob))
+        .collect();
+    for round in v.audit.rounds.clone() {
+        let r = round.round;
+        if !replayable(&config.training.strategy) {
+            v.not_replayed.push((
+                r,
+                format!("{} carries state between rounds", config.training.strategy),
+            ));
+            continue;
+        }
+        let base = if r == 1 {
+            trainer.init(config.rounds.seed)
+        } else {
+            match globals.get(&(r - 1)).map(|d| blobs.get(d)) {
+                Some(Ok(bytes)) => Encoding::F32.decode(&layout, &bytes)?,
+                _ => {
+                    v.not_replayed
+                        .push((r, "the previous round's model is not kept".into()));
+                    continue;
+                }
+            }
+        };
+        if base.digest().to_hex() != round.base {
+            v.replay_problems.push(format!(
+                "round {r}: the kept starting model is not the recorded base"
+            ));
+            continue;
+        }
+        let kept: BTreeMap<String, Digest> = state
+            .updates_of_round(r)?
+            .into_iter()
+            .map(|u| (u.update_digest.to_hex(), u.blob))
+            .collect();
+        let mut results = Vec::new();
+        let mut missing = false;
+        for (participant, digest, samples) in &round.inputs {
+            let Some(blob) = kept.get(digest) else {
+                missing = true;
+                break;
+            };
+            let bytes = match blobs.get(blob) {
+                Ok(b) => b,
+                Err(harambee_store::StoreError::Missing(_)) => {
+                    missing = true;
+                    break;
+                }
+                Err(e) => {
+                    v.replay_problems.push(format!(
+                        "round {r}: participant {participant}'s update: {e}"
+                    ));
+                    missing = true;
+                    break;
+                }
+            };
+            let params = Encoding::F32.decode(&layout, &bytes)?;
+            if params.digest().to_hex() != *digest {
+                v.replay_problems.push(format!("round {r}: the kept update of participant {participant} is not the one it committed to"));
+                missing = true;
+                break;
+            }
+            results.push(FitResult {
+                participant: ParticipantId(*participant),
+                params,
+                num_samples: *samples,
+                train_loss: 0.0,
+            });
+        }
+        if missing {
+            if !v
+                .replay_problems
+                .iter()
+                .any(|p| p.starts_with(&format!("round {r}:")))
+            {
+                v.not_replayed
+                    .push((r, "update blobs deleted by retention".into()));
+            }
+            continue;
+        }
+        let mut strategy = config.training.strategy.build(
+            config.training.fraction,
+            config.rounds.quorum,
+            config.fit(),
+        )?;
+        let output = match strategy.aggregate_fit(r, &base, &results, &[])? {
+            Aggregate::Updated(p) => p.digest(),
+            Aggregate::KeepPrevious { .. } => base.digest(),
+        };
+        if output.to_hex() == round.output {
+            v.replayed.push(r);
+        } else {
+            v.replay_problems.push(format!(
+                "round {r}: recomputing the aggregate gives {output}, but the ledger records {}",
+                round.output
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn show(dir: &Path) -> Result<()> {
+    use std::io::Write;
+    let Opened { entries, heads, .. } = open(dir)?;
+    let mut out = std::io::stdout().lock();
+    for (i, bytes) in entries.iter().enumerate() {
+        let line = match Entry::parse(bytes) {
+            Ok(Entry::Genesis {
+                federation_id,
+                name,
+                coordinator_key,
+                ..
+            }) => {
+                format!(
+                    "genesis: federation {federation_id} ({name}), coordinator key {coordinator_key}"
+                )
+            }
+            Ok(Entry::Enrolment {
+                participant,
+                public_key,
+                name,
+            }) => format!("enrolment: participant {participant} {name:?} key {public_key}"),
+            Ok(Entry::RoundOpen {
+                round,
+                attempt,
+                selected,
+                base,
+                ..
+            }) => {
+                format!(
+                    "round {round} opened (attempt {attempt}): {} selected, base {}",
+                    selected.len(),
+                    &base[..16]
+                )
+            }
+            Ok(Entry::UpdateCommitment {
+                round,
+                participant,
+                update_digest,
+                num_samples,
+                ..
+            }) => {
+                format!(
+                    "round {round}: participant {participant} committed {} ({num_samples} examples)",
+                    &update_digest[..16]
+                )
+            }
+            Ok(Entry::RoundResult {
+                round,
+                strategy,
+                inputs,
+                output,
+            }) => {
+                format!(
+                    "round {round} result: {strategy} over {} updates -> {}",
+                    inputs.len(),
+                    &output[..16]
+                )
+            }
+            Ok(Entry::Release {
+                rounds,
+                model_digest,
+            }) => format!("release after {rounds} rounds: model {model_digest}"),
+            Err(e) => format!("unreadable entry: {e}"),
+        };
+        if writeln!(out, "{i:>5}  {line}").is_err() {
+            // The reader went away (`| head`): not an error.
+            return Ok(());
+        }
+    }
+    if let Some(h) = heads.last() {
+        let _ = writeln!(
+            out,
+            "tree head: size {}, root {}, signed at {} ms",
+            h.size,
+            hex::encode(h.root),
+            h.timestamp_ms
+        );
+    }
+    Ok(())
+}
+
+fn prove(dir: &Path, round: u64, participant: &str) -> Result<()> {
+    let Opened { entries, heads, .. } = open(dir)?;
+    let head = heads.last().context("the ledger has no signed tree head")?;
+    let parsed: Vec<Option<Entry>> = entries.iter().map(|e| Entry::parse(e).ok()).collect();
+    let id = parsed
+        .iter()
+        .find_map(|e| match e {
+            Some(Entry::Enrolment {
+                participant: id,
+                public_key,
+                ..
+            }) if public_key == participant => Some(*id),
+            _ => None,
+        })
+        .with_context(|| format!("no participant with key {participant} in the ledger"))?;
+    let index = parsed
+        .iter()
+        .position(|e| matches!(e, Some(Entry::UpdateCommitment { round: r, participant: p, .. }) if *r == round && *p == id))
+        .with_context(|| format!("participant {id} committed no update in round {round}"))?;
+    let ledger = Ledger::from_entries(entries.clone());
+    let proof = ledger.inclusion_proof(index as u64, head.size);
+    let leaf = merkle::leaf_hash(&entries[index]);
+    let ok = merkle::verify_inclusion(&leaf, index as u64, head.size, &proof, &head.root);
+    let out = serde_json::json!({
+        "entry": String::from_utf8_lossy(&entries[index]),
+        "index": index,
+        "tree_size": head.size,
+        "root": hex::encode(head.root),
+        "leaf_hash": hex::encode(leaf),
+        "audit_path": proof.iter().map(hex::encode).collect::<Vec<_>>(),
+        "tree_head_signature": hex::encode(&head.signature),
+        "tree_head_timestamp_ms": head.timestamp_ms,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    if !ok {
+        bail!("the inclusion proof does not verify against the latest tree head");
+    }
+    eprintln!(
+        "verified: entry {index} is in the tree of size {} with that root (RFC 6962 audit path)",
+        head.size
+    );
+    Ok(())
+}
