@@ -33,6 +33,56 @@ pub(crate) enum Command {
     Join(JoinArgs),
     /// Audit a federation's transparency ledger, offline.
     Ledger(LedgerArgs),
+    /// Publish a finished federation's model: weights, model card, ledger, tree head.
+    Export(ExportArgs),
+    /// Change a federation's charter: stewards sign, k of n signatures apply it.
+    Charter(CharterArgs),
+}
+
+/// `harambee charter`.
+#[derive(Debug, Args)]
+pub(crate) struct CharterArgs {
+    #[command(subcommand)]
+    pub(crate) command: CharterCommand,
+}
+
+/// Amending a charter.
+#[derive(Debug, Subcommand)]
+pub(crate) enum CharterCommand {
+    /// As a steward, sign the replacement of the federation's charter by a proposed one;
+    /// prints PUBLIC_KEY=SIGNATURE.
+    Sign {
+        /// The federation folder (for the charter in force).
+        dir: PathBuf,
+        /// The proposed charter.
+        #[arg(long)]
+        proposed: PathBuf,
+        /// The steward's key.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Apply an amendment with the stewards' signatures (coordinator stopped): recorded in
+    /// the ledger, then in force from the next start.
+    Amend {
+        /// The federation folder.
+        dir: PathBuf,
+        /// The proposed charter.
+        #[arg(long)]
+        proposed: PathBuf,
+        /// A steward's PUBLIC_KEY=SIGNATURE line, once per steward.
+        #[arg(long)]
+        signature: Vec<String>,
+    },
+}
+
+/// `harambee export`.
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// The federation folder.
+    pub(crate) dir: PathBuf,
+    /// Where to write the release.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
 }
 
 /// `harambee ledger`.
@@ -124,6 +174,24 @@ pub(crate) struct InitArgs {
     /// Seed for selection, the initial model and local shuffling.
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
+    /// The aggregation strategy (as `simulate --strategy`); the charter allows it.
+    #[arg(long, default_value = "fedavg")]
+    pub(crate) strategy: String,
+    /// The charter's licence for members' contributions.
+    #[arg(long, default_value = "unspecified")]
+    pub(crate) data_licence: String,
+    /// The charter's licence for the released model.
+    #[arg(long, default_value = "unspecified")]
+    pub(crate) model_licence: String,
+    /// A steward's public key (hex); repeat for several. Stewards sign charter amendments.
+    #[arg(long)]
+    pub(crate) steward: Vec<String>,
+    /// Steward signatures an amendment needs (k of n).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) amendment_threshold: usize,
+    /// Admit only the charter's named members (default: anyone with the invite).
+    #[arg(long)]
+    pub(crate) members_only: bool,
 }
 
 /// `harambee serve`.

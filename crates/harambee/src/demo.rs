@@ -53,12 +53,19 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
         batch: 32,
         lr: 0.05,
         seed: args.seed,
+        strategy: "fedavg".into(),
+        data_licence: "the UDHR texts' own terms (see data/README.md)".into(),
+        model_licence: "Apache-2.0".into(),
+        steward: Vec::new(),
+        amendment_threshold: 1,
+        members_only: false,
     };
     let folder = FederationFolder::new(&dir);
     let mut config = crate::federation::config_from(&init)?;
     // Each round's eight updates take 34 MB; the demo keeps the last two rounds' worth.
     config.limits.keep_update_rounds = Some(2);
-    let invite = folder.init(config)?;
+    let charter = crate::federation::charter_from(&init, &config)?;
+    let invite = folder.init(config, &charter)?;
     println!(
         "Harambee demo: {} language communities train one language identifier over {} languages ({} African, {} Indian).",
         args.participants,

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use harambee_charter::{Charter, Enrolment, Member, Role};
 use harambee_identity::Identity;
 use harambee_learn::udhr::load_corpus;
 use harambee_learn::{DataKind, ModelKind, ModelTask, Optimizer, digit_names};
@@ -64,7 +65,7 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
             seed: args.seed,
         },
         training: TrainingSettings {
-            strategy: StrategyConfig::FedAvg,
+            strategy: args.strategy.parse::<StrategyConfig>()?,
             fraction: args.fraction,
             epochs: args.epochs,
             batch_size: args.batch,
@@ -83,10 +84,50 @@ fn resolve_port(listen: SocketAddr) -> Result<SocketAddr> {
     Ok(probe.local_addr()?)
 }
 
+/// The charter `harambee init` writes: the settings' limits as its rules, the named
+/// stewards, the licences.
+pub(crate) fn charter_from(args: &InitArgs, config: &FederationConfig) -> Result<Charter> {
+    let strategy = config.training.strategy.to_string();
+    let members = args
+        .steward
+        .iter()
+        .enumerate()
+        .map(|(i, key)| Member {
+            name: format!("steward {i}"),
+            public_key: key.trim().to_string(),
+            role: Role::Steward,
+        })
+        .collect();
+    let charter = Charter {
+        name: config.name.clone(),
+        task: format!(
+            "{} over {} classes",
+            config.model.model,
+            config.model.classes.len()
+        ),
+        data_licence: args.data_licence.clone(),
+        model_licence: args.model_licence.clone(),
+        enrolment: if args.members_only {
+            Enrolment::Members
+        } else {
+            Enrolment::Invite
+        },
+        strategies: vec![strategy.split('(').next().unwrap_or(&strategy).to_string()],
+        min_quorum: config.rounds.quorum,
+        max_deadline_s: config.rounds.deadline_s,
+        max_rounds: config.rounds.rounds,
+        amendment_threshold: args.amendment_threshold,
+        members,
+    };
+    charter.validate()?;
+    Ok(charter)
+}
+
 pub(crate) fn init(args: InitArgs) -> Result<()> {
     let config = config_from(&args)?;
+    let charter = charter_from(&args, &config)?;
     let folder = FederationFolder::new(&args.dir);
-    let invite = folder.init(config)?;
+    let invite = folder.init(config, &charter)?;
     println!(
         "Created federation {} in {}",
         invite.federation_id,

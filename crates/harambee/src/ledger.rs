@@ -349,6 +349,16 @@ fn show(dir: &Path) -> Result<()> {
                 rounds,
                 model_digest,
             }) => format!("release after {rounds} rounds: model {model_digest}"),
+            Ok(Entry::Amendment {
+                amends,
+                signatures,
+                charter,
+            }) => format!(
+                "amendment: charter {}… replaced by {}…, signed by {} stewards",
+                &amends[..16],
+                &hex::encode(Sha256::digest(charter.as_bytes()))[..16],
+                signatures.len()
+            ),
             Err(e) => format!("unreadable entry: {e}"),
         };
         if writeln!(out, "{i:>5}  {line}").is_err() {

@@ -5,9 +5,11 @@
 //! baselines measured in the same run).
 
 mod bench;
+mod charter;
 mod cli;
 mod demo;
 mod demo_sim;
+mod export;
 mod federation;
 mod keygen;
 mod ledger;
@@ -45,6 +47,8 @@ fn main() -> ExitCode {
         cli::Command::Serve(args) => federation::serve(args),
         cli::Command::Join(args) => federation::join(args),
         cli::Command::Ledger(args) => ledger::run(args),
+        cli::Command::Export(args) => export::run(args),
+        cli::Command::Charter(args) => charter::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,6 +26,10 @@ struct Federation {
 
 impl Federation {
     fn new(rounds: u32, quorum: u32, deadline_s: f64) -> Self {
+        Self::new_with(rounds, quorum, deadline_s, &[])
+    }
+
+    fn new_with(rounds: u32, quorum: u32, deadline_s: f64, extra: &[&str]) -> Self {
         let root = tempfile::tempdir().unwrap();
         corpus(&root.path().join("classes"), &LANGUAGES);
         for (k, codes) in COMMUNITIES.iter().enumerate() {
@@ -38,26 +42,32 @@ impl Federation {
             assert!(out.status.success());
         }
         let fed = root.path().join("fed");
-        let out = harambee(&[
-            "init",
-            fed.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--classes-from",
-            root.path().join("classes").to_str().unwrap(),
-            "--rounds",
-            &rounds.to_string(),
-            "--min-participants",
-            "3",
-            "--quorum",
-            &quorum.to_string(),
-            "--deadline-s",
-            &deadline_s.to_string(),
-            "--epochs",
-            "1",
-            "--seed",
-            "11",
-        ]);
+        let out = harambee(
+            &[
+                "init",
+                fed.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--classes-from",
+                root.path().join("classes").to_str().unwrap(),
+                "--rounds",
+                &rounds.to_string(),
+                "--min-participants",
+                "3",
+                "--quorum",
+                &quorum.to_string(),
+                "--deadline-s",
+                &deadline_s.to_string(),
+                "--epochs",
+                "1",
+                "--seed",
+                "11",
+            ]
+            .iter()
+            .chain(extra)
+            .copied()
+            .collect::<Vec<_>>(),
+        );
         assert!(
             out.status.success(),
             "{}",
@@ -291,6 +301,42 @@ fn the_ledger_verifies_and_each_tampering_is_named() {
     assert!(ok, "{text}");
     assert!(text.contains("matching: 2 of 2"), "{text}");
 
+    // The release: weights that are the ledger's, and a model card that says how to check.
+    let release = f.root.path().join("release");
+    let out = harambee(&[
+        "export",
+        f.fed().to_str().unwrap(),
+        "--out",
+        release.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let card = fs::read_to_string(release.join("README.md")).unwrap();
+    for needle in [
+        "## Contributors",
+        "p0",
+        "harambee ledger verify",
+        "tree head: size",
+    ] {
+        assert!(
+            card.contains(needle),
+            "{needle} missing from the model card:\n{card}"
+        );
+    }
+    let exported = harambee_params::ParamSet::from_safetensors(
+        &fs::read(release.join("model.safetensors")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(exported.digest().to_hex(), f.model_digest());
+    assert!(
+        fs::read_to_string(release.join("ledger.jsonl"))
+            .unwrap()
+            .contains("\"type\":\"release\"")
+    );
+
     // An update swapped: one kept update blob replaced by another's bytes.
     let swapped = copy_of(&f, "swapped");
     let state = SqliteState::open(&swapped.join("state.db")).unwrap();
@@ -437,4 +483,129 @@ fn a_silent_participant_stops_holding_rounds_up_and_rejoins_after_restarting() {
     let after = acknowledged(&f.log("p2"));
     assert!(after.contains(&4), "{after:?}");
     assert!(!after.contains(&1), "it does not redo a round it finished");
+}
+
+#[test]
+fn the_charter_changes_only_with_k_of_n_stewards_and_participants_hold_to_theirs() {
+    let keys = tempfile::tempdir().unwrap();
+    let stewards: Vec<(PathBuf, String)> = (0..3)
+        .map(|i| {
+            let path = keys.path().join(format!("steward{i}.key"));
+            let out = harambee(&["keygen", "--out", path.to_str().unwrap()]);
+            (
+                path,
+                String::from_utf8(out.stdout).unwrap().trim().to_string(),
+            )
+        })
+        .collect();
+    let mut extra = vec!["--amendment-threshold", "2"];
+    for (_, public) in &stewards {
+        extra.extend(["--steward", public.as_str()]);
+    }
+    let f = Federation::new_with(2, 3, 60.0, &extra);
+    let fed = f.fed();
+    // The first start writes the genesis, with the charter, into the ledger.
+    let mut coordinator = f.serve("serve", None, &[]);
+    coordinator.kill().unwrap();
+    coordinator.wait().unwrap();
+    let old_invite = f.root.path().join("old-invite.toml");
+    fs::copy(fed.join("invite.toml"), &old_invite).unwrap();
+
+    let proposed = f.root.path().join("proposed.toml");
+    let current = fs::read_to_string(fed.join("charter.toml")).unwrap();
+    fs::write(
+        &proposed,
+        current.replace("max_rounds = 2", "max_rounds = 4"),
+    )
+    .unwrap();
+    let sign = |i: usize| {
+        let out = harambee(&[
+            "charter",
+            "sign",
+            fed.to_str().unwrap(),
+            "--proposed",
+            proposed.to_str().unwrap(),
+            "--key",
+            stewards[i].0.to_str().unwrap(),
+        ]);
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let amend = |signatures: &[String]| {
+        let mut args = vec![
+            "charter".to_string(),
+            "amend".into(),
+            fed.to_str().unwrap().into(),
+            "--proposed".into(),
+            proposed.to_str().unwrap().into(),
+        ];
+        for s in signatures {
+            args.extend(["--signature".into(), s.clone()]);
+        }
+        harambee(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    // One signature short: refused, nothing changes.
+    let out = amend(&[sign(0)]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("requires 2"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read_to_string(fed.join("charter.toml")).unwrap(),
+        current
+    );
+    // Two of three: in force, and recorded in the ledger.
+    let out = amend(&[sign(0), sign(2)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        fs::read_to_string(fed.join("charter.toml"))
+            .unwrap()
+            .contains("max_rounds = 4")
+    );
+    let (ok, text) = verify(&fed);
+    assert!(ok, "{text}");
+    // Editing charter.toml by hand is refused at the next start.
+    let amended = fs::read_to_string(fed.join("charter.toml")).unwrap();
+    fs::write(
+        fed.join("charter.toml"),
+        amended.replace("max_rounds = 4", "max_rounds = 9"),
+    )
+    .unwrap();
+    let out = harambee(&["serve", fed.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("charter amend"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fs::write(fed.join("charter.toml"), amended).unwrap();
+
+    // A participant that accepted the old charter refuses to train under the new one.
+    let mut coordinator = f.serve("serve-again", None, &[]);
+    let home = f.root.path().join("p0");
+    let out = harambee(&[
+        "join",
+        "--invite",
+        old_invite.to_str().unwrap(),
+        "--key",
+        home.join("key.pem").to_str().unwrap(),
+        "--data",
+        home.join("data").to_str().unwrap(),
+        "--give-up-after-s",
+        "10",
+    ]);
+    let _ = coordinator.kill();
+    let _ = coordinator.wait();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refusing to train"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

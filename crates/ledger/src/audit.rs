@@ -1,5 +1,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
+use harambee_charter::{Amendment, Charter};
 use harambee_identity::{PublicKey, SignedUpdate, UpdateStatement};
 use harambee_params::Digest;
 
@@ -48,6 +49,8 @@ pub struct Audit {
     pub entries: u64,
     /// Update commitments whose signatures verified.
     pub signatures_verified: u64,
+    /// Amendments that took effect.
+    pub amendments: u64,
 }
 
 impl Audit {
@@ -93,11 +96,23 @@ pub fn audit(entries: &[Vec<u8>], heads: &[TreeHead], trusted_key: Option<&Publi
         federation_id,
         coordinator_key,
         config_sha256,
+        charter,
         ..
     })) = parsed.first()
     else {
         a.find(Some(0), None, "the first entry is not the genesis entry");
         return a;
+    };
+    let charter = match serde_json::from_str::<Charter>(charter) {
+        Ok(c) if c.canonical_bytes() == charter.as_bytes() => c,
+        _ => {
+            a.find(
+                Some(0),
+                None,
+                "the genesis charter is not a canonical charter",
+            );
+            return a;
+        }
     };
     let federation = federation_id.clone();
     a.genesis = Some((federation.clone(), config_sha256.clone()));
@@ -125,7 +140,7 @@ pub fn audit(entries: &[Vec<u8>], heads: &[TreeHead], trusted_key: Option<&Publi
     };
     a.coordinator_key = Some(key.to_string());
     check_heads(&mut a, &ledger, heads, &key);
-    check_entries(&mut a, &parsed, &federation);
+    check_entries(&mut a, &parsed, &federation, charter);
     a
 }
 
@@ -178,7 +193,7 @@ fn check_heads(a: &mut Audit, ledger: &Ledger, heads: &[TreeHead], key: &PublicK
 }
 
 /// The entries' own rules, round by round.
-fn check_entries(a: &mut Audit, parsed: &[Option<Entry>], federation: &str) {
+fn check_entries(a: &mut Audit, parsed: &[Option<Entry>], federation: &str, mut charter: Charter) {
     let mut keys: BTreeMap<u64, String> = BTreeMap::new();
     let mut opened: BTreeMap<(u64, u32), (BTreeSet<u64>, String)> = BTreeMap::new();
     let mut committed: BTreeMap<u64, Vec<(u64, String, u64)>> = BTreeMap::new();
@@ -188,11 +203,39 @@ fn check_entries(a: &mut Audit, parsed: &[Option<Entry>], federation: &str) {
         let Some(entry) = entry else { continue };
         match entry {
             Entry::Genesis { .. } => a.find(at, None, "a second genesis entry"),
+            Entry::Amendment {
+                amends,
+                charter: proposed,
+                signatures,
+            } => {
+                let amendment = serde_json::from_str::<Charter>(proposed).map(|c| Amendment {
+                    amends: amends.clone(),
+                    charter: c,
+                    signatures: signatures.clone(),
+                });
+                match amendment
+                    .map_err(|e| e.to_string())
+                    .and_then(|am| charter.apply(&am).map_err(|e| e.to_string()))
+                {
+                    Ok(next) => {
+                        a.amendments += 1;
+                        charter = next;
+                    }
+                    Err(e) => a.find(
+                        at,
+                        None,
+                        format!("an amendment that does not take effect: {e}"),
+                    ),
+                }
+            }
             Entry::Enrolment {
                 participant,
                 public_key,
                 ..
             } => {
+                if !charter.may_train(public_key) {
+                    a.find(at, None, format!("participant {participant} enrolled, but the charter does not admit its key"));
+                }
                 if key_of(public_key).is_none() {
                     a.find(
                         at,
@@ -292,6 +335,30 @@ fn check_entries(a: &mut Audit, parsed: &[Option<Entry>], federation: &str) {
                 output,
             } => {
                 let r = Some(*round);
+                if !charter.allows_strategy(strategy) {
+                    a.find(at, r, format!("round {round} used strategy {strategy}, which the charter does not allow"));
+                }
+                if *round > charter.max_rounds {
+                    a.find(
+                        at,
+                        r,
+                        format!(
+                            "round {round} is beyond the charter's {} rounds",
+                            charter.max_rounds
+                        ),
+                    );
+                }
+                if inputs.len() < charter.min_quorum {
+                    a.find(
+                        at,
+                        r,
+                        format!(
+                            "round {round} combined {} updates, below the charter's quorum of {}",
+                            inputs.len(),
+                            charter.min_quorum
+                        ),
+                    );
+                }
                 let mut commitments = committed.remove(round).unwrap_or_default();
                 commitments.sort_by_key(|c| c.0);
                 let digests: Vec<&String> = commitments.iter().map(|c| &c.1).collect();

@@ -19,8 +19,19 @@ pub enum Entry {
         name: String,
         /// SHA-256 of the settings file (`federation.toml`) as it was at the start.
         config_sha256: String,
+        /// The charter in force, in its canonical encoding (compact JSON).
+        charter: String,
         /// The coordinator's ed25519 public key, which signs every tree head.
         coordinator_key: String,
+    },
+    /// The charter was replaced, with the stewards' signatures that made it valid.
+    Amendment {
+        /// Hash of the charter replaced.
+        amends: String,
+        /// The new charter, canonical JSON.
+        charter: String,
+        /// (steward key, signature) pairs, hex.
+        signatures: Vec<(String, String)>,
     },
     /// A participant joined.
     Enrolment {
@@ -110,7 +121,7 @@ impl Entry {
             | Entry::UpdateCommitment { round, .. }
             | Entry::RoundResult { round, .. } => Some(*round),
             Entry::Release { rounds, .. } => Some(*rounds),
-            Entry::Genesis { .. } | Entry::Enrolment { .. } => None,
+            Entry::Genesis { .. } | Entry::Enrolment { .. } | Entry::Amendment { .. } => None,
         }
     }
 }

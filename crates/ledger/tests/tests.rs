@@ -108,10 +108,24 @@ fn small_ledger() -> (Ledger, Vec<harambee_ledger::TreeHead>, Identity) {
     let coordinator = Identity::generate().unwrap();
     let members = [Identity::generate().unwrap(), Identity::generate().unwrap()];
     let mut ledger = Ledger::default();
+    let charter = harambee_charter::Charter {
+        name: "test".into(),
+        task: "digits".into(),
+        data_licence: "CC-BY-4.0".into(),
+        model_licence: "Apache-2.0".into(),
+        enrolment: harambee_charter::Enrolment::Invite,
+        strategies: vec!["fedavg".into()],
+        min_quorum: 2,
+        max_deadline_s: 60.0,
+        max_rounds: 5,
+        amendment_threshold: 1,
+        members: Vec::new(),
+    };
     ledger.append(&Entry::Genesis {
         federation_id: "fed".into(),
         name: "test".into(),
         config_sha256: "00".repeat(32),
+        charter: String::from_utf8(charter.canonical_bytes()).unwrap(),
         coordinator_key: coordinator.public().to_string(),
     });
     for (i, m) in members.iter().enumerate() {

@@ -220,6 +220,12 @@ pub async fn join(options: JoinOptions) -> Result<JoinReport, ParticipantError> 
             reply.federation_id
         )));
     }
+    if reply.charter_sha256 != options.invite.charter_sha256 {
+        return Err(ParticipantError::Setup(format!(
+            "the coordinator runs under charter {}, but the invite you accepted names charter {}; refusing to train (ask the stewards for the amended charter and a new invite)",
+            reply.charter_sha256, options.invite.charter_sha256
+        )));
+    }
     let spec = reply
         .model
         .ok_or_else(|| ParticipantError::Model("the coordinator sent no model".into()))?;

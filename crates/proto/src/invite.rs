@@ -17,6 +17,8 @@ pub struct Invite {
     pub ca_certificate: String,
     /// The secret token that admits a participant.
     pub token: String,
+    /// SHA-256 of the charter the participant accepts by joining.
+    pub charter_sha256: String,
 }
 
 /// An invite file that cannot be read.

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use harambee_charter::Charter;
 use harambee_coordinator::{Action, Coordinator, Event, EventOutcome, Refusal, RestorePoint, Tick};
 use harambee_identity::{Identity, PublicKey, SignedUpdate, UpdateStatement};
 use harambee_ledger::{Entry, Ledger, TreeHead};
@@ -72,12 +73,25 @@ pub(crate) struct Driver {
     logged_enrolments: u64,
     /// The coordinator's key: it signs the ledger's tree heads.
     key: Identity,
+    /// The rules in force.
+    charter: Charter,
 }
 
 impl Driver {
     /// Opens the federation at `folder`, resuming from whatever its state holds.
     pub(crate) fn open(folder: &FederationFolder) -> Result<Self, ServerError> {
         let config = folder.config()?;
+        let charter = folder.charter()?;
+        charter
+            .check(
+                &config.training.strategy.to_string(),
+                config.rounds.quorum,
+                config.rounds.deadline_s,
+                config.rounds.rounds,
+            )
+            .map_err(|e| {
+                ServerError::Config(format!("{e}; change federation.toml or amend the charter"))
+            })?;
         let trainer = config.model.trainer()?;
         let layout = trainer.layout().clone();
         let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&folder.blobs_path())?);
@@ -123,6 +137,14 @@ impl Driver {
         let key = Identity::load(&key_path).map_err(|e| ServerError::Config(e.to_string()))?;
         let (entries, _) = state.ledger()?;
         let ledger = Ledger::from_entries(entries);
+        if let Some(recorded) = charter_in_force(&ledger)
+            && recorded != charter.hash()
+        {
+            return Err(ServerError::Config(format!(
+                "charter.toml (hash {}) is not the charter the ledger records ({recorded}); change it only with `harambee charter amend`",
+                charter.hash()
+            )));
+        }
         let logged_enrolments = ledger
             .entries()
             .iter()
@@ -156,6 +178,7 @@ impl Driver {
             ledger,
             logged_enrolments,
             key,
+            charter,
             config,
         };
         if driver.ledger.is_empty() {
@@ -273,6 +296,16 @@ impl Driver {
         let now = self.now();
         self.core.handle_timeout(now);
         self.process_actions()
+    }
+
+    /// SHA-256 of the charter in force.
+    pub(crate) fn charter_hash(&self) -> String {
+        self.charter.hash()
+    }
+
+    /// Whether the charter admits this key to train.
+    pub(crate) fn admits(&self, key: &PublicKey) -> bool {
+        self.charter.may_train(&key.to_string())
     }
 
     /// Enrols a key that proved it holds its secret half.
@@ -698,6 +731,7 @@ impl Driver {
             federation_id: self.config.federation_id.clone(),
             name: self.config.name.clone(),
             config_sha256: hex::encode(Sha256::digest(&settings)),
+            charter: String::from_utf8_lossy(&self.charter.canonical_bytes()).into_owned(),
             coordinator_key: self.key.public().to_string(),
         }])
     }
@@ -842,4 +876,18 @@ fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The hash of the charter the ledger says is in force: the genesis charter, as amended.
+fn charter_in_force(ledger: &Ledger) -> Option<String> {
+    let mut hash = None;
+    for bytes in ledger.entries() {
+        match Entry::parse(bytes) {
+            Ok(Entry::Genesis { charter, .. }) | Ok(Entry::Amendment { charter, .. }) => {
+                hash = Some(hex::encode(Sha256::digest(charter.as_bytes())));
+            }
+            _ => {}
+        }
+    }
+    hash
 }

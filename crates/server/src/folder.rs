@@ -1,6 +1,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use harambee_charter::Charter;
 use harambee_identity::Identity;
 use harambee_proto::Invite;
 use rcgen::{
@@ -14,6 +15,7 @@ use crate::{FederationConfig, ServerError};
 ///
 /// ```text
 /// federation.toml      settings (FederationConfig)
+/// charter.toml         the rules the software enforces (amended only by stewards)
 /// coordinator.key      the coordinator's ed25519 key (PKCS#8 PEM, owner-only)
 /// invite.toml          what participants need to join (URL, CA certificate, token)
 /// tls/ca.pem, ca.key   the federation's own certificate authority
@@ -43,6 +45,18 @@ impl FederationFolder {
     /// `federation.toml`.
     pub fn config_path(&self) -> PathBuf {
         self.root.join("federation.toml")
+    }
+
+    /// `charter.toml`.
+    pub fn charter_path(&self) -> PathBuf {
+        self.root.join("charter.toml")
+    }
+
+    /// Reads and checks `charter.toml`.
+    pub fn charter(&self) -> Result<Charter, ServerError> {
+        let path = self.charter_path();
+        let text = fs::read_to_string(&path).map_err(|e| ServerError::io(&path, e))?;
+        Charter::parse(&text).map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))
     }
 
     /// `invite.toml`.
@@ -86,7 +100,11 @@ impl FederationFolder {
     /// authority and a server certificate for `config.server_names`, and an invite. The
     /// config's `federation_id` and `invite_token_sha256` are filled in here. Refuses a folder
     /// that already holds a federation.
-    pub fn init(&self, mut config: FederationConfig) -> Result<Invite, ServerError> {
+    pub fn init(
+        &self,
+        mut config: FederationConfig,
+        charter: &Charter,
+    ) -> Result<Invite, ServerError> {
         if self.config_path().exists() {
             return Err(ServerError::Config(format!(
                 "{} already holds a federation; choose an empty folder",
@@ -99,6 +117,17 @@ impl FederationFolder {
         let token = random_hex(32)?;
         config.invite_token_sha256 = hex::encode(Sha256::digest(token.as_bytes()));
         config.validate()?;
+        charter
+            .validate()
+            .and_then(|()| {
+                charter.check(
+                    &config.training.strategy.to_string(),
+                    config.rounds.quorum,
+                    config.rounds.deadline_s,
+                    config.rounds.rounds,
+                )
+            })
+            .map_err(|e| ServerError::Config(e.to_string()))?;
 
         Identity::generate()
             .and_then(|key| key.save(&self.root.join("coordinator.key")))
@@ -108,12 +137,16 @@ impl FederationFolder {
         let text = toml::to_string_pretty(&config)
             .map_err(|e| ServerError::Config(format!("federation.toml: {e}")))?;
         write_file(&self.config_path(), text.as_bytes(), false)?;
+        let charter_text = toml::to_string_pretty(charter)
+            .map_err(|e| ServerError::Config(format!("charter.toml: {e}")))?;
+        write_file(&self.charter_path(), charter_text.as_bytes(), false)?;
         let invite = Invite {
             federation_id: config.federation_id.clone(),
             coordinator: config.public_url.clone(),
             server_name: config.server_names[0].clone(),
             ca_certificate: ca_pem,
             token,
+            charter_sha256: charter.hash(),
         };
         invite
             .save(&self.invite_path())

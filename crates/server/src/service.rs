@@ -24,15 +24,21 @@ pub(crate) struct Service {
     federation_id: String,
     token_sha256: String,
     spec: v1::ModelSpec,
+    charter_sha256: String,
     /// Wakes the deadline timer when a round opens or closes.
     timer: Arc<Notify>,
 }
 
 impl Service {
     pub(crate) fn new(driver: Arc<Mutex<Driver>>, timer: Arc<Notify>) -> Self {
-        let (board, config, layout_spec) = {
+        let (board, config, layout_spec, charter_sha256) = {
             let d = lock(&driver);
-            (d.subscribe(), d.config().clone(), d.model_spec())
+            (
+                d.subscribe(),
+                d.config().clone(),
+                d.model_spec(),
+                d.charter_hash(),
+            )
         };
         let per_second =
             NonZeroU32::new(config.limits.requests_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
@@ -47,6 +53,7 @@ impl Service {
             federation_id: config.federation_id.clone(),
             token_sha256: config.invite_token_sha256.clone(),
             spec: layout_spec,
+            charter_sha256,
             timer,
         }
     }
@@ -156,6 +163,11 @@ impl CoordinatorService for Service {
                     "bad enrolment signature: sign the enrolment statement with this key",
                 )
             })?;
+        if !lock(&self.driver).admits(&public) {
+            return Err(Status::permission_denied(
+                "the charter admits only its named members (stewards and contributors) to train",
+            ));
+        }
         let name = r.name.clone();
         let id = self
             .with_driver(move |d| d.enrol(&public, &name))
@@ -165,6 +177,7 @@ impl CoordinatorService for Service {
             federation_id: self.federation_id.clone(),
             participant_id: id.0,
             model: Some(self.spec.clone()),
+            charter_sha256: self.charter_sha256.clone(),
         }))
     }
 

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use harambee_charter::{Charter, Enrolment, Member, Role};
 use harambee_identity::{Identity, UpdateStatement};
 use harambee_learn::{DataKind, ModelKind, ModelTask, Optimizer, digit_names};
 use harambee_params::{Digest, Encoding, ParamSet};
@@ -49,6 +50,33 @@ fn config(min_participants: usize) -> FederationConfig {
     }
 }
 
+fn charter(members_only: Option<&Identity>) -> Charter {
+    Charter {
+        name: "test".into(),
+        task: "digits".into(),
+        data_licence: "CC-BY-4.0".into(),
+        model_licence: "Apache-2.0".into(),
+        enrolment: if members_only.is_some() {
+            Enrolment::Members
+        } else {
+            Enrolment::Invite
+        },
+        strategies: vec!["fedavg".into()],
+        min_quorum: 1,
+        max_deadline_s: 60.0,
+        max_rounds: 2,
+        amendment_threshold: 1,
+        members: members_only
+            .map(|m| Member {
+                name: "member".into(),
+                public_key: m.public().to_string(),
+                role: Role::Contributor,
+            })
+            .into_iter()
+            .collect(),
+    }
+}
+
 struct Running {
     _dir: tempfile::TempDir,
     invite: Invite,
@@ -56,9 +84,13 @@ struct Running {
 }
 
 async fn start(min_participants: usize) -> Running {
+    start_with(min_participants, &charter(None)).await
+}
+
+async fn start_with(min_participants: usize, charter: &Charter) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let folder = FederationFolder::new(dir.path());
-    let invite = folder.init(config(min_participants)).unwrap();
+    let invite = folder.init(config(min_participants), charter).unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let f = folder.clone();
     tokio::spawn(async move {
@@ -377,7 +409,9 @@ async fn tls_is_required_and_only_the_federation_ca_is_trusted() {
     );
     // A client that trusts another CA is refused too.
     let other = tempfile::tempdir().unwrap();
-    let other_invite = FederationFolder::new(other.path()).init(config(2)).unwrap();
+    let other_invite = FederationFolder::new(other.path())
+        .init(config(2), &charter(None))
+        .unwrap();
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&other_invite.ca_certificate))
         .domain_name("localhost");
@@ -399,4 +433,34 @@ async fn tls_is_required_and_only_the_federation_ca_is_trusted() {
         .unwrap()
         .into_inner();
     assert_eq!(status.federation_id, r.invite.federation_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charter_is_enforced_on_enrolment_and_at_start() {
+    let member = Identity::generate().unwrap();
+    let r = start_with(1, &charter(Some(&member))).await;
+    let mut c = client(&r);
+    let reply = enrol(&mut c, &r, &member).await;
+    assert_eq!(reply.charter_sha256, r.invite.charter_sha256);
+    let outsider = Identity::generate().unwrap();
+    let refused = c
+        .enrol(v1::EnrolRequest {
+            public_key: outsider.public().to_bytes().to_vec(),
+            invite_token: r.invite.token.clone(),
+            name: "outsider".into(),
+            signature: outsider.sign_enrolment(&r.invite.federation_id).to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(refused.message().contains("charter"));
+
+    // Settings the charter forbids are refused when the folder is made.
+    let dir = tempfile::tempdir().unwrap();
+    let mut strict = charter(None);
+    strict.max_rounds = 1;
+    let err = FederationFolder::new(dir.path())
+        .init(config(1), &strict)
+        .unwrap_err();
+    assert!(err.to_string().contains("charter forbids"), "{err}");
 }

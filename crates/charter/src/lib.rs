@@ -1,0 +1,303 @@
+//! The federation's rules: a charter (`charter.toml`) that the software enforces, with a
+//! canonical hash, and amendments that take effect only when enough stewards sign them.
+//!
+//! A [`Charter`] states what is trained and under which licences, who may take part (named
+//! members with roles, or anyone holding an invite), which strategies the coordinator may
+//! use, the least quorum and the longest deadline it may set, and how many rounds it may run.
+//! [`Charter::hash`] is SHA-256 over the canonical encoding (compact JSON of the parsed
+//! charter, fields in declaration order), so formatting and comments never change it.
+//!
+//! An [`Amendment`] replaces the charter with a new one. It carries the hash of the charter
+//! it amends and ed25519 signatures of stewards over (old hash, new hash); it takes effect
+//! only with at least [`Charter::amendment_threshold`] distinct stewards of the *current*
+//! charter ([`Charter::apply`]).
+//!
+//! ```
+//! use harambee_charter::Charter;
+//!
+//! let charter: Charter = toml::from_str(r#"
+//!     name = "Yoruba speech"
+//!     task = "speech recognition"
+//!     data_licence = "CC-BY-4.0"
+//!     model_licence = "Apache-2.0"
+//!     enrolment = "invite"
+//!     strategies = ["fedavg", "median"]
+//!     min_quorum = 2
+//!     max_deadline_s = 600.0
+//!     max_rounds = 100
+//!     amendment_threshold = 1
+//!     members = []
+//! "#).unwrap();
+//! assert!(charter.allows_strategy("median"));
+//! assert!(!charter.allows_strategy("fedadam"));
+//! ```
+
+use harambee_identity::{Identity, PublicKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use thiserror::Error;
+
+/// What is wrong with a charter or an amendment, or what the charter forbids.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CharterError {
+    /// The charter does not parse or is inconsistent.
+    #[error("charter: {0}")]
+    Invalid(String),
+    /// An amendment is not for the charter in force.
+    #[error("the amendment amends charter {amends}, but charter {current} is in force")]
+    WrongBase {
+        /// The hash it names.
+        amends: String,
+        /// The hash in force.
+        current: String,
+    },
+    /// Not enough valid steward signatures.
+    #[error("the amendment has {valid} valid steward signatures; the charter requires {required}")]
+    NotEnoughSignatures {
+        /// Distinct stewards whose signature verified.
+        valid: usize,
+        /// The threshold.
+        required: usize,
+    },
+    /// The federation's settings break the charter.
+    #[error("the charter forbids this: {0}")]
+    Forbidden(String),
+}
+
+/// A member's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Governs: signs amendments; may also train.
+    Steward,
+    /// Trains.
+    Contributor,
+    /// Watches; may not train.
+    Observer,
+}
+
+/// A named member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    /// How the member is named in the model card.
+    pub name: String,
+    /// Its ed25519 public key (hex).
+    pub public_key: String,
+    /// Its role.
+    pub role: Role,
+}
+
+/// Who may enrol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Enrolment {
+    /// Anyone holding the invite.
+    Invite,
+    /// Only the listed stewards and contributors (with the invite).
+    Members,
+}
+
+/// The federation's rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Charter {
+    /// The federation's name.
+    pub name: String,
+    /// What is trained, in words.
+    pub task: String,
+    /// The licence under which members contribute (their updates).
+    pub data_licence: String,
+    /// The licence of the released model.
+    pub model_licence: String,
+    /// Who may enrol.
+    pub enrolment: Enrolment,
+    /// Strategies the coordinator may use (names, as `--strategy` takes them: `fedavg`,
+    /// `median`, `krum`, ...).
+    pub strategies: Vec<String>,
+    /// The least quorum a round may close with.
+    pub min_quorum: usize,
+    /// The longest a round may stay open, in seconds.
+    pub max_deadline_s: f64,
+    /// The most rounds the federation may run.
+    pub max_rounds: u64,
+    /// Steward signatures an amendment needs (k of the n stewards).
+    pub amendment_threshold: usize,
+    /// Named members.
+    pub members: Vec<Member>,
+}
+
+impl Charter {
+    /// Parses `charter.toml` text and checks it.
+    pub fn parse(text: &str) -> Result<Self, CharterError> {
+        let charter: Charter =
+            toml::from_str(text).map_err(|e| CharterError::Invalid(e.to_string()))?;
+        charter.validate()?;
+        Ok(charter)
+    }
+
+    /// Checks that the charter is self-consistent.
+    pub fn validate(&self) -> Result<(), CharterError> {
+        let bad = |m: String| Err(CharterError::Invalid(m));
+        if self.strategies.is_empty() {
+            return bad("strategies must allow at least one strategy".into());
+        }
+        if self.min_quorum == 0 || self.max_rounds == 0 {
+            return bad("min_quorum and max_rounds must be at least 1".into());
+        }
+        if !(self.max_deadline_s.is_finite() && self.max_deadline_s > 0.0) {
+            return bad("max_deadline_s must be positive".into());
+        }
+        for m in &self.members {
+            if m.public_key.parse::<PublicKey>().is_err() {
+                return bad(format!("member {:?}: not an ed25519 public key", m.name));
+            }
+        }
+        let stewards = self.stewards().len();
+        if self.amendment_threshold == 0 || self.amendment_threshold > stewards.max(1) {
+            return bad(format!(
+                "amendment_threshold {} must be between 1 and the number of stewards ({stewards})",
+                self.amendment_threshold
+            ));
+        }
+        Ok(())
+    }
+
+    /// The canonical encoding: compact JSON, fields in declaration order.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// SHA-256 of the canonical encoding, hex.
+    pub fn hash(&self) -> String {
+        hex::encode(Sha256::digest(self.canonical_bytes()))
+    }
+
+    /// The stewards' keys.
+    pub fn stewards(&self) -> Vec<&str> {
+        self.members
+            .iter()
+            .filter(|m| m.role == Role::Steward)
+            .map(|m| m.public_key.as_str())
+            .collect()
+    }
+
+    /// Whether the named strategy (`krum:4` counts as `krum`) is allowed.
+    pub fn allows_strategy(&self, strategy: &str) -> bool {
+        let name = strategy.split([':', '(']).next().unwrap_or(strategy);
+        self.strategies.iter().any(|s| s == name)
+    }
+
+    /// Whether `public_key` (hex) may enrol to train.
+    pub fn may_train(&self, public_key: &str) -> bool {
+        match self.enrolment {
+            Enrolment::Invite => !self
+                .members
+                .iter()
+                .any(|m| m.public_key == public_key && m.role == Role::Observer),
+            Enrolment::Members => self
+                .members
+                .iter()
+                .any(|m| m.public_key == public_key && m.role != Role::Observer),
+        }
+    }
+
+    /// Checks a federation's settings against the charter.
+    pub fn check(
+        &self,
+        strategy: &str,
+        quorum: usize,
+        deadline_s: f64,
+        rounds: u64,
+    ) -> Result<(), CharterError> {
+        let forbid = |m: String| Err(CharterError::Forbidden(m));
+        if !self.allows_strategy(strategy) {
+            return forbid(format!(
+                "strategy {strategy} (allowed: {})",
+                self.strategies.join(", ")
+            ));
+        }
+        if quorum < self.min_quorum {
+            return forbid(format!(
+                "quorum {quorum} is below the charter's {}",
+                self.min_quorum
+            ));
+        }
+        if deadline_s > self.max_deadline_s {
+            return forbid(format!(
+                "a {deadline_s} s deadline is beyond the charter's {} s",
+                self.max_deadline_s
+            ));
+        }
+        if rounds > self.max_rounds {
+            return forbid(format!(
+                "{rounds} rounds are beyond the charter's {}",
+                self.max_rounds
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies an amendment: returns the new charter if it amends this one and at least
+    /// `amendment_threshold` distinct stewards of this charter signed it.
+    pub fn apply(&self, amendment: &Amendment) -> Result<Charter, CharterError> {
+        let current = self.hash();
+        if amendment.amends != current {
+            return Err(CharterError::WrongBase {
+                amends: amendment.amends.clone(),
+                current,
+            });
+        }
+        amendment.charter.validate()?;
+        let statement = Amendment::statement(&current, &amendment.charter.hash());
+        let stewards = self.stewards();
+        let mut valid: Vec<&str> = Vec::new();
+        for (key, signature) in &amendment.signatures {
+            let is_steward = stewards.contains(&key.as_str());
+            let verifies = key
+                .parse::<PublicKey>()
+                .ok()
+                .zip(hex::decode(signature).ok())
+                .is_some_and(|(k, s)| k.verify_raw(&statement, &s).is_ok());
+            if is_steward && verifies && !valid.contains(&key.as_str()) {
+                valid.push(key);
+            }
+        }
+        if valid.len() < self.amendment_threshold {
+            return Err(CharterError::NotEnoughSignatures {
+                valid: valid.len(),
+                required: self.amendment_threshold,
+            });
+        }
+        Ok(amendment.charter.clone())
+    }
+}
+
+/// A proposed replacement of the charter, with steward signatures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Amendment {
+    /// Hash of the charter it amends.
+    pub amends: String,
+    /// The new charter.
+    pub charter: Charter,
+    /// (steward public key, signature) pairs, hex.
+    pub signatures: Vec<(String, String)>,
+}
+
+impl Amendment {
+    /// The signed bytes: `harambee.amendment.v1\0`, then the old and new charter hashes as
+    /// their 64 hex characters each.
+    pub fn statement(old_hash: &str, new_hash: &str) -> Vec<u8> {
+        let mut out = b"harambee.amendment.v1\0".to_vec();
+        out.extend_from_slice(old_hash.as_bytes());
+        out.extend_from_slice(new_hash.as_bytes());
+        out
+    }
+
+    /// A steward's signature over replacing `current` by `proposed`, hex.
+    pub fn sign(steward: &Identity, current: &Charter, proposed: &Charter) -> String {
+        hex::encode(steward.sign_raw(&Self::statement(&current.hash(), &proposed.hash())))
+    }
+}
