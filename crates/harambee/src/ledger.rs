@@ -167,7 +167,30 @@ pub(crate) fn verify_folder(dir: &Path, pinned: Option<&PublicKey>) -> Result<Ve
         return Ok(v);
     }
     replay(&folder, &state, &mut v)?;
+    check_released_model(&folder, &entries, &mut v);
     Ok(v)
+}
+
+/// The model file in the folder, if there is one, must be the model the ledger released.
+fn check_released_model(folder: &FederationFolder, entries: &[Vec<u8>], v: &mut Verification) {
+    let released = entries.iter().find_map(|e| match Entry::parse(e) {
+        Ok(Entry::Release { model_digest, .. }) => Some(model_digest),
+        _ => None,
+    });
+    let Some(released) = released else { return };
+    let Ok(bytes) = std::fs::read(folder.model_path()) else {
+        return;
+    };
+    match harambee_params::ParamSet::from_safetensors(&bytes) {
+        Ok(p) if p.digest().to_hex() == released => {}
+        Ok(p) => v.replay_problems.push(format!(
+            "model.safetensors (digest {}) is not the released model ({released})",
+            p.digest()
+        )),
+        Err(e) => v
+            .replay_problems
+            .push(format!("model.safetensors does not load: {e}")),
+    }
 }
 
 /// Whether a round's result depends only on its inputs (no state carried between rounds).
@@ -203,6 +226,11 @@ fn replay(folder: &FederationFolder, state: &SqliteState, v: &mut Verification) 
         } else {
             match globals.get(&(r - 1)).map(|d| blobs.get(d)) {
                 Some(Ok(bytes)) => Encoding::F32.decode(&layout, &bytes)?,
+                Some(Err(e @ harambee_store::StoreError::Corrupt { .. })) => {
+                    v.replay_problems
+                        .push(format!("round {r}: the kept starting model: {e}"));
+                    continue;
+                }
                 _ => {
                     v.not_replayed
                         .push((r, "the previous round's model is not kept".into()));

@@ -362,6 +362,40 @@ fn the_ledger_verifies_and_each_tampering_is_named() {
         !ok && text.contains("does not match the stored entries"),
         "{text}"
     );
+    assert!(
+        text.contains("round 1: recomputing the aggregate"),
+        "{text}"
+    );
+
+    // A single byte of a kept update, of a kept model, of the released model.
+    let flip = |path: &Path| {
+        let mut bytes = fs::read(path).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x10;
+        fs::write(path, bytes).unwrap();
+    };
+    let flipped = copy_of(&f, "flipped-update");
+    let state = SqliteState::open(&flipped.join("state.db")).unwrap();
+    let blobs = harambee_store::FsBlobStore::open(&flipped.join("blobs")).unwrap();
+    flip(&blobs.path_of(&state.updates(1, 0).unwrap()[2].blob));
+    let (ok, text) = verify(&flipped);
+    assert!(
+        !ok && text.contains("round 1:") && text.contains("corrupt"),
+        "{text}"
+    );
+    let flipped = copy_of(&f, "flipped-global");
+    let state = SqliteState::open(&flipped.join("state.db")).unwrap();
+    let blobs = harambee_store::FsBlobStore::open(&flipped.join("blobs")).unwrap();
+    flip(&blobs.path_of(&state.closed_rounds().unwrap()[0].global_blob));
+    let (ok, text) = verify(&flipped);
+    assert!(
+        !ok && text.contains("round 2: the kept starting model"),
+        "{text}"
+    );
+    let flipped = copy_of(&f, "flipped-model");
+    flip(&flipped.join("model.safetensors"));
+    let (ok, text) = verify(&flipped);
+    assert!(!ok && text.contains("model.safetensors"), "{text}");
 
     // An update commitment dropped.
     let dropped = copy_of(&f, "dropped");
