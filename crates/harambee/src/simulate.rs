@@ -53,10 +53,28 @@ pub(crate) fn run(args: SimulateArgs, process_start: Instant) -> Result<()> {
     }
     print_per_class(&sim, &summary);
     print_summary(&summary, config.out.as_deref());
+    print_privacy(&config, &summary);
     if compare_local {
         compare_with_local(&sim, &summary)?;
     }
     Ok(())
+}
+
+/// For DP-FedAvg: the participant-level (ε, δ) spent, by the RDP accountant, with δ = 1/K.
+fn print_privacy(config: &SimConfig, s: &Summary) {
+    if let harambee_strategy::StrategyConfig::DpFedAvg {
+        noise_multiplier, ..
+    } = config.strategy
+    {
+        let delta = 1.0 / config.clients as f64;
+        let mut accountant = harambee_strategy::privacy::RdpAccountant::default();
+        accountant.compose_subsampled_gaussian(config.fraction, noise_multiplier, s.rounds);
+        let (epsilon, order) = accountant.epsilon(delta);
+        println!(
+            "privacy: ({epsilon:.2}, {delta:.0e})-DP per participant over {} rounds (sampling {}, noise multiplier {noise_multiplier}; RDP order {order})",
+            s.rounds, config.fraction
+        );
+    }
 }
 
 /// Test accuracy per class (per digit, or per language with its name and region).

@@ -49,6 +49,15 @@ pub enum StrategyConfig {
         /// Adaptivity floor τ.
         tau: f32,
     },
+    /// DP-FedAvg ([`DpFedAvg`](crate::privacy::DpFedAvg)): updates clipped to `clip`, Gaussian
+    /// noise of `noise_multiplier · clip` on their sum.
+    #[serde(rename = "dp-fedavg")]
+    DpFedAvg {
+        /// L2 clipping bound.
+        clip: f64,
+        /// Noise standard deviation over the clipping bound.
+        noise_multiplier: f64,
+    },
     /// A robust rule ([`Robust`]): `{ name = "robust", rule = "median" }`,
     /// `{ name = "robust", rule = "krum", f = 2 }`, ...
     Robust(RobustRule),
@@ -94,6 +103,16 @@ impl StrategyConfig {
             StrategyConfig::Robust(rule) => {
                 Box::new(Robust::new(fraction, min_participants, fit, rule)?)
             }
+            StrategyConfig::DpFedAvg {
+                clip,
+                noise_multiplier,
+            } => Box::new(crate::privacy::DpFedAvg::new(
+                fraction,
+                min_participants,
+                fit,
+                clip,
+                noise_multiplier,
+            )?),
         })
     }
 }
@@ -110,6 +129,22 @@ impl FromStr for StrategyConfig {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(rule) = robust_rule(s)? {
             return Ok(StrategyConfig::Robust(rule));
+        }
+        if let Some(settings) = s.strip_prefix("dp-fedavg:") {
+            // dp-fedavg:CLIP:NOISE_MULTIPLIER
+            let parsed: Option<(f64, f64)> = settings
+                .split_once(':')
+                .and_then(|(c, z)| Some((c.parse().ok()?, z.parse().ok()?)));
+            let Some((clip, noise_multiplier)) = parsed else {
+                return Err(StrategyError::InvalidSetting {
+                    name: "strategy",
+                    reason: format!("{s:?}: expected dp-fedavg:CLIP:NOISE_MULTIPLIER"),
+                });
+            };
+            return Ok(StrategyConfig::DpFedAvg {
+                clip,
+                noise_multiplier,
+            });
         }
         Ok(match s {
             "fedavg" => StrategyConfig::FedAvg,
@@ -199,6 +234,13 @@ impl fmt::Display for StrategyConfig {
             StrategyConfig::FedAdagrad { server_lr, tau } => {
                 write!(f, "fedadagrad(server_lr={server_lr}, tau={tau})")
             }
+            StrategyConfig::DpFedAvg {
+                clip,
+                noise_multiplier,
+            } => write!(
+                f,
+                "dp-fedavg(clip={clip}, noise_multiplier={noise_multiplier})"
+            ),
             StrategyConfig::Robust(rule) => match rule {
                 RobustRule::Median => write!(f, "median"),
                 RobustRule::TrimmedMean { beta } => write!(f, "trimmed-mean(beta={beta})"),

@@ -14,6 +14,7 @@
 //! lie, [`Robust`] combines updates with a [`RobustRule`]: coordinate-wise median and trimmed
 //! mean, Krum and Multi-Krum, Bulyan, norm bounding and centered clipping, each documented with
 //! the assumption it rests on. [`StrategyConfig`] builds any of them from configuration.
+//! [`privacy`] holds the RDP accountant for differentially private federations.
 //!
 //! ```
 //! use harambee_params::ParamSet;
@@ -36,6 +37,7 @@ mod config;
 mod error;
 mod fedavg;
 mod fedopt;
+pub mod privacy;
 mod robust;
 mod types;
 

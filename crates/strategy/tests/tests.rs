@@ -399,3 +399,100 @@ mod robust {
         assert_eq!(parsed, StrategyConfig::Robust(RobustRule::Krum { f: 2 }));
     }
 }
+
+mod privacy {
+    use super::*;
+    use harambee_strategy::privacy::{
+        DpFedAvg, RdpAccountant, noise_multiplier_for, rdp_subsampled_gaussian,
+    };
+
+    #[test]
+    fn dp_fedavg_clips_each_update_and_adds_fresh_noise() {
+        let global = params(&[0.0, 0.0]);
+        // (30, 40) has norm 50: clipped to norm 5, i.e. (3, 4); (0.3, 0.4) stays.
+        let results = [result(1, &[30.0, 40.0], 10), result(2, &[0.3, 0.4], 10)];
+        let mut exact = DpFedAvg::new(1.0, 1, FitConfig::default(), 5.0, 0.0).unwrap();
+        let x = updated(exact.aggregate_fit(1, &global, &results, &[]).unwrap());
+        close(&x, &[1.65, 2.2]);
+        let mut noisy = DpFedAvg::new(1.0, 1, FitConfig::default(), 5.0, 1.0).unwrap();
+        let a = updated(noisy.aggregate_fit(1, &global, &results, &[]).unwrap());
+        let b = updated(noisy.aggregate_fit(1, &global, &results, &[]).unwrap());
+        assert_ne!(
+            a, b,
+            "noise is fresh each time, never replayable from a seed"
+        );
+        assert!(DpFedAvg::new(1.0, 1, FitConfig::default(), 0.0, 1.0).is_err());
+        assert_eq!(
+            "dp-fedavg:1.5:0.8".parse::<StrategyConfig>().unwrap(),
+            StrategyConfig::DpFedAvg {
+                clip: 1.5,
+                noise_multiplier: 0.8
+            }
+        );
+    }
+
+    /// Google's dp-accounting, if installed (`pip install dp-accounting==0.6.0`; CI does and
+    /// sets HARAMBEE_DP_REFERENCE=1, which makes its absence a failure).
+    fn reference() -> Option<String> {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dp_reference.py");
+        let out = std::process::Command::new("python3")
+            .arg(script)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            assert!(
+                std::env::var_os("HARAMBEE_DP_REFERENCE").is_none(),
+                "dp-accounting is required here: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            eprintln!("skipped: dp-accounting is not installed (pip install dp-accounting==0.6.0)");
+            return None;
+        }
+        Some(String::from_utf8(out.stdout).unwrap())
+    }
+
+    #[test]
+    fn epsilon_agrees_with_google_dp_accounting_within_one_percent() {
+        let Some(lines) = reference() else { return };
+        let mut compared = 0;
+        for line in lines.lines() {
+            let v: Vec<f64> = line
+                .split_whitespace()
+                .map(|x| x.parse().unwrap())
+                .collect();
+            let (q, sigma, steps, delta, expected) = (v[0], v[1], v[2] as u64, v[3], v[4]);
+            let mut acc = RdpAccountant::default();
+            acc.compose_subsampled_gaussian(q, sigma, steps);
+            let (ours, _) = acc.epsilon(delta);
+            let tolerance = 0.01 * expected.abs() + 1e-9;
+            assert!(
+                (ours - expected).abs() <= tolerance,
+                "q={q} sigma={sigma} steps={steps} delta={delta}: ours {ours}, dp-accounting {expected}"
+            );
+            compared += 1;
+        }
+        assert_eq!(compared, 96);
+    }
+
+    #[test]
+    fn more_noise_or_fewer_rounds_spend_less() {
+        let eps = |q, sigma, steps| {
+            let mut acc = RdpAccountant::default();
+            acc.compose_subsampled_gaussian(q, sigma, steps);
+            acc.epsilon(1e-5).0
+        };
+        assert!(eps(0.01, 2.0, 100) < eps(0.01, 1.0, 100));
+        assert!(eps(0.01, 1.0, 10) < eps(0.01, 1.0, 100));
+        assert!(eps(0.001, 1.0, 100) < eps(0.01, 1.0, 100));
+        assert_eq!(
+            rdp_subsampled_gaussian(1.0, 2.0, 8.0),
+            1.0,
+            "no sampling: α / 2σ²"
+        );
+        let sigma = noise_multiplier_for(2.0, 1e-5, 0.01, 1000).unwrap();
+        assert!(
+            eps(0.01, sigma, 1000) <= 2.0 && eps(0.01, sigma * 0.99, 1000) > 1.99,
+            "{sigma}"
+        );
+    }
+}
