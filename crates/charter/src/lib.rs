@@ -30,6 +30,7 @@
 //! "#).unwrap();
 //! assert!(charter.allows_strategy("median"));
 //! assert!(!charter.allows_strategy("fedadam"));
+//! assert_eq!(charter.privacy, None);
 //! ```
 
 use harambee_identity::{Identity, PublicKey};
@@ -126,6 +127,20 @@ pub struct Charter {
     pub amendment_threshold: usize,
     /// Named members.
     pub members: Vec<Member>,
+    /// The participant-level differential-privacy budget the released model must respect,
+    /// if any. The coordinator refuses settings that would exceed it.
+    #[serde(default)]
+    pub privacy: Option<PrivacyBudget>,
+}
+
+/// A differential-privacy budget: (ε, δ) at the level of a participant, over the federation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyBudget {
+    /// ε.
+    pub epsilon: f64,
+    /// δ.
+    pub delta: f64,
 }
 
 impl Charter {
@@ -153,6 +168,14 @@ impl Charter {
             if m.public_key.parse::<PublicKey>().is_err() {
                 return bad(format!("member {:?}: not an ed25519 public key", m.name));
             }
+        }
+        if let Some(b) = self.privacy
+            && !(b.epsilon.is_finite() && b.epsilon > 0.0 && b.delta > 0.0 && b.delta < 1.0)
+        {
+            return bad(format!(
+                "privacy budget ({}, {}) must have ε > 0 and 0 < δ < 1",
+                b.epsilon, b.delta
+            ));
         }
         let stewards = self.stewards().len();
         if self.amendment_threshold == 0 || self.amendment_threshold > stewards.max(1) {

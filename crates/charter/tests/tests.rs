@@ -16,6 +16,7 @@ fn charter(stewards: &[&Identity], threshold: usize) -> Charter {
         max_deadline_s: 600.0,
         max_rounds: 50,
         amendment_threshold: threshold,
+        privacy: None,
         members: stewards
             .iter()
             .enumerate()

@@ -192,6 +192,12 @@ pub(crate) struct InitArgs {
     /// Admit only the charter's named members (default: anyone with the invite).
     #[arg(long)]
     pub(crate) members_only: bool,
+    /// The charter's participant-level privacy budget ε (needs a dp-fedavg strategy).
+    #[arg(long, requires = "privacy_delta")]
+    pub(crate) privacy_epsilon: Option<f64>,
+    /// The charter's δ, with --privacy-epsilon.
+    #[arg(long, requires = "privacy_epsilon")]
+    pub(crate) privacy_delta: Option<f64>,
 }
 
 /// `harambee serve`.

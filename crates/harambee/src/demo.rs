@@ -59,6 +59,8 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
         steward: Vec::new(),
         amendment_threshold: 1,
         members_only: false,
+        privacy_epsilon: None,
+        privacy_delta: None,
     };
     let folder = FederationFolder::new(&dir);
     let mut config = crate::federation::config_from(&init)?;

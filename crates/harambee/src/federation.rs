@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use harambee_charter::{Charter, Enrolment, Member, Role};
+use harambee_charter::{Charter, Enrolment, Member, PrivacyBudget, Role};
 use harambee_identity::Identity;
 use harambee_learn::udhr::load_corpus;
 use harambee_learn::{DataKind, ModelKind, ModelTask, Optimizer, digit_names};
@@ -117,6 +117,10 @@ pub(crate) fn charter_from(args: &InitArgs, config: &FederationConfig) -> Result
         max_deadline_s: config.rounds.deadline_s,
         max_rounds: config.rounds.rounds,
         amendment_threshold: args.amendment_threshold,
+        privacy: args
+            .privacy_epsilon
+            .zip(args.privacy_delta)
+            .map(|(epsilon, delta)| PrivacyBudget { epsilon, delta }),
         members,
     };
     charter.validate()?;

@@ -366,6 +366,7 @@ fn show(dir: &Path) -> Result<()> {
                 strategy,
                 inputs,
                 output,
+                ..
             }) => {
                 format!(
                     "round {round} result: {strategy} over {} updates -> {}",

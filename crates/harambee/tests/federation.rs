@@ -643,3 +643,69 @@ fn the_charter_changes_only_with_k_of_n_stewards_and_participants_hold_to_theirs
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_privacy_budget_in_the_charter_bounds_the_rounds_and_each_round_records_its_epsilon() {
+    let dp = ["--strategy", "dp-fedavg:1.0:1.0", "--privacy-delta", "1e-5"];
+    // Too small a budget for the planned rounds: refused, saying how many would fit.
+    let root = tempfile::tempdir().unwrap();
+    let classes = root.path().join("classes");
+    corpus(&classes, &LANGUAGES);
+    let mut args = vec![
+        "init",
+        "x",
+        "--listen",
+        "127.0.0.1:0",
+        "--rounds",
+        "2",
+        "--min-participants",
+        "3",
+        "--quorum",
+        "3",
+    ];
+    args.extend([
+        "--classes-from",
+        classes.to_str().unwrap(),
+        "--privacy-epsilon",
+        "5",
+    ]);
+    args.extend(dp);
+    let out = Command::new(env!("CARGO_BIN_EXE_harambee"))
+        .args(&args)
+        .current_dir(root.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("at most 1 rounds fit"), "{stderr}");
+
+    // Within the budget: the federation runs and every round's result records its ε.
+    let mut extra = vec!["--privacy-epsilon", "30"];
+    extra.extend(dp);
+    let f = Federation::new_with(2, 3, 60.0, &extra);
+    let mut coordinator = f.serve("serve", None, &[]);
+    let mut participants: Vec<Child> = (0..3).map(|k| f.join(k, &[])).collect();
+    assert!(
+        wait_exit(&mut coordinator, Duration::from_secs(120)).success(),
+        "{}",
+        read(&f.log("serve"))
+    );
+    for p in &mut participants {
+        assert!(wait_exit(p, Duration::from_secs(60)).success());
+    }
+    let (entries, _) = f.state().ledger().unwrap();
+    let epsilons: Vec<f64> = entries
+        .iter()
+        .filter_map(|e| match harambee_ledger::Entry::parse(e).unwrap() {
+            harambee_ledger::Entry::RoundResult { epsilon, .. } => epsilon,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(epsilons.len(), 2);
+    assert!(
+        epsilons[0] < epsilons[1] && epsilons[1] <= 30.0,
+        "{epsilons:?}"
+    );
+    let (ok, text) = verify(&f.fed());
+    assert!(ok, "{text}");
+}

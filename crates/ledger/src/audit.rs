@@ -198,6 +198,7 @@ fn check_entries(a: &mut Audit, parsed: &[Option<Entry>], federation: &str, mut 
     let mut opened: BTreeMap<(u64, u32), (BTreeSet<u64>, String)> = BTreeMap::new();
     let mut committed: BTreeMap<u64, Vec<(u64, String, u64)>> = BTreeMap::new();
     let mut last_output: Option<String> = None;
+    let mut last_epsilon = 0.0f64;
     for (i, entry) in parsed.iter().enumerate().skip(1) {
         let at = Some(i as u64);
         let Some(entry) = entry else { continue };
@@ -333,8 +334,16 @@ fn check_entries(a: &mut Audit, parsed: &[Option<Entry>], federation: &str, mut 
                 strategy,
                 inputs,
                 output,
+                epsilon,
             } => {
                 let r = Some(*round);
+                if let Some(budget) = charter.privacy {
+                    match epsilon {
+                        Some(e) if *e <= budget.epsilon * (1.0 + 1e-9) && *e >= last_epsilon => last_epsilon = *e,
+                        Some(e) => a.find(at, r, format!("round {round} spends ε = {e}, beyond the charter's budget of {} or less than before", budget.epsilon)),
+                        None => a.find(at, r, format!("round {round} records no ε, but the charter sets a privacy budget")),
+                    }
+                }
                 if !charter.allows_strategy(strategy) {
                     a.find(at, r, format!("round {round} used strategy {strategy}, which the charter does not allow"));
                 }

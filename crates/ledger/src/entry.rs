@@ -87,6 +87,9 @@ pub enum Entry {
         inputs: Vec<String>,
         /// Digest of the resulting global parameters.
         output: String,
+        /// Participant-level ε spent so far (at the charter's δ), when the charter sets a
+        /// privacy budget.
+        epsilon: Option<f64>,
     },
     /// The federation's final model.
     Release {

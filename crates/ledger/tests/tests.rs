@@ -119,6 +119,7 @@ fn small_ledger() -> (Ledger, Vec<harambee_ledger::TreeHead>, Identity) {
         max_deadline_s: 60.0,
         max_rounds: 5,
         amendment_threshold: 1,
+        privacy: None,
         members: Vec::new(),
     };
     ledger.append(&Entry::Genesis {
@@ -172,6 +173,7 @@ fn small_ledger() -> (Ledger, Vec<harambee_ledger::TreeHead>, Identity) {
         strategy: "fedavg".into(),
         inputs,
         output: output.clone(),
+        epsilon: None,
     });
     ledger.append(&Entry::Release {
         rounds: 1,
@@ -281,5 +283,80 @@ fn a_dropped_entry_and_a_forged_signature_are_named() {
             .findings
             .iter()
             .any(|f| f.problem.contains("signature"))
+    );
+}
+
+#[test]
+fn rounds_beyond_the_charters_privacy_budget_are_named() {
+    let coordinator = Identity::generate().unwrap();
+    let charter = harambee_charter::Charter {
+        name: "dp".into(),
+        task: "digits".into(),
+        data_licence: "CC-BY-4.0".into(),
+        model_licence: "Apache-2.0".into(),
+        enrolment: harambee_charter::Enrolment::Invite,
+        strategies: vec!["dp-fedavg".into()],
+        min_quorum: 1,
+        max_deadline_s: 60.0,
+        max_rounds: 5,
+        amendment_threshold: 1,
+        privacy: Some(harambee_charter::PrivacyBudget {
+            epsilon: 1.0,
+            delta: 1e-5,
+        }),
+        members: Vec::new(),
+    };
+    let result = |round: u64, epsilon: Option<f64>| {
+        let mut ledger = Ledger::default();
+        ledger.append(&Entry::Genesis {
+            federation_id: "fed".into(),
+            name: "dp".into(),
+            config_sha256: "00".repeat(32),
+            charter: String::from_utf8(charter.canonical_bytes()).unwrap(),
+            coordinator_key: coordinator.public().to_string(),
+        });
+        let base = Digest::of_bytes(b"base").to_hex();
+        ledger.append(&Entry::RoundOpen {
+            round,
+            attempt: 0,
+            selected: vec![],
+            base,
+            epochs: 1,
+            batch_size: 1,
+            learning_rate: 0.1,
+            proximal_mu: 0.0,
+        });
+        ledger.append(&Entry::RoundResult {
+            round,
+            strategy: "dp-fedavg(clip=1, noise_multiplier=1)".into(),
+            inputs: vec![],
+            output: "11".repeat(32),
+            epsilon,
+        });
+        let head = ledger.sign_head(&coordinator, 1);
+        audit(ledger.entries(), &[head], Some(&coordinator.public()))
+    };
+    let over = result(1, Some(2.0));
+    assert!(
+        over.findings
+            .iter()
+            .any(|f| f.round == Some(1) && f.problem.contains("beyond the charter's budget")),
+        "{:?}",
+        over.findings
+    );
+    let missing = result(1, None);
+    assert!(
+        missing
+            .findings
+            .iter()
+            .any(|f| f.problem.contains("records no ε")),
+        "{:?}",
+        missing.findings
+    );
+    let within = result(1, Some(0.5));
+    assert!(
+        !within.findings.iter().any(|f| f.problem.contains('ε')),
+        "{:?}",
+        within.findings
     );
 }

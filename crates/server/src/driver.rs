@@ -92,6 +92,7 @@ impl Driver {
             .map_err(|e| {
                 ServerError::Config(format!("{e}; change federation.toml or amend the charter"))
             })?;
+        crate::privacy::check_budget(&charter, &config)?;
         let trainer = config.model.trainer()?;
         let layout = trainer.layout().clone();
         let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&folder.blobs_path())?);
@@ -797,6 +798,7 @@ impl Driver {
             strategy: self.config.training.strategy.to_string(),
             inputs: summary.contributions.iter().map(|c| c.2.to_hex()).collect(),
             output: summary.global.digest().to_hex(),
+            epsilon: crate::privacy::epsilon_after(&self.charter, &self.config, summary.round),
         });
         let enrolled = entries
             .iter()

@@ -128,6 +128,7 @@ impl FederationFolder {
                 )
             })
             .map_err(|e| ServerError::Config(e.to_string()))?;
+        crate::privacy::check_budget(charter, &config)?;
 
         Identity::generate()
             .and_then(|key| key.save(&self.root.join("coordinator.key")))

@@ -18,6 +18,7 @@ mod driver;
 mod error;
 mod fault;
 mod folder;
+mod privacy;
 mod serve;
 mod service;
 

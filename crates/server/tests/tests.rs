@@ -66,6 +66,7 @@ fn charter(members_only: Option<&Identity>) -> Charter {
         max_deadline_s: 60.0,
         max_rounds: 2,
         amendment_threshold: 1,
+        privacy: None,
         members: members_only
             .map(|m| Member {
                 name: "member".into(),
