@@ -68,13 +68,7 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
     config.limits.keep_update_rounds = Some(2);
     let charter = crate::federation::charter_from(&init, &config)?;
     let invite = folder.init(config, &charter)?;
-    println!(
-        "Harambee demo: {} language communities train one language identifier over {} languages ({} African, {} Indian).",
-        args.participants,
-        languages.len(),
-        languages.iter().filter(|l| l.region == "africa").count(),
-        languages.iter().filter(|l| l.region == "india").count(),
-    );
+    println!("{}", headline(args.participants, &languages));
     println!(
         "A coordinator and {} participant processes talk gRPC over TLS on loopback; each community keeps its texts.",
         args.participants
@@ -161,6 +155,16 @@ fn verify_ledger(dir: &Path) -> Result<()> {
         dir.display()
     );
     Ok(())
+}
+
+/// The demo's first line: who trains what.
+pub(crate) fn headline(participants: usize, languages: &[Language]) -> String {
+    format!(
+        "Harambee demo: {participants} language communities train one language identifier over {} languages ({} African, {} Indian).",
+        languages.len(),
+        languages.iter().filter(|l| l.region == "africa").count(),
+        languages.iter().filter(|l| l.region == "india").count(),
+    )
 }
 
 /// Which languages each community holds: consecutive runs of about 2L/N languages, so each

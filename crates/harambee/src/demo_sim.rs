@@ -29,13 +29,7 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
         out: Some(dir.clone()),
         ..SimConfig::language_communities(args.participants, languages.len())
     };
-    println!(
-        "Harambee demo: {} language communities train one language identifier over {} languages ({} African, {} Indian).",
-        args.participants,
-        languages.len(),
-        languages.iter().filter(|l| l.region == "africa").count(),
-        languages.iter().filter(|l| l.region == "india").count(),
-    );
+    println!("{}", crate::demo::headline(args.participants, &languages));
     println!(
         "Each community keeps its own texts; only model parameters travel. Output: {}\n",
         dir.display()

@@ -4,11 +4,11 @@
 
 mod common;
 
-use common::{corpus, read};
+use common::{corpus, read, wait_exit, wait_for};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use harambee_store::{SqliteState, StateStore};
 
@@ -154,33 +154,6 @@ fn spawn(command: &mut Command, log: &Path) -> Child {
         .stderr(file)
         .spawn()
         .unwrap()
-}
-
-fn wait_for(log: &Path, needle: &str, patience: Duration) {
-    let until = Instant::now() + patience;
-    while !read(log).contains(needle) {
-        assert!(
-            Instant::now() < until,
-            "{} never said {needle:?}:\n{}",
-            log.display(),
-            read(log)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn wait_exit(child: &mut Child, patience: Duration) -> std::process::ExitStatus {
-    let until = Instant::now() + patience;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            panic!("a process did not finish in {patience:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Rounds whose update a participant's log says was acknowledged.

@@ -9,11 +9,11 @@
 
 mod common;
 
-use common::{corpus, read};
+use common::{corpus, read, wait_exit, wait_for_count};
 use std::fs;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Runs `ip`/`tc` arguments, panicking with their output on failure.
 fn sh(program: &str, args: &[&str]) {
@@ -117,31 +117,6 @@ fn spawn_in(ns: &str, args: &[&str], log: &Path) -> Child {
         .unwrap()
 }
 
-fn wait_for(log: &Path, needle: &str, count: usize, patience: Duration) {
-    let until = Instant::now() + patience;
-    while read(log).matches(needle).count() < count {
-        assert!(
-            Instant::now() < until,
-            "{} never said {needle:?} {count} times:\n{}",
-            log.display(),
-            read(log)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn wait_exit(child: &mut Child, patience: Duration) -> bool {
-    let until = Instant::now() + patience;
-    while Instant::now() < until {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.success();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    false
-}
-
 #[test]
 fn a_link_cut_mid_upload_is_survived_across_network_namespaces() {
     if let Err(why) = can_make_namespaces() {
@@ -190,7 +165,7 @@ fn a_link_cut_mid_upload_is_survived_across_network_namespaces() {
         &["serve", fed.to_str().unwrap(), "--linger-s", "1"],
         &serve_log,
     );
-    wait_for(
+    wait_for_count(
         &serve_log,
         "coordinator listening",
         1,
@@ -252,7 +227,7 @@ fn a_link_cut_mid_upload_is_survived_across_network_namespaces() {
         ));
     }
     // The fast participants' updates arrive; participant 0 is still uploading: cut its link.
-    wait_for(&serve_log, "update accepted", 2, Duration::from_secs(120));
+    wait_for_count(&serve_log, "update accepted", 2, Duration::from_secs(120));
     assert!(
         !read(&root.path().join("p0.log")).contains("update acknowledged"),
         "the slow upload should still be in flight"
@@ -263,13 +238,13 @@ fn a_link_cut_mid_upload_is_survived_across_network_namespaces() {
     sh("ip", &["-n", &hosts.names[1], "link", "set", &slow, "up"]);
 
     assert!(
-        wait_exit(&mut coordinator, Duration::from_secs(180)),
+        wait_exit(&mut coordinator, Duration::from_secs(180)).success(),
         "{}",
         read(&serve_log)
     );
     for (k, p) in participants.iter_mut().enumerate() {
         assert!(
-            wait_exit(p, Duration::from_secs(60)),
+            wait_exit(p, Duration::from_secs(60)).success(),
             "{}",
             read(&root.path().join(format!("p{k}.log")))
         );

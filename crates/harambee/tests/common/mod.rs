@@ -3,6 +3,8 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus};
+use std::time::{Duration, Instant};
 
 /// The repository root.
 pub(crate) fn repo() -> PathBuf {
@@ -36,4 +38,39 @@ pub(crate) fn corpus(dest: &Path, codes: &[&str]) {
 /// A log file's text so far.
 pub(crate) fn read(log: &Path) -> String {
     fs::read_to_string(log).unwrap_or_default()
+}
+
+/// Waits until `log` says `needle` at least `count` times; fails the test, showing the log,
+/// after `patience`.
+pub(crate) fn wait_for_count(log: &Path, needle: &str, count: usize, patience: Duration) {
+    let until = Instant::now() + patience;
+    while read(log).matches(needle).count() < count {
+        assert!(
+            Instant::now() < until,
+            "{} never said {needle:?} {count} times:\n{}",
+            log.display(),
+            read(log)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until `log` says `needle`.
+pub(crate) fn wait_for(log: &Path, needle: &str, patience: Duration) {
+    wait_for_count(log, needle, 1, patience);
+}
+
+/// Waits for a process to end; kills it and fails the test after `patience`.
+pub(crate) fn wait_exit(child: &mut Child, patience: Duration) -> ExitStatus {
+    let until = Instant::now() + patience;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("a process did not finish in {patience:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
