@@ -11,6 +11,7 @@ use harambee_server::FederationFolder;
 use harambee_store::{SqliteState, StateStore};
 
 use crate::cli::ExportArgs;
+use crate::ledger::short;
 
 pub(crate) fn run(args: ExportArgs) -> Result<()> {
     let verification = crate::ledger::verify_folder(&args.dir, None)?;
@@ -149,7 +150,7 @@ fn model_card(
             "| {} | {} | `{}` |",
             r.round,
             r.inputs.len(),
-            &r.output[..16]
+            short(&r.output)
         );
     }
     let _ = writeln!(
@@ -166,7 +167,7 @@ fn model_card(
             let _ = writeln!(
                 card,
                 "- {name} (participant {participant}, key `{}…`)",
-                &public_key[..16]
+                short(public_key)
             );
         }
     }

@@ -346,7 +346,7 @@ fn show(dir: &Path) -> Result<()> {
                 format!(
                     "round {round} opened (attempt {attempt}): {} selected, base {}",
                     selected.len(),
-                    &base[..16]
+                    short(&base)
                 )
             }
             Ok(Entry::UpdateCommitment {
@@ -358,7 +358,7 @@ fn show(dir: &Path) -> Result<()> {
             }) => {
                 format!(
                     "round {round}: participant {participant} committed {} ({num_samples} examples)",
-                    &update_digest[..16]
+                    short(&update_digest)
                 )
             }
             Ok(Entry::RoundResult {
@@ -371,7 +371,7 @@ fn show(dir: &Path) -> Result<()> {
                 format!(
                     "round {round} result: {strategy} over {} updates -> {}",
                     inputs.len(),
-                    &output[..16]
+                    short(&output)
                 )
             }
             Ok(Entry::Release {
@@ -384,8 +384,8 @@ fn show(dir: &Path) -> Result<()> {
                 charter,
             }) => format!(
                 "amendment: charter {}… replaced by {}…, signed by {} stewards",
-                &amends[..16],
-                &hex::encode(Sha256::digest(charter.as_bytes()))[..16],
+                short(&amends),
+                short(&hex::encode(Sha256::digest(charter.as_bytes()))),
                 signatures.len()
             ),
             Err(e) => format!("unreadable entry: {e}"),
@@ -449,4 +449,10 @@ fn prove(dir: &Path, round: u64, participant: &str) -> Result<()> {
         head.size
     );
     Ok(())
+}
+
+/// The first 16 characters of a hex string from a ledger, for display; a shorter or odd
+/// string (a ledger can hold anything) is shown whole.
+pub(crate) fn short(s: &str) -> &str {
+    s.get(..16).unwrap_or(s)
 }
