@@ -157,6 +157,28 @@ fn verify_ledger(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Accuracy per language, from (correct, total) per class in label order.
+pub(crate) fn print_language_table(
+    languages: &[Language],
+    per_class: impl Iterator<Item = (usize, usize)>,
+) {
+    println!("\nPer-language accuracy of the federated model on held-out sentences:\n");
+    println!(
+        "{:<10} {:<32} {:<7} {:>9}",
+        "code", "language", "region", "accuracy"
+    );
+    for (lang, (correct, total)) in languages.iter().zip(per_class) {
+        let acc = correct as f64 / total.max(1) as f64;
+        println!(
+            "{:<10} {:<32} {:<7} {:>8.1}%",
+            lang.code,
+            lang.name,
+            lang.region,
+            100.0 * acc
+        );
+    }
+}
+
 /// The demo's first line: who trains what.
 pub(crate) fn headline(participants: usize, languages: &[Language]) -> String {
     format!(
@@ -338,21 +360,7 @@ fn report(args: &DemoArgs, folder: &FederationFolder, languages: &[Language]) ->
     let task: &ModelTask = &config.model;
     let trainer = task.trainer()?;
     let eval = trainer.evaluate_all(&params, &workload.split.test)?;
-    println!("\nPer-language accuracy of the federated model on held-out sentences:\n");
-    println!(
-        "{:<10} {:<32} {:<7} {:>9}",
-        "code", "language", "region", "accuracy"
-    );
-    for (lang, (correct, total)) in languages.iter().zip(&eval.per_class) {
-        let acc = *correct as f64 / (*total).max(1) as f64;
-        println!(
-            "{:<10} {:<32} {:<7} {:>8.1}%",
-            lang.code,
-            lang.name,
-            lang.region,
-            100.0 * acc
-        );
-    }
+    print_language_table(languages, eval.per_class.iter().copied());
     println!(
         "\nOverall: {:.1}% of {} held-out sentences in {} languages; no community holds more than {} of them.",
         100.0 * eval.accuracy,
@@ -368,7 +376,7 @@ fn report(args: &DemoArgs, folder: &FederationFolder, languages: &[Language]) ->
     Ok(())
 }
 
-fn default_dir() -> PathBuf {
+pub(crate) fn default_dir() -> PathBuf {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

