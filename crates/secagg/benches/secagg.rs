@@ -1,0 +1,53 @@
+//! Cost of secure aggregation's hot parts: the mask stream and a whole round.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use harambee_secagg::{Client, Config, Server};
+use rand::SeedableRng;
+
+/// The 2NN's parameter count (784·200 + 200 + 200·200 + 200 + 200·10 + 10).
+const DIM: usize = 199_210;
+
+fn round(c: &mut Criterion) {
+    let mut group = c.benchmark_group("secagg");
+    group.sample_size(10);
+    for n in [10u32, 30] {
+        let config = Config::recommended([5; 32], n, DIM);
+        group.throughput(Throughput::Bytes((DIM * 4) as u64 * u64::from(n)));
+        group.bench_function(format!("round_{n}_participants_2nn"), |b| {
+            b.iter(|| {
+                let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+                let mut server = Server::new(config.clone()).unwrap();
+                let mut clients: Vec<Client> = (0..n)
+                    .map(|i| Client::new(config.clone(), i, &mut rng).unwrap())
+                    .collect();
+                for c in &mut clients {
+                    server.receive_keys(c.advertise().unwrap()).unwrap();
+                }
+                let rosters = server.close_keys().unwrap();
+                for c in &mut clients {
+                    let sealed = c.share_keys(&rosters[&c.id()], &mut rng).unwrap();
+                    server.receive_shares(c.id(), sealed).unwrap();
+                }
+                let inboxes = server.close_shares().unwrap();
+                let input = vec![7u32; DIM];
+                for c in &mut clients {
+                    server
+                        .receive_masked(c.mask_input(&input, &inboxes[&c.id()]).unwrap())
+                        .unwrap();
+                }
+                let survivors = server.close_masked().unwrap();
+                for c in &mut clients {
+                    server
+                        .receive_unmasking(c.unmask(&survivors).unwrap())
+                        .unwrap();
+                }
+                server.finish().unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, round);
+criterion_main!(benches);
