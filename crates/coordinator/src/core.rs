@@ -2,7 +2,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use harambee_params::{Digest, ParamSet};
-use harambee_strategy::{Aggregate, Failure, FailureReason, FitResult, ParticipantId, Strategy};
+use harambee_strategy::{
+    Aggregate, Failure, FailureReason, FitResult, ParticipantId, SecureSum, Strategy,
+};
 use rand::SeedableRng;
 use rand::seq::index;
 use rand_chacha::ChaCha20Rng;
@@ -182,6 +184,13 @@ impl Coordinator {
                 }
                 Err(refusal) => EventOutcome::Refused(refusal),
             },
+            Event::SecureSum { round, sum } => match self.validate_secure(round, &sum) {
+                Ok(()) => {
+                    self.close_secure_round(sum);
+                    EventOutcome::Accepted
+                }
+                Err(refusal) => EventOutcome::Refused(refusal),
+            },
             Event::Failed { round, failure } => match &mut self.phase {
                 Phase::Training(open)
                     if open.round == round
@@ -299,6 +308,64 @@ impl Coordinator {
         Ok(())
     }
 
+    /// A secure sum must be for the open round, over selected participants that delivered
+    /// nothing individually, at least a quorum of them, in the model's layout and finite.
+    fn validate_secure(&self, round: u64, sum: &SecureSum) -> Result<(), Refusal> {
+        let Phase::Training(open) = &self.phase else {
+            return Err(Refusal::WrongRound {
+                expected: 0,
+                got: round,
+            });
+        };
+        if round != open.round {
+            return Err(Refusal::WrongRound {
+                expected: open.round,
+                got: round,
+            });
+        }
+        let mut seen = BTreeSet::new();
+        for &p in &sum.contributors {
+            if !open.selected.contains(&p) || open.failures.contains_key(&p) {
+                return Err(Refusal::NotSelected(p));
+            }
+            if open.results.contains_key(&p) || !seen.insert(p) {
+                return Err(Refusal::Duplicate(p));
+            }
+        }
+        let quorum = self.config.quorum.max(1);
+        if seen.len() < quorum {
+            return Err(Refusal::BelowQuorum {
+                got: seen.len(),
+                quorum,
+            });
+        }
+        if sum.delta_sum.check_same_layout(&self.global).is_err() {
+            return Err(Refusal::LayoutMismatch);
+        }
+        if sum.delta_sum.check_finite().is_err() || sum.within_clip.is_some_and(|c| !c.is_finite())
+        {
+            return Err(Refusal::NonFinite);
+        }
+        Ok(())
+    }
+
+    /// Closes the open round on a secure sum: those selected but not in it dropped.
+    fn close_secure_round(&mut self, mut sum: SecureSum) {
+        let Phase::Training(open) = &mut self.phase else {
+            return;
+        };
+        for p in &open.selected {
+            if !sum.contributors.contains(p) {
+                open.failures.entry(*p).or_insert(Failure {
+                    participant: *p,
+                    reason: FailureReason::Dropped,
+                });
+            }
+        }
+        sum.selected = open.selected.len();
+        self.close_round_with(Some(sum));
+    }
+
     /// Moves the state machine forward as far as it can without new input.
     fn advance(&mut self) {
         loop {
@@ -353,6 +420,9 @@ impl Coordinator {
             attempt,
             participants: chosen.clone(),
             config: self.strategy.configure_fit(round),
+            privacy: self
+                .strategy
+                .update_privacy(round, self.config.quorum.clamp(1, chosen.len().max(1))),
             global: Arc::clone(&self.global),
             base,
             deadline,
@@ -369,15 +439,25 @@ impl Coordinator {
     }
 
     fn close_round(&mut self) {
+        self.close_round_with(None);
+    }
+
+    /// Aggregates the open round: its individual results, or the secure sum given.
+    fn close_round_with(&mut self, secure: Option<SecureSum>) {
         let Phase::Training(open) = std::mem::replace(&mut self.phase, Phase::Waiting) else {
             return;
         };
         // BTreeMap order: results are combined in participant order, whatever the arrival order.
         let (results, digests): (Vec<FitResult>, Vec<Digest>) = open.results.into_values().unzip();
         let failures: Vec<Failure> = open.failures.into_values().collect();
-        let aggregate = self
-            .strategy
-            .aggregate_fit(open.round, &self.global, &results, &failures);
+        let aggregate = match &secure {
+            Some(sum) => self
+                .strategy
+                .aggregate_secure(open.round, &self.global, sum),
+            None => self
+                .strategy
+                .aggregate_fit(open.round, &self.global, &results, &failures),
+        };
         let outcome = match aggregate {
             Ok(Aggregate::Updated(p)) => {
                 let digest = p.digest();
@@ -393,11 +473,21 @@ impl Coordinator {
                 return;
             }
         };
-        let contributions = results
-            .iter()
-            .zip(digests)
-            .map(|(r, d)| (r.participant, r.num_samples, d, r.train_loss))
-            .collect();
+        let contributions = match &secure {
+            // No one's update was seen: each contributor stands for the sum's digest.
+            Some(sum) => {
+                let digest = sum.delta_sum.digest();
+                sum.contributors
+                    .iter()
+                    .map(|&p| (p, 0, digest, 0.0))
+                    .collect()
+            }
+            None => results
+                .iter()
+                .zip(digests)
+                .map(|(r, d)| (r.participant, r.num_samples, d, r.train_loss))
+                .collect(),
+        };
         self.actions.push_back(Action::CloseRound(RoundSummary {
             round: open.round,
             strategy: self.strategy.name(),

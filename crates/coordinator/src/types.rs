@@ -2,7 +2,8 @@ use std::sync::Arc;
 
 use harambee_params::{Digest, ParamSet};
 use harambee_strategy::{
-    Failure, FailureReason, FitConfig, FitResult, ParticipantId, StrategyError,
+    Failure, FailureReason, FitConfig, FitResult, ParticipantId, SecureSum, StrategyError,
+    UpdatePrivacy,
 };
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -67,6 +68,14 @@ pub enum Event {
         /// every update again on its single thread.
         digest: Digest,
     },
+    /// The round's updates as secure aggregation delivers them: only their sum. It closes
+    /// the round; the selected participants left out of it count as dropped.
+    SecureSum {
+        /// The round it sums.
+        round: u64,
+        /// The sum and who is in it.
+        sum: SecureSum,
+    },
     /// A selected participant reported that it cannot deliver.
     Failed {
         /// The round.
@@ -100,6 +109,14 @@ pub enum Refusal {
     /// The parameters do not match the model's names and shapes.
     #[error("the update's tensors do not match the model's names and shapes")]
     LayoutMismatch,
+    /// A secure sum over fewer participants than the round's quorum.
+    #[error("a sum over {got} participants, below the quorum of {quorum}")]
+    BelowQuorum {
+        /// Participants in the sum.
+        got: usize,
+        /// The quorum.
+        quorum: usize,
+    },
     /// The parameters hold NaN or infinite values.
     #[error("the update holds NaN or infinite values")]
     NonFinite,
@@ -139,6 +156,9 @@ pub struct OpenRound {
     pub participants: Vec<ParticipantId>,
     /// What they should do.
     pub config: FitConfig,
+    /// What they must do to their update when the coordinator will see only a sum, for the
+    /// strategies that say (DP-FedAvg: clip, and add a share of the noise).
+    pub privacy: Option<UpdatePrivacy>,
     /// The parameters they start from.
     pub global: Arc<ParamSet>,
     /// Its digest.
@@ -169,6 +189,8 @@ pub struct RoundSummary {
     /// Digest of the parameters the round started from.
     pub base: Digest,
     /// Accepted results: who, how many samples, the digest of their parameters, their loss.
+    /// Under secure aggregation: each contributor with 0 samples, the digest of the sum of
+    /// updates and no loss, since no one's own update was seen.
     pub contributions: Vec<(ParticipantId, u64, Digest, f32)>,
     /// Selected participants that did not contribute.
     pub failures: Vec<Failure>,

@@ -476,3 +476,50 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_secure_sum_closes_the_round_and_bad_ones_are_refused() {
+    let mut h = Harness::new(4, 1.0, config(3, 2));
+    let open = h.current();
+    let sum = |who: &[u64], v: f32| harambee_strategy::SecureSum {
+        delta_sum: model(v),
+        contributors: who.iter().map(|&p| ParticipantId(p)).collect(),
+        selected: 0,
+        within_clip: None,
+    };
+    let secure = |h: &mut Harness, s| {
+        let out = h.core.handle_event(
+            h.now,
+            Event::SecureSum {
+                round: open.round,
+                sum: s,
+            },
+        );
+        h.drain();
+        out
+    };
+    assert_eq!(
+        secure(&mut h, sum(&[1], 1.0)),
+        EventOutcome::Refused(Refusal::BelowQuorum { got: 1, quorum: 2 })
+    );
+    assert_eq!(
+        secure(&mut h, sum(&[1, 9], 1.0)),
+        EventOutcome::Refused(Refusal::NotSelected(ParticipantId(9)))
+    );
+    assert_eq!(
+        secure(&mut h, sum(&[1, 1], 1.0)),
+        EventOutcome::Refused(Refusal::Duplicate(ParticipantId(1)))
+    );
+    assert_eq!(
+        secure(&mut h, sum(&[1, 2], f32::NAN)),
+        EventOutcome::Refused(Refusal::NonFinite)
+    );
+    assert!(h.closed.is_empty(), "refused sums change nothing");
+    // Participants 1 and 3 summed to (6, 6): FedAvg's blind mean moves the model by 3.
+    assert_eq!(secure(&mut h, sum(&[1, 3], 6.0)), EventOutcome::Accepted);
+    let closed = h.closed.last().unwrap();
+    assert_eq!(closed.global.values(), &[3.0, 3.0]);
+    assert_eq!(closed.contributions.len(), 2);
+    let dropped: Vec<u64> = closed.failures.iter().map(|f| f.participant.0).collect();
+    assert_eq!(dropped, vec![2, 4]);
+}

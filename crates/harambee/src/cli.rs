@@ -293,8 +293,9 @@ pub(crate) struct SimulateArgs {
     /// Maximum rounds.
     #[arg(long)]
     pub(crate) rounds: Option<u64>,
-    /// fedavg, fedprox, fedavgm, fedadam, fedyogi, fedadagrad, or a robust rule: median,
-    /// trimmed-mean[:BETA], krum[:F], multi-krum[:F], bulyan[:F], norm-bound[:B], centered-clip[:TAU].
+    /// fedavg, fedprox, fedavgm, fedadam, fedyogi, fedadagrad, a robust rule: median,
+    /// trimmed-mean[:BETA], krum[:F], multi-krum[:F], bulyan[:F], norm-bound[:B], centered-clip[:TAU],
+    /// or differential privacy: dp-fedavg:CLIP:Z, dp-adaptive:INITIAL_CLIP:Z.
     #[arg(long)]
     pub(crate) strategy: Option<String>,
     /// Seed for selection, partitioning, initialisation and shuffling.
@@ -328,6 +329,15 @@ pub(crate) struct SimulateArgs {
     /// Fraction of participants that are malicious (with --attack).
     #[arg(long)]
     pub(crate) attackers: Option<f64>,
+    /// Privacy: a comma-separated list of secagg (secure aggregation: the coordinator sees
+    /// only the sum), distributed-dp (participants add the DP noise; needs secagg and a dp
+    /// strategy), central-dp.
+    #[arg(long)]
+    pub(crate) privacy: Option<String>,
+    /// Under secagg without DP: the largest magnitude of an update's coordinate (larger ones
+    /// are clipped to it in the fixed-point encoding). Default 1.
+    #[arg(long)]
+    pub(crate) secagg_range: Option<f32>,
 }
 
 /// `harambee demo`.

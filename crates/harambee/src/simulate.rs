@@ -34,7 +34,9 @@ pub(crate) fn run(args: SimulateArgs, process_start: Instant) -> Result<()> {
         .map(MetricsWriter::create)
         .transpose()?;
     let mut write_error = None;
+    let mut secagg = SecAggTotals::default();
     let mut record = |r: &RoundRecord| {
+        secagg.add(r);
         if let Some(w) = writer.as_mut()
             && let Err(e) = w.record(r)
         {
@@ -53,11 +55,51 @@ pub(crate) fn run(args: SimulateArgs, process_start: Instant) -> Result<()> {
     }
     print_per_class(&sim, &summary);
     print_summary(&summary, config.out.as_deref());
+    secagg.print(config.secure_aggregation);
     print_privacy(&config, &summary);
     if compare_local {
         compare_with_local(&sim, &summary)?;
     }
     Ok(())
+}
+
+/// What secure aggregation cost over the run.
+#[derive(Default)]
+struct SecAggTotals {
+    rounds: u64,
+    client_s: f64,
+    server_s: f64,
+    round_s: f64,
+    extra_bytes: u64,
+    participants: usize,
+}
+
+impl SecAggTotals {
+    fn add(&mut self, r: &RoundRecord) {
+        self.rounds += 1;
+        self.client_s += r.secagg_client_s;
+        self.server_s += r.secagg_server_s;
+        self.round_s += r.wall_s - r.eval_s;
+        self.extra_bytes += r.secagg_extra_bytes;
+        self.participants += r.participants;
+    }
+
+    fn print(&self, on: bool) {
+        if !on || self.rounds == 0 {
+            return;
+        }
+        let per = |x: f64| x / self.rounds as f64;
+        let participants = (self.participants as f64 / self.rounds as f64).max(1.0);
+        println!(
+            "secure aggregation: {:.3}s of participants' CPU per round ({:.1} ms each, {} participants), {:.3}s of the coordinator's; {:.3}s per round without evaluation; {} extra bytes sent per participant",
+            per(self.client_s),
+            1000.0 * per(self.client_s) / participants,
+            participants.round(),
+            per(self.server_s),
+            per(self.round_s),
+            self.extra_bytes / self.rounds,
+        );
+    }
 }
 
 /// For DP-FedAvg: the participant-level (ε, δ) spent, by the RDP accountant, with δ = 1/K.
@@ -193,6 +235,7 @@ fn config_from(args: SimulateArgs) -> Result<SimConfig> {
     set!(dropout);
     set!(quorum);
     set!(attackers);
+    set!(secagg_range);
     if let Some(v) = args.attack.as_deref() {
         c.attack = Some(v.parse()?);
     }
@@ -208,6 +251,10 @@ fn config_from(args: SimulateArgs) -> Result<SimConfig> {
     }
     if args.out.is_some() {
         c.out = args.out;
+    }
+    if let Some(p) = args.privacy.as_deref() {
+        p.parse::<harambee_sim::PrivacySettings>()?
+            .apply_to(&mut c)?;
     }
     if c.model == harambee_learn::ModelKind::LangId && c.dataset != harambee_sim::DatasetName::Udhr
     {

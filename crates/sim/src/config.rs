@@ -103,6 +103,12 @@ pub struct SimConfig {
     pub attack: Option<Attack>,
     /// Fraction of participants that are malicious (chosen from the seed).
     pub attackers: f64,
+    /// Secure aggregation: the coordinator sees only the sum of the updates (SecAgg+), and
+    /// rounds are unweighted means. Needs a strategy that works on a sum (fedavg, dp-fedavg).
+    pub secure_aggregation: bool,
+    /// The fixed-point range of a coordinate of an update under secure aggregation, when the
+    /// strategy does not clip (DP-FedAvg sets it from its bound).
+    pub secagg_range: f32,
 }
 
 impl Default for SimConfig {
@@ -131,6 +137,8 @@ impl Default for SimConfig {
             quorum: 1,
             attack: None,
             attackers: 0.0,
+            secure_aggregation: false,
+            secagg_range: 1.0,
         }
     }
 }
@@ -189,10 +197,74 @@ impl SimConfig {
         if self.attack.is_some() != (self.attackers > 0.0) {
             return bad("--attack and --attackers go together: what the attackers do, and what fraction attacks".into());
         }
+        if !(self.secagg_range.is_finite() && self.secagg_range > 0.0) {
+            return bad(format!(
+                "--secagg-range {} must be positive",
+                self.secagg_range
+            ));
+        }
+        if let StrategyConfig::DpFedAvg { noise, .. } = self.strategy
+            && noise == harambee_strategy::privacy::NoisePlacement::Distributed
+            && !self.secure_aggregation
+        {
+            return bad("distributed noise needs secure aggregation (--privacy secagg,distributed-dp): without it the coordinator would see each update with only a share of the noise".into());
+        }
         if let Some(t) = self.target_accuracy
             && !(0.0..=1.0).contains(&t)
         {
             return bad(format!("--target-accuracy {t} must be in [0, 1]"));
+        }
+        Ok(())
+    }
+}
+
+/// What `--privacy` asks for: a comma-separated list of `secagg` (secure aggregation),
+/// `distributed-dp` (participants add DP-FedAvg's noise; needs `secagg`) and `central-dp`
+/// (the coordinator adds it, the default), or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PrivacySettings {
+    /// Secure aggregation on.
+    pub secure_aggregation: bool,
+    /// Where DP-FedAvg's noise goes, when the list says.
+    pub noise: Option<harambee_strategy::privacy::NoisePlacement>,
+}
+
+impl FromStr for PrivacySettings {
+    type Err = SimError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        use harambee_strategy::privacy::NoisePlacement;
+        let mut out = Self::default();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            match item {
+                "none" => {}
+                "secagg" | "secure-aggregation" => out.secure_aggregation = true,
+                "distributed-dp" => out.noise = Some(NoisePlacement::Distributed),
+                "central-dp" => out.noise = Some(NoisePlacement::Central),
+                other => {
+                    return Err(SimError::InvalidSetting(format!(
+                        "unknown privacy setting {other:?}; use secagg, distributed-dp, central-dp or none"
+                    )));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl PrivacySettings {
+    /// Applies the settings to `config`; noise placement needs a DP strategy.
+    pub fn apply_to(self, config: &mut SimConfig) -> Result<(), SimError> {
+        config.secure_aggregation |= self.secure_aggregation;
+        if let Some(placement) = self.noise {
+            match &mut config.strategy {
+                StrategyConfig::DpFedAvg { noise, .. } => *noise = placement,
+                other => {
+                    return Err(SimError::InvalidSetting(format!(
+                        "--privacy {placement:?} noise needs a dp-fedavg or dp-adaptive strategy, not {other}"
+                    )));
+                }
+            }
         }
         Ok(())
     }

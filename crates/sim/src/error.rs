@@ -23,6 +23,13 @@ pub enum SimError {
         /// Why the last participant that failed did so, when one did: often the real cause.
         last_failure: Option<String>,
     },
+    /// Secure aggregation could not produce the round's sum (too many dropped, or a bad
+    /// message); nothing about any one update was revealed.
+    #[error("secure aggregation failed: {0}")]
+    SecAgg(#[from] harambee_secagg::SecAggError),
+    /// The parameters did not fit the model.
+    #[error(transparent)]
+    Params(#[from] harambee_params::ParamsError),
     /// A setting is out of range.
     #[error("invalid setting: {0}")]
     InvalidSetting(String),

@@ -5,7 +5,9 @@
 //! federation's settings; [`Simulation::run`] plays the rounds. Memory stays bounded: a
 //! participant is an index set into one shared data set, and no model is kept for idle
 //! participants. Local training of a round's participants runs in parallel across cores.
-//! Everything is deterministic from the seed. Each round yields a [`RoundRecord`] (written as
+//! With [`SimConfig::secure_aggregation`] the round's participants and the coordinator run
+//! SecAgg+ ([`harambee_secagg`]) and the core sees only the sum. Everything is deterministic
+//! from the seed, except secret noise and secret keys, which come from the operating system. Each round yields a [`RoundRecord`] (written as
 //! JSON lines and CSV by [`MetricsWriter`]), and the run a [`Summary`].
 //!
 //! ```no_run
@@ -24,12 +26,14 @@ mod attack;
 mod config;
 mod error;
 mod metrics;
+mod secure;
 mod simulation;
 mod workload;
 
 pub use attack::Attack;
-pub use config::{DatasetName, SimConfig};
+pub use config::{DatasetName, PrivacySettings, SimConfig};
 pub use error::SimError;
 pub use metrics::{MetricsWriter, RoundRecord, Summary, peak_rss_bytes};
+pub use secure::{SecAggCost, range_for, secure_sum, session_for};
 pub use simulation::{LocalBaseline, Observer, Simulation};
 pub use workload::Workload;

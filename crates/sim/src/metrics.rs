@@ -35,6 +35,15 @@ pub struct RoundRecord {
     pub dropped: usize,
     /// Times the round was opened again for lack of a quorum.
     pub retries: u32,
+    /// Secure aggregation: participants' CPU seconds in the protocol, summed (0 when off).
+    #[serde(default)]
+    pub secagg_client_s: f64,
+    /// Secure aggregation: the coordinator's seconds in the protocol.
+    #[serde(default)]
+    pub secagg_server_s: f64,
+    /// Secure aggregation: bytes each participant sent beyond its masked update, on average.
+    #[serde(default)]
+    pub secagg_extra_bytes: u64,
 }
 
 /// The outcome of a simulation.

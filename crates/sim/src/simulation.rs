@@ -211,6 +211,9 @@ impl Simulation {
         round.dropped += open.participants.len() - outcomes.len();
         let aggregate_start = Instant::now();
         (round.accepted, round.train_loss) = (0, 0.0);
+        if self.config.secure_aggregation {
+            return self.play_secure(open, outcomes, round, aggregate_start);
+        }
         for (participant, outcome) in outcomes {
             let event = match outcome {
                 Ok((result, digest)) => {
@@ -246,6 +249,65 @@ impl Simulation {
         let mut drained = self.drain()?;
         if !drained.closed && !drained.retried {
             // This attempt is still open: some participants never answered.
+            self.now = open.deadline;
+            self.core.handle_timeout(self.now);
+            drained = self.drain()?;
+        }
+        round.aggregate_s += aggregate_start.elapsed().as_secs_f64();
+        Ok(drained)
+    }
+
+    /// The rest of an attempt under secure aggregation: the participants that trained run the
+    /// protocol with the coordinator, and the core gets only the sum.
+    fn play_secure(
+        &mut self,
+        open: &OpenRound,
+        outcomes: Vec<(ParticipantId, Trained)>,
+        round: &mut RoundTally,
+        aggregate_start: Instant,
+    ) -> Result<Drained, SimError> {
+        let mut updates = Vec::with_capacity(outcomes.len());
+        for (participant, outcome) in outcomes {
+            match outcome {
+                Ok((result, _)) => {
+                    round.train_loss += f64::from(result.train_loss);
+                    updates.push((participant, result.params.sub(&open.global)?));
+                }
+                Err(reason) => {
+                    tracing::warn!(%participant, ?reason, "participant failed");
+                    self.last_failure = Some(format!("{participant} failed: {reason:?}"));
+                }
+            }
+        }
+        let federation = self.config.seed.to_le_bytes();
+        match crate::secure_sum(open, updates, self.config.secagg_range, &federation) {
+            Ok((sum, cost)) => {
+                if cost.clipped > 0 {
+                    tracing::warn!(
+                        clipped = cost.clipped,
+                        "coordinates clipped to the fixed-point range"
+                    );
+                }
+                round.accepted = sum.contributors.len();
+                round.secagg = cost;
+                let event = Event::SecureSum {
+                    round: open.round,
+                    sum,
+                };
+                if let EventOutcome::Refused(refusal) = self.core.handle_event(self.now, event) {
+                    self.last_failure = Some(format!("the secure sum was refused: {refusal}"));
+                }
+            }
+            // Too few left to unmask: no sum, nothing revealed; the deadline passes and the
+            // core opens the round again.
+            Err(SimError::SecAgg(e)) => {
+                tracing::warn!(round = open.round, error = %e, "secure aggregation failed");
+                self.last_failure = Some(format!("secure aggregation failed: {e}"));
+            }
+            Err(e) => return Err(e),
+        }
+        let mut drained = self.drain()?;
+        if !drained.closed && !drained.retried {
             self.now = open.deadline;
             self.core.handle_timeout(self.now);
             drained = self.drain()?;
@@ -464,6 +526,7 @@ struct RoundTally {
     train_loss: f64,
     dropped: usize,
     retries: u32,
+    secagg: crate::SecAggCost,
 }
 
 impl RoundTally {
@@ -476,6 +539,7 @@ impl RoundTally {
             train_loss: 0.0,
             dropped: 0,
             retries: 0,
+            secagg: crate::SecAggCost::default(),
         }
     }
 
@@ -500,6 +564,9 @@ impl RoundTally {
             participants: self.accepted,
             dropped: self.dropped,
             retries: self.retries,
+            secagg_client_s: self.secagg.client_s,
+            secagg_server_s: self.secagg.server_s,
+            secagg_extra_bytes: self.secagg.extra_bytes_up,
         }
     }
 }

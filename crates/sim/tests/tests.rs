@@ -319,3 +319,111 @@ fn every_attack_runs_and_attackers_change_the_outcome() {
     };
     assert!(missing.validate().is_err(), "an attack needs attackers");
 }
+
+fn final_model(
+    config: SimConfig,
+) -> (
+    harambee_sim::Summary,
+    harambee_params::ParamSet,
+    Vec<RoundRecord>,
+) {
+    let workload = Workload::load(&config).unwrap();
+    let mut sim = Simulation::new(config, workload).unwrap();
+    let mut records = Vec::new();
+    let summary = sim
+        .run(&mut |r: &RoundRecord| records.push(r.clone()))
+        .unwrap();
+    (summary, sim.global().clone(), records)
+}
+
+#[test]
+fn secure_aggregation_gives_the_plain_model_up_to_fixed_point_rounding() {
+    // Equal shards, so FedAvg's sample weights are equal and the blind unweighted mean is the
+    // same rule.
+    let config = SimConfig {
+        partition: Partition::Shards,
+        ..mnist_config()
+    };
+    let (plain, plain_model, _) = final_model(config.clone());
+    let (secure, secure_model, records) = final_model(SimConfig {
+        secure_aggregation: true,
+        ..config
+    });
+    let worst = plain_model
+        .values()
+        .iter()
+        .zip(secure_model.values())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-3, "largest difference {worst}");
+    assert!((plain.final_accuracy - secure.final_accuracy).abs() < 0.01);
+    assert_ne!(
+        plain.final_digest, secure.final_digest,
+        "fixed point rounds a little"
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| r.secagg_client_s > 0.0 && r.secagg_extra_bytes > 0)
+    );
+}
+
+#[test]
+fn secure_aggregation_survives_dropouts_and_carries_distributed_noise() {
+    let (summary, _, records) = final_model(SimConfig {
+        secure_aggregation: true,
+        dropout: 0.3,
+        strategy: "dp-adaptive:1.0:0.5".parse().unwrap(),
+        ..mnist_config()
+    });
+    assert!(records.iter().any(|r| r.dropped > 0));
+    assert!(summary.final_accuracy > 0.2, "{}", summary.final_accuracy);
+    // Ten participants a round cannot afford real DP noise; a small multiplier shows that the
+    // participants' noise shares arrive in the model (it differs from the noiseless run).
+    let distributed_with = |z: f64| {
+        let mut c = SimConfig {
+            secure_aggregation: true,
+            strategy: format!("dp-fedavg:1.0:{z}").parse().unwrap(),
+            ..mnist_config()
+        };
+        "secagg,distributed-dp"
+            .parse::<harambee_sim::PrivacySettings>()
+            .unwrap()
+            .apply_to(&mut c)
+            .unwrap();
+        c
+    };
+    let (noisy, noisy_model, _) = final_model(distributed_with(0.02));
+    let (_, quiet_model, _) = final_model(distributed_with(0.0));
+    assert!(noisy.final_accuracy > 0.2, "{}", noisy.final_accuracy);
+    let moved = noisy_model
+        .values()
+        .iter()
+        .zip(quiet_model.values())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(moved > 1e-3, "the noise left no trace: {moved}");
+    let mut distributed = distributed_with(0.02);
+    // Without secure aggregation, distributed noise is refused, as is a rule that needs
+    // every update.
+    distributed.secure_aggregation = false;
+    assert!(
+        distributed
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("secure aggregation")
+    );
+    let median = SimConfig {
+        secure_aggregation: true,
+        strategy: "median".parse().unwrap(),
+        ..mnist_config()
+    };
+    let workload = Workload::load(&median).unwrap();
+    let err = Simulation::new(median, workload)
+        .unwrap()
+        .run(&mut |_: &RoundRecord| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("individual updates"), "{err}");
+}

@@ -53,10 +53,16 @@ pub enum StrategyConfig {
     /// noise of `noise_multiplier · clip` on their sum.
     #[serde(rename = "dp-fedavg")]
     DpFedAvg {
-        /// L2 clipping bound.
+        /// L2 clipping bound (the first round's, with adaptive clipping).
         clip: f64,
         /// Noise standard deviation over the clipping bound.
         noise_multiplier: f64,
+        /// Who adds the noise: the coordinator (default) or the participants.
+        #[serde(default)]
+        noise: crate::privacy::NoisePlacement,
+        /// Adapt the bound to a quantile of the update norms (Andrew et al. 2021).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        adaptive: Option<crate::privacy::AdaptiveClipping>,
     },
     /// A robust rule ([`Robust`]): `{ name = "robust", rule = "median" }`,
     /// `{ name = "robust", rule = "krum", f = 2 }`, ...
@@ -106,13 +112,22 @@ impl StrategyConfig {
             StrategyConfig::DpFedAvg {
                 clip,
                 noise_multiplier,
-            } => Box::new(crate::privacy::DpFedAvg::new(
-                fraction,
-                min_participants,
-                fit,
-                clip,
-                noise_multiplier,
-            )?),
+                noise,
+                adaptive,
+            } => {
+                let dp = crate::privacy::DpFedAvg::new(
+                    fraction,
+                    min_participants,
+                    fit,
+                    clip,
+                    noise_multiplier,
+                )?
+                .with_placement(noise);
+                Box::new(match adaptive {
+                    Some(a) => dp.with_adaptive_clipping(a)?,
+                    None => dp,
+                })
+            }
         })
     }
 }
@@ -131,20 +146,10 @@ impl FromStr for StrategyConfig {
             return Ok(StrategyConfig::Robust(rule));
         }
         if let Some(settings) = s.strip_prefix("dp-fedavg:") {
-            // dp-fedavg:CLIP:NOISE_MULTIPLIER
-            let parsed: Option<(f64, f64)> = settings
-                .split_once(':')
-                .and_then(|(c, z)| Some((c.parse().ok()?, z.parse().ok()?)));
-            let Some((clip, noise_multiplier)) = parsed else {
-                return Err(StrategyError::InvalidSetting {
-                    name: "strategy",
-                    reason: format!("{s:?}: expected dp-fedavg:CLIP:NOISE_MULTIPLIER"),
-                });
-            };
-            return Ok(StrategyConfig::DpFedAvg {
-                clip,
-                noise_multiplier,
-            });
+            return dp_fedavg(s, settings, false);
+        }
+        if let Some(settings) = s.strip_prefix("dp-adaptive:") {
+            return dp_fedavg(s, settings, true);
         }
         Ok(match s {
             "fedavg" => StrategyConfig::FedAvg,
@@ -237,10 +242,26 @@ impl fmt::Display for StrategyConfig {
             StrategyConfig::DpFedAvg {
                 clip,
                 noise_multiplier,
-            } => write!(
-                f,
-                "dp-fedavg(clip={clip}, noise_multiplier={noise_multiplier})"
-            ),
+                noise,
+                adaptive,
+            } => {
+                let bound = if adaptive.is_some() {
+                    "initial clip"
+                } else {
+                    "clip"
+                };
+                write!(
+                    f,
+                    "dp-fedavg({bound}={clip}, noise_multiplier={noise_multiplier}"
+                )?;
+                if let Some(a) = adaptive {
+                    write!(f, ", target quantile={}", a.target_quantile)?;
+                }
+                if *noise == crate::privacy::NoisePlacement::Distributed {
+                    write!(f, ", distributed noise")?;
+                }
+                write!(f, ")")
+            }
             StrategyConfig::Robust(rule) => match rule {
                 RobustRule::Median => write!(f, "median"),
                 RobustRule::TrimmedMean { beta } => write!(f, "trimmed-mean(beta={beta})"),
@@ -255,4 +276,29 @@ impl fmt::Display for StrategyConfig {
             },
         }
     }
+}
+
+/// `dp-fedavg:CLIP:NOISE_MULTIPLIER`, or `dp-adaptive:INITIAL_CLIP:NOISE_MULTIPLIER` for
+/// adaptive clipping towards the median norm (η = 0.2, σ_b = 1; set others in TOML).
+fn dp_fedavg(whole: &str, settings: &str, adaptive: bool) -> Result<StrategyConfig, StrategyError> {
+    let parsed: Option<(f64, f64)> = settings
+        .split_once(':')
+        .and_then(|(c, z)| Some((c.parse().ok()?, z.parse().ok()?)));
+    let Some((clip, noise_multiplier)) = parsed else {
+        let prefix = whole.split(':').next().unwrap_or("dp-fedavg");
+        return Err(StrategyError::InvalidSetting {
+            name: "strategy",
+            reason: format!("{whole:?}: expected {prefix}:CLIP:NOISE_MULTIPLIER"),
+        });
+    };
+    Ok(StrategyConfig::DpFedAvg {
+        clip,
+        noise_multiplier,
+        noise: crate::privacy::NoisePlacement::Central,
+        adaptive: adaptive.then_some(crate::privacy::AdaptiveClipping {
+            target_quantile: 0.5,
+            learning_rate: 0.2,
+            count_noise_std: 1.0,
+        }),
+    })
 }

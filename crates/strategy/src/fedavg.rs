@@ -83,6 +83,24 @@ impl Strategy for FedAvg {
             },
         })
     }
+
+    /// Under secure aggregation the weights (sample counts) would reveal as much as they
+    /// weigh, so the blind sum is an unweighted mean: `global + ΣΔ / contributors`.
+    fn aggregate_secure(
+        &mut self,
+        _round: u64,
+        global: &ParamSet,
+        sum: &crate::SecureSum,
+    ) -> Result<Aggregate, StrategyError> {
+        if sum.contributors.is_empty() {
+            return Ok(Aggregate::KeepPrevious {
+                reason: "no contributors".into(),
+            });
+        }
+        let mut next = global.clone();
+        next.axpy(1.0 / sum.contributors.len() as f32, &sum.delta_sum)?;
+        Ok(Aggregate::Updated(next))
+    }
 }
 
 /// FedProx (Li et al. 2020): FedAvg's aggregation, with participants adding the proximal term

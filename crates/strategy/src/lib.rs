@@ -46,4 +46,7 @@ pub use error::StrategyError;
 pub use fedavg::{FedAvg, FedProx};
 pub use fedopt::{FedOpt, ServerOptimizer};
 pub use robust::{Robust, RobustRule};
-pub use types::{Aggregate, Failure, FailureReason, FitConfig, FitResult, ParticipantId, Strategy};
+pub use types::{
+    Aggregate, Failure, FailureReason, FitConfig, FitResult, ParticipantId, SecureSum, Strategy,
+    UpdatePrivacy,
+};

@@ -10,6 +10,8 @@
 //! best order gives ε through the conversion of Canonne, Kamath and Steinke 2020
 //! (Proposition 12): `ε = rdp + log(1 − 1/α) − log(δ·α)/(α − 1)`.
 
+use serde::{Deserialize, Serialize};
+
 /// The orders tried: 1.1 to 10.9 by tenths, 11 to 63, and 128 to 1024 by doubling (the
 /// usual grid, so that results are comparable with other accountants).
 pub fn default_orders() -> Vec<f64> {
@@ -183,12 +185,45 @@ pub fn noise_multiplier_for(epsilon: f64, delta: f64, q: f64, steps: u64) -> Opt
     Some(hi)
 }
 
-/// DP-FedAvg with fixed clipping (McMahan et al. 2018), central: each update is clipped to
+/// Where DP-FedAvg's Gaussian noise is added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoisePlacement {
+    /// The coordinator adds all the noise to the sum: it sees the noiseless sum (or, without
+    /// secure aggregation, each clipped update).
+    #[default]
+    Central,
+    /// Each participant adds its share, `σ/√m` for `m` expected contributors, to its clipped
+    /// update; with secure aggregation the coordinator only ever holds a noised sum.
+    Distributed,
+}
+
+/// Adaptive clipping (Andrew et al. 2021): the bound follows a target quantile of the update
+/// norms. Each round the participants report, privately, whether their update was within the
+/// bound; with `b̃` the noised fraction within, the bound becomes `C · exp(−η (b̃ − γ))`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AdaptiveClipping {
+    /// The quantile `γ` of update norms the bound tracks (0.5: the median norm).
+    pub target_quantile: f64,
+    /// The geometric step `η`.
+    pub learning_rate: f64,
+    /// Standard deviation `σ_b` of the noise on the count of updates within the bound
+    /// (Andrew et al. suggest the expected number of participants over 20).
+    pub count_noise_std: f64,
+}
+
+/// DP-FedAvg (McMahan et al. 2018) at the level of a participant: each update is clipped to
 /// L2 norm `clip`, the clipped updates are summed, Gaussian noise of standard deviation
 /// `noise_multiplier · clip` is added to the sum, and the sum is divided by the number of
 /// selected participants (public, so the division leaks nothing). The accountant above gives
 /// the (ε, δ) spent, treating each round as Poisson sampling at the selection fraction: the
 /// usual approximation for fixed-size sampling.
+///
+/// With [`AdaptiveClipping`] the bound moves each round, and the noise multiplier is split
+/// between the update and the private count so that together they spend what
+/// `noise_multiplier` alone would: `z_Δ = (z⁻² − (2σ_b)⁻²)^(−1/2)` (Andrew et al., Theorem 1).
+/// With [`NoisePlacement::Distributed`] the participants add the noise, which needs secure
+/// aggregation to mean anything.
 ///
 /// The noise comes from the operating system's randomness, fresh each round: noise that
 /// anyone could regenerate from a seed could be subtracted again, and would protect nobody.
@@ -200,10 +235,17 @@ pub struct DpFedAvg {
     fit: crate::FitConfig,
     clip: f64,
     noise_multiplier: f64,
+    placement: NoisePlacement,
+    adaptive: Option<AdaptiveClipping>,
+}
+
+fn invalid(name: &'static str, reason: String) -> crate::StrategyError {
+    crate::StrategyError::InvalidSetting { name, reason }
 }
 
 impl DpFedAvg {
-    /// DP-FedAvg with clipping bound `clip` and noise multiplier `noise_multiplier`.
+    /// DP-FedAvg with clipping bound `clip` and noise multiplier `noise_multiplier`, central
+    /// noise and a fixed bound.
     pub fn new(
         fraction: f64,
         min_participants: usize,
@@ -216,12 +258,12 @@ impl DpFedAvg {
             && noise_multiplier.is_finite()
             && noise_multiplier >= 0.0)
         {
-            return Err(crate::StrategyError::InvalidSetting {
-                name: "dp",
-                reason: format!(
+            return Err(invalid(
+                "dp",
+                format!(
                     "clip {clip} must be positive and noise multiplier {noise_multiplier} non-negative"
                 ),
-            });
+            ));
         }
         Ok(Self {
             sampling: crate::fedavg::Sampling {
@@ -231,7 +273,115 @@ impl DpFedAvg {
             fit,
             clip,
             noise_multiplier,
+            placement: NoisePlacement::Central,
+            adaptive: None,
         })
+    }
+
+    /// The same with the noise added where `placement` says.
+    pub fn with_placement(mut self, placement: NoisePlacement) -> Self {
+        self.placement = placement;
+        self
+    }
+
+    /// The same with the bound adapted each round. The count's noise must leave some of the
+    /// budget to the update: `2σ_b > z`.
+    pub fn with_adaptive_clipping(
+        mut self,
+        adaptive: AdaptiveClipping,
+    ) -> Result<Self, crate::StrategyError> {
+        let AdaptiveClipping {
+            target_quantile: q,
+            learning_rate: eta,
+            count_noise_std: sb,
+        } = adaptive;
+        if !((0.0..=1.0).contains(&q) && eta.is_finite() && eta > 0.0 && sb.is_finite() && sb > 0.0)
+        {
+            return Err(invalid(
+                "adaptive clipping",
+                format!("quantile {q} must be in [0, 1], step {eta} and count noise {sb} positive"),
+            ));
+        }
+        if self.noise_multiplier > 0.0 && 2.0 * sb <= self.noise_multiplier {
+            return Err(invalid(
+                "adaptive clipping",
+                format!(
+                    "count noise {sb} leaves nothing for the update at noise multiplier {}: it needs 2σ_b > z",
+                    self.noise_multiplier
+                ),
+            ));
+        }
+        self.adaptive = Some(adaptive);
+        Ok(self)
+    }
+
+    /// The clipping bound the next round uses.
+    pub fn clip(&self) -> f64 {
+        self.clip
+    }
+
+    /// The noise multiplier applied to the updates' sum: all of `z` with a fixed bound, what
+    /// the private count leaves with an adaptive one.
+    pub fn update_noise_multiplier(&self) -> f64 {
+        let z = self.noise_multiplier;
+        match self.adaptive {
+            Some(a) if z > 0.0 => (z.powi(-2) - (2.0 * a.count_noise_std).powi(-2)).powf(-0.5),
+            _ => z,
+        }
+    }
+
+    /// Moves the bound towards the target quantile, given the noised count within it.
+    fn adapt(&mut self, within: f64, selected: usize) {
+        if let Some(a) = self.adaptive {
+            let fraction = within / selected.max(1) as f64;
+            self.clip *= (-a.learning_rate * (fraction - a.target_quantile)).exp();
+        }
+    }
+
+    /// One draw of N(0, std²) from a fresh OS-seeded stream per round.
+    fn noise_source() -> Result<rand_chacha::ChaCha20Rng, crate::StrategyError> {
+        use rand::SeedableRng;
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| {
+            invalid(
+                "randomness",
+                format!("the operating system gave no randomness for the noise: {e}"),
+            )
+        })?;
+        Ok(rand_chacha::ChaCha20Rng::from_seed(secret))
+    }
+
+    /// `global + (sum + central noise) / selected`, then the bound's step.
+    fn finish_round(
+        &mut self,
+        global: &harambee_params::ParamSet,
+        mut sum: Vec<f64>,
+        within: f64,
+        selected: usize,
+    ) -> Result<crate::Aggregate, crate::StrategyError> {
+        use rand_distr::{Distribution, Normal};
+        let mut rng = Self::noise_source()?;
+        let mut within = within;
+        if self.placement == NoisePlacement::Central {
+            let std = self.update_noise_multiplier() * self.clip;
+            if std > 0.0
+                && let Ok(normal) = Normal::new(0.0, std)
+            {
+                sum.iter_mut().for_each(|s| *s += normal.sample(&mut rng));
+            }
+            if let Some(a) = self.adaptive
+                && let Ok(normal) = Normal::new(0.0, a.count_noise_std)
+            {
+                within += normal.sample(&mut rng);
+            }
+        }
+        let mut next = global.clone();
+        next.values_mut()
+            .iter_mut()
+            .zip(&sum)
+            .for_each(|(x, s)| *x += (s / selected.max(1) as f64) as f32);
+        self.adapt(within, selected);
+        Ok(crate::Aggregate::Updated(next))
     }
 }
 
@@ -255,34 +405,88 @@ impl crate::Strategy for DpFedAvg {
         results: &[crate::FitResult],
         failures: &[crate::Failure],
     ) -> Result<crate::Aggregate, crate::StrategyError> {
-        use rand::SeedableRng;
-        use rand_distr::{Distribution, Normal};
-        let selected = (results.len() + failures.len()).max(1);
+        if self.placement == NoisePlacement::Distributed {
+            return Err(invalid(
+                "dp",
+                "distributed noise needs secure aggregation: without it the coordinator would see \
+                 each update with only a share of the noise"
+                    .into(),
+            ));
+        }
+        let selected = results.len() + failures.len();
         let mut sum = vec![0.0f64; global.len()];
+        let mut within = 0.0;
         for r in results {
             let mut delta = r.params.sub(global)?;
+            if delta.l2_norm() <= self.clip {
+                within += 1.0;
+            }
             delta.clip_l2(self.clip);
             sum.iter_mut()
                 .zip(delta.values())
                 .for_each(|(s, &d)| *s += f64::from(d));
         }
-        let std = self.noise_multiplier * self.clip;
-        let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| crate::StrategyError::InvalidSetting {
-            name: "randomness",
-            reason: format!("the operating system gave no randomness for the noise: {e}"),
-        })?;
-        let mut rng = rand_chacha::ChaCha20Rng::from_seed(secret);
-        if std > 0.0
-            && let Ok(normal) = Normal::new(0.0, std)
-        {
-            sum.iter_mut().for_each(|s| *s += normal.sample(&mut rng));
+        self.finish_round(global, sum, within, selected)
+    }
+
+    fn update_privacy(&self, _round: u64, expected: usize) -> Option<crate::UpdatePrivacy> {
+        let share = match self.placement {
+            NoisePlacement::Central => 0.0,
+            // Calibrated to the fewest contributors the round accepts: more only add noise.
+            NoisePlacement::Distributed => 1.0 / (expected.max(1) as f64).sqrt(),
+        };
+        Some(crate::UpdatePrivacy {
+            clip: self.clip,
+            noise_std: self.update_noise_multiplier() * self.clip * share,
+            report_within_clip: self.adaptive.is_some(),
+            report_noise_std: self.adaptive.map_or(0.0, |a| a.count_noise_std * share),
+        })
+    }
+
+    fn aggregate_secure(
+        &mut self,
+        _round: u64,
+        global: &harambee_params::ParamSet,
+        sum: &crate::SecureSum,
+    ) -> Result<crate::Aggregate, crate::StrategyError> {
+        let values = sum
+            .delta_sum
+            .values()
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect();
+        let within = sum.within_clip.unwrap_or(0.0);
+        self.finish_round(global, values, within, sum.selected)
+    }
+
+    fn state(&self) -> Vec<(&'static str, harambee_params::ParamSet)> {
+        match self.adaptive {
+            None => Vec::new(),
+            Some(_) => {
+                harambee_params::ParamSet::from_tensors([("clip", vec![1], vec![self.clip as f32])])
+                    .map(|p| vec![("clip", p)])
+                    .unwrap_or_default()
+            }
         }
-        let mut next = global.clone();
-        next.values_mut()
-            .iter_mut()
-            .zip(&sum)
-            .for_each(|(x, s)| *x += (s / selected as f64) as f32);
-        Ok(crate::Aggregate::Updated(next))
+    }
+
+    fn restore_state(
+        &mut self,
+        state: Vec<(String, harambee_params::ParamSet)>,
+    ) -> Result<(), crate::StrategyError> {
+        for (name, p) in state {
+            match (name.as_str(), p.values()) {
+                ("clip", &[c]) if self.adaptive.is_some() && c.is_finite() && c > 0.0 => {
+                    self.clip = f64::from(c);
+                }
+                _ => {
+                    return Err(invalid(
+                        "state",
+                        format!("dp-fedavg cannot restore {name:?}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -105,6 +105,31 @@ pub trait Strategy: Send + Sync {
         failures: &[Failure],
     ) -> Result<Aggregate, StrategyError>;
 
+    /// What each participant must do to its update `Δ = local − global` before it leaves the
+    /// machine when the coordinator will only see a sum (secure aggregation): clip it, add a
+    /// share of the noise, report whether it was within the bound. `None`: send `Δ` as it is.
+    fn update_privacy(&self, _round: u64, _selected: usize) -> Option<UpdatePrivacy> {
+        None
+    }
+
+    /// Combines a round whose individual updates the coordinator never saw, only their sum
+    /// (secure aggregation). Rules that need each update (weights, robust statistics, server
+    /// optimisers that could but do not yet) refuse, saying so.
+    fn aggregate_secure(
+        &mut self,
+        _round: u64,
+        _global: &ParamSet,
+        _sum: &SecureSum,
+    ) -> Result<Aggregate, StrategyError> {
+        Err(StrategyError::InvalidSetting {
+            name: "secure aggregation",
+            reason: format!(
+                "{} combines individual updates and cannot run on their sum; use fedavg or dp-fedavg",
+                self.name()
+            ),
+        })
+    }
+
     /// What the strategy carries from round to round (server optimiser moments), named, so a
     /// restarted coordinator continues exactly. Stateless rules keep the default: nothing.
     fn state(&self) -> Vec<(&'static str, ParamSet)> {
@@ -125,4 +150,59 @@ pub trait Strategy: Send + Sync {
             }),
         }
     }
+}
+
+/// The instructions a participant follows before its update is summed blind.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct UpdatePrivacy {
+    /// L2 bound each update is clipped to.
+    pub clip: f64,
+    /// Standard deviation of the Gaussian noise each participant adds to each coordinate of
+    /// its clipped update (its share of distributed DP; 0 when the coordinator adds the noise).
+    pub noise_std: f64,
+    /// Whether to report `1` if the update was within `clip` (before clipping), else `0`,
+    /// for adaptive clipping; that count is summed blind too.
+    pub report_within_clip: bool,
+    /// Standard deviation of the noise each participant adds to that report.
+    pub report_noise_std: f64,
+}
+
+impl UpdatePrivacy {
+    /// Applies the instructions to `delta` in place, drawing noise from `rng` (the operating
+    /// system's generator: noise a coordinator could regenerate would protect nothing).
+    /// Returns the (noised) within-clip report, or 0 when none is asked.
+    pub fn apply(&self, delta: &mut ParamSet, rng: &mut impl rand::Rng) -> f64 {
+        use rand_distr::{Distribution, Normal};
+        let within = delta.l2_norm() <= self.clip;
+        delta.clip_l2(self.clip);
+        if self.noise_std > 0.0
+            && let Ok(normal) = Normal::new(0.0, self.noise_std)
+        {
+            delta
+                .values_mut()
+                .iter_mut()
+                .for_each(|v| *v += normal.sample(rng) as f32);
+        }
+        if !self.report_within_clip {
+            return 0.0;
+        }
+        let noise = Normal::new(0.0, self.report_noise_std.max(0.0))
+            .map(|n| n.sample(rng))
+            .unwrap_or(0.0);
+        f64::from(u8::from(within)) + noise
+    }
+}
+
+/// A round's updates as secure aggregation delivers them: only their sum.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecureSum {
+    /// The sum of the contributors' updates `Δ = local − global`, each transformed as
+    /// [`UpdatePrivacy`] said.
+    pub delta_sum: ParamSet,
+    /// Whose updates are in the sum.
+    pub contributors: Vec<ParticipantId>,
+    /// How many were selected for the round.
+    pub selected: usize,
+    /// The sum of the contributors' within-clip reports, when they were asked for.
+    pub within_clip: Option<f64>,
 }

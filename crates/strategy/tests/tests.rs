@@ -426,7 +426,9 @@ mod privacy {
             "dp-fedavg:1.5:0.8".parse::<StrategyConfig>().unwrap(),
             StrategyConfig::DpFedAvg {
                 clip: 1.5,
-                noise_multiplier: 0.8
+                noise_multiplier: 0.8,
+                noise: harambee_strategy::privacy::NoisePlacement::Central,
+                adaptive: None,
             }
         );
     }
@@ -493,6 +495,156 @@ mod privacy {
         assert!(
             eps(0.01, sigma, 1000) <= 2.0 && eps(0.01, sigma * 0.99, 1000) > 1.99,
             "{sigma}"
+        );
+    }
+}
+
+mod blind {
+    //! Strategies under secure aggregation: participants clip and noise, the coordinator sees
+    //! only a sum.
+    use super::*;
+    use harambee_strategy::privacy::{AdaptiveClipping, DpFedAvg, NoisePlacement};
+    use harambee_strategy::{SecureSum, Strategy, UpdatePrivacy};
+
+    fn adaptive(count_noise_std: f64) -> AdaptiveClipping {
+        AdaptiveClipping {
+            target_quantile: 0.5,
+            learning_rate: 0.2,
+            count_noise_std,
+        }
+    }
+
+    #[test]
+    fn fedavg_on_a_blind_sum_is_the_unweighted_mean() {
+        let global = params(&[1.0, 1.0]);
+        let sum = SecureSum {
+            delta_sum: params(&[3.0, -6.0]),
+            contributors: vec![ParticipantId(1), ParticipantId(4), ParticipantId(7)],
+            selected: 4,
+            within_clip: None,
+        };
+        let mut fedavg = harambee_strategy::FedAvg::default();
+        close(
+            &updated(fedavg.aggregate_secure(1, &global, &sum).unwrap()),
+            &[2.0, -1.0],
+        );
+        // Robust rules need the individual updates and say so.
+        let mut median = "median"
+            .parse::<StrategyConfig>()
+            .unwrap()
+            .build(1.0, 1, FitConfig::default())
+            .unwrap();
+        let err = median
+            .aggregate_secure(1, &global, &sum)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("individual updates"), "{err}");
+    }
+
+    #[test]
+    fn adaptive_clipping_tracks_the_median_norm() {
+        // Ten participants whose updates have norms 1, 2, ..., 10: the median is 5.5.
+        let global = params(&[0.0, 0.0]);
+        let results: Vec<FitResult> = (1..=10).map(|k| result(k, &[k as f32, 0.0], 10)).collect();
+        let mut dp = DpFedAvg::new(1.0, 1, FitConfig::default(), 100.0, 0.0)
+            .unwrap()
+            .with_adaptive_clipping(adaptive(1e-9))
+            .unwrap();
+        for round in 1..=200 {
+            dp.aggregate_fit(round, &global, &results, &[]).unwrap();
+        }
+        assert!((4.0..=7.0).contains(&dp.clip()), "bound {}", dp.clip());
+        // The bound is state: a restarted coordinator continues from it.
+        let state: Vec<(String, ParamSet)> = dp
+            .state()
+            .into_iter()
+            .map(|(n, p)| (n.to_string(), p))
+            .collect();
+        let mut restarted = DpFedAvg::new(1.0, 1, FitConfig::default(), 100.0, 0.0)
+            .unwrap()
+            .with_adaptive_clipping(adaptive(1e-9))
+            .unwrap();
+        restarted.restore_state(state).unwrap();
+        assert!((restarted.clip() - dp.clip()).abs() < 1e-4 * dp.clip());
+    }
+
+    #[test]
+    fn the_count_takes_its_share_of_the_noise() {
+        let dp = DpFedAvg::new(1.0, 1, FitConfig::default(), 1.0, 1.0)
+            .unwrap()
+            .with_adaptive_clipping(adaptive(1.0))
+            .unwrap();
+        // z_Δ = (1 − 1/4)^(−1/2)
+        assert!((dp.update_noise_multiplier() - 1.0 / 0.75f64.sqrt()).abs() < 1e-12);
+        // A count noise too small to leave anything for the update is refused.
+        let too_little = DpFedAvg::new(1.0, 1, FitConfig::default(), 1.0, 1.0)
+            .unwrap()
+            .with_adaptive_clipping(adaptive(0.5));
+        assert!(too_little.is_err());
+    }
+
+    #[test]
+    fn distributed_noise_is_shared_among_the_expected_contributors() {
+        let dp = DpFedAvg::new(1.0, 1, FitConfig::default(), 2.0, 1.5)
+            .unwrap()
+            .with_placement(NoisePlacement::Distributed);
+        let p = dp.update_privacy(1, 25).unwrap();
+        assert_eq!(p.clip, 2.0);
+        // 25 shares of variance (1.5·2)²/25 add up to the central variance (1.5·2)².
+        assert!((p.noise_std - 1.5 * 2.0 / 5.0).abs() < 1e-12);
+        // Central placement leaves participants only the clipping.
+        let central = DpFedAvg::new(1.0, 1, FitConfig::default(), 2.0, 1.5).unwrap();
+        assert_eq!(central.update_privacy(1, 25).unwrap().noise_std, 0.0);
+        // Without secure aggregation distributed noise protects nothing: refused.
+        let mut dp = dp;
+        let err = dp.aggregate_fit(1, &params(&[0.0]), &[result(1, &[1.0], 1)], &[]);
+        assert!(err.unwrap_err().to_string().contains("secure aggregation"));
+    }
+
+    #[test]
+    fn participants_clip_noise_and_report() {
+        let mut rng = rand::rng();
+        let plain = UpdatePrivacy {
+            clip: 1.0,
+            noise_std: 0.0,
+            report_within_clip: true,
+            report_noise_std: 0.0,
+        };
+        let mut delta = params(&[3.0, 4.0]);
+        assert_eq!(
+            plain.apply(&mut delta, &mut rng),
+            0.0,
+            "norm 5 is outside the bound 1"
+        );
+        close(delta.values(), &[0.6, 0.8]);
+        let mut small = params(&[0.3, 0.4]);
+        assert_eq!(plain.apply(&mut small, &mut rng), 1.0);
+        close(small.values(), &[0.3, 0.4]);
+        // Noise of std 1 on 10,000 coordinates: the sample variance is near 1.
+        let noisy = UpdatePrivacy {
+            noise_std: 1.0,
+            ..plain
+        };
+        let mut zeros = ParamSet::from_tensors([("w", vec![10_000], vec![0.0; 10_000])]).unwrap();
+        noisy.apply(&mut zeros, &mut rng);
+        let var = zeros.values().iter().map(|v| f64::from(v * v)).sum::<f64>() / 10_000.0;
+        assert!((var - 1.0).abs() < 0.1, "{var}");
+    }
+
+    #[test]
+    fn dp_on_a_blind_sum_divides_by_the_selected() {
+        let mut dp = DpFedAvg::new(1.0, 1, FitConfig::default(), 1.0, 0.0)
+            .unwrap()
+            .with_placement(NoisePlacement::Distributed);
+        let sum = SecureSum {
+            delta_sum: params(&[2.0]),
+            contributors: vec![ParticipantId(1), ParticipantId(2)],
+            selected: 4,
+            within_clip: None,
+        };
+        close(
+            &updated(dp.aggregate_secure(1, &params(&[0.0]), &sum).unwrap()),
+            &[0.5],
         );
     }
 }
