@@ -131,6 +131,19 @@ pub struct Charter {
     /// if any. The coordinator refuses settings that would exceed it.
     #[serde(default)]
     pub privacy: Option<PrivacyBudget>,
+    /// Secure aggregation, when the charter requires it: the coordinator must never see an
+    /// individual update, and a round's sum must cover at least `min_survivors` participants
+    /// (below that the round fails and nothing is unmasked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure_aggregation: Option<SecureAggregationRule>,
+}
+
+/// The charter's secure-aggregation rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecureAggregationRule {
+    /// The fewest participants a round's sum may cover.
+    pub min_survivors: usize,
 }
 
 /// A differential-privacy budget: (ε, δ) at the level of a participant, over the federation.
@@ -176,6 +189,9 @@ impl Charter {
                 "privacy budget ({}, {}) must have ε > 0 and 0 < δ < 1",
                 b.epsilon, b.delta
             ));
+        }
+        if self.secure_aggregation.is_some_and(|r| r.min_survivors < 2) {
+            return bad("secure_aggregation.min_survivors must be at least 2: a sum of one is that one's update".into());
         }
         let stewards = self.stewards().len();
         if self.amendment_threshold == 0 || self.amendment_threshold > stewards.max(1) {

@@ -17,6 +17,7 @@ fn charter(stewards: &[&Identity], threshold: usize) -> Charter {
         max_rounds: 50,
         amendment_threshold: threshold,
         privacy: None,
+        secure_aggregation: None,
         members: stewards
             .iter()
             .enumerate()

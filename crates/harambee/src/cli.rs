@@ -198,6 +198,15 @@ pub(crate) struct InitArgs {
     /// The charter's δ, with --privacy-epsilon.
     #[arg(long, requires = "privacy_epsilon")]
     pub(crate) privacy_delta: Option<f64>,
+    /// Privacy, as `simulate --privacy`: secagg (secure aggregation, which the charter then
+    /// requires), distributed-dp (participants add the DP noise; needs secagg and a dp
+    /// strategy), central-dp.
+    #[arg(long)]
+    pub(crate) privacy: Option<String>,
+    /// Under secagg: the fewest participants a round's sum may cover (the charter's rule;
+    /// default the quorum, at least 2).
+    #[arg(long)]
+    pub(crate) secagg_min_survivors: Option<usize>,
 }
 
 /// `harambee serve`.
@@ -362,6 +371,10 @@ pub(crate) struct DemoArgs {
     /// participant processes over gRPC (and compare with each community training alone).
     #[arg(long)]
     pub(crate) simulated: bool,
+    /// Privacy on: secure aggregation (the coordinator sees only each round's sum) and
+    /// distributed differential privacy (each community adds its share of the noise).
+    #[arg(long)]
+    pub(crate) private: bool,
 }
 
 /// `harambee bench`.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use harambee_charter::{Charter, Enrolment, Member, PrivacyBudget, Role};
+use harambee_charter::{Charter, Enrolment, Member, PrivacyBudget, Role, SecureAggregationRule};
 use harambee_identity::Identity;
 use harambee_learn::udhr::load_corpus;
 use harambee_learn::{DataKind, ModelKind, ModelTask, Optimizer, digit_names};
@@ -39,6 +39,15 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
     let mut server_names = vec!["localhost".to_string(), listen.ip().to_string()];
     server_names.extend(args.server_name.iter().cloned());
     server_names.dedup();
+    let privacy: harambee_sim::PrivacySettings =
+        args.privacy.as_deref().unwrap_or("none").parse()?;
+    let mut strategy = args.strategy.parse::<StrategyConfig>()?;
+    if let Some(placement) = privacy.noise {
+        match &mut strategy {
+            StrategyConfig::DpFedAvg { noise, .. } => *noise = placement,
+            other => bail!("--privacy {placement:?} noise needs a dp-fedavg strategy, not {other}"),
+        }
+    }
     Ok(FederationConfig {
         name: args.name.clone(),
         federation_id: String::new(),
@@ -65,11 +74,13 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
             seed: args.seed,
         },
         training: TrainingSettings {
-            strategy: args.strategy.parse::<StrategyConfig>()?,
+            strategy,
             fraction: args.fraction,
             epochs: args.epochs,
             batch_size: args.batch,
             learning_rate: args.lr,
+            secure_aggregation: privacy.secure_aggregation,
+            secagg_range: 1.0,
         },
         limits: Limits::default(),
     })
@@ -121,6 +132,15 @@ pub(crate) fn charter_from(args: &InitArgs, config: &FederationConfig) -> Result
             .privacy_epsilon
             .zip(args.privacy_delta)
             .map(|(epsilon, delta)| PrivacyBudget { epsilon, delta }),
+        secure_aggregation: config
+            .training
+            .secure_aggregation
+            .then(|| SecureAggregationRule {
+                min_survivors: args
+                    .secagg_min_survivors
+                    .unwrap_or(config.rounds.quorum)
+                    .max(2),
+            }),
         members,
     };
     charter.validate()?;

@@ -214,6 +214,13 @@ fn replay(folder: &FederationFolder, state: &SqliteState, v: &mut Verification) 
         .collect();
     for round in v.audit.rounds.clone() {
         let r = round.round;
+        if config.training.secure_aggregation {
+            v.not_replayed.push((
+                r,
+                "secure aggregation: the coordinator never held the individual updates".into(),
+            ));
+            continue;
+        }
         if !replayable(&config.training.strategy) {
             v.not_replayed.push((
                 r,

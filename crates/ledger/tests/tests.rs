@@ -120,6 +120,7 @@ fn small_ledger() -> (Ledger, Vec<harambee_ledger::TreeHead>, Identity) {
         max_rounds: 5,
         amendment_threshold: 1,
         privacy: None,
+        secure_aggregation: None,
         members: Vec::new(),
     };
     ledger.append(&Entry::Genesis {
@@ -304,6 +305,7 @@ fn rounds_beyond_the_charters_privacy_budget_are_named() {
             epsilon: 1.0,
             delta: 1e-5,
         }),
+        secure_aggregation: None,
         members: Vec::new(),
     };
     let result = |round: u64, epsilon: Option<f64>| {

@@ -61,15 +61,19 @@ fn transient(status: &Status) -> bool {
     )
 }
 
-struct Session {
+pub(crate) struct Session {
     client: CoordinatorClient<Channel>,
-    identity: Identity,
+    pub(crate) identity: Identity,
     give_up_after: Duration,
 }
 
 impl Session {
     /// Calls `f` until it succeeds or fails for good, backing off between tries.
-    async fn retry<T, F, Fut>(&self, what: &'static str, mut f: F) -> Result<T, RetryError>
+    pub(crate) async fn retry<T, F, Fut>(
+        &self,
+        what: &'static str,
+        mut f: F,
+    ) -> Result<T, RetryError>
     where
         F: FnMut(CoordinatorClient<Channel>) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
@@ -96,18 +100,18 @@ impl Session {
         }
     }
 
-    fn key(&self) -> Vec<u8> {
+    pub(crate) fn key(&self) -> Vec<u8> {
         self.identity.public().to_bytes().to_vec()
     }
 }
 
-enum RetryError {
+pub(crate) enum RetryError {
     GaveUp(ParticipantError),
     Final(Status),
 }
 
 impl RetryError {
-    fn into_error(self, what: &'static str) -> ParticipantError {
+    pub(crate) fn into_error(self, what: &'static str) -> ParticipantError {
         match self {
             RetryError::GaveUp(e) => e,
             RetryError::Final(s) => ParticipantError::Refused {
@@ -291,7 +295,7 @@ pub async fn join(options: JoinOptions) -> Result<JoinReport, ParticipantError> 
     }
 }
 
-enum RoundEnd {
+pub(crate) enum RoundEnd {
     Acknowledged,
     Refused(String),
     /// The round closed before this participant could fetch its parameters.
@@ -325,6 +329,8 @@ impl RoundContext<'_> {
         let seed = participant_seed(self.spec.seed, task.round, self.participant);
         let trainer = Arc::clone(&self.trainer);
         let train = Arc::clone(&self.split.train);
+        // Secure aggregation masks the difference from the global model, kept here.
+        let global_copy = task.secagg.as_ref().map(|_| global.clone());
         let heartbeat = self.heartbeat_while_training();
         let outcome = tokio::task::spawn_blocking(move || {
             let all: Vec<usize> = (0..train.len()).collect();
@@ -333,6 +339,15 @@ impl RoundContext<'_> {
         .await;
         heartbeat.abort();
         let outcome = outcome.map_err(|e| ParticipantError::Setup(e.to_string()))??;
+        if let (Some(settings), Some(global)) = (&task.secagg, &global_copy) {
+            let trained = crate::secure::Trained {
+                global,
+                params: outcome.params,
+                train_loss: outcome.mean_loss,
+            };
+            return crate::secure::run(self.session, task, settings, self.federation, trained)
+                .await;
+        }
         let digest = outcome.params.digest();
         let signed = self.session.identity.sign(UpdateStatement {
             federation: self.federation.to_string(),

@@ -7,6 +7,9 @@
 //! built-in trainer, sign the update statement, and upload the update in chunks. Data never
 //! leaves the machine; only parameters and a few numbers travel.
 //!
+//! In a federation that runs secure aggregation the update never leaves the machine as it
+//! is: the participant masks it and takes part in the four signed steps of SecAgg+.
+//!
 //! Network errors and coordinator restarts are retried with exponential backoff. The last
 //! finished (round, attempt) is kept in a small state file, so a restarted participant does
 //! not train a round twice; if it retrains one whose update was already acknowledged, the
@@ -15,6 +18,7 @@
 
 mod client;
 mod error;
+mod secure;
 mod state;
 
 pub use client::{JoinOptions, JoinReport, join};

@@ -25,4 +25,5 @@ pub fn chunks(bytes: &[u8], offset: usize) -> impl Iterator<Item = (usize, &[u8]
 }
 
 mod invite;
+pub mod secagg;
 pub use invite::{Invite, InviteError};

@@ -67,6 +67,18 @@ pub struct TrainingSettings {
     pub batch_size: u32,
     /// Local learning rate.
     pub learning_rate: f32,
+    /// Secure aggregation (SecAgg+): the coordinator sees only the sum of each round's
+    /// updates. Needs a strategy that works on a sum (fedavg, dp-fedavg).
+    #[serde(default)]
+    pub secure_aggregation: bool,
+    /// Under secure aggregation without DP clipping: the largest magnitude of a coordinate of
+    /// an update in the fixed-point encoding (larger ones are clipped to it).
+    #[serde(default = "default_secagg_range")]
+    pub secagg_range: f32,
+}
+
+fn default_secagg_range() -> f32 {
+    1.0
 }
 
 /// Protection against misbehaving clients.
@@ -89,6 +101,9 @@ pub struct Limits {
     /// selected, and a round it was selected for stops waiting for it. Its next call brings
     /// it back. Participants send heartbeats while they train.
     pub liveness_timeout_s: f64,
+    /// Under secure aggregation: how long each protocol step after the first waits for
+    /// participants before it closes without them.
+    pub secagg_step_s: f64,
 }
 
 impl Default for Limits {
@@ -100,6 +115,7 @@ impl Default for Limits {
             max_wait_ms: 30_000,
             keep_update_rounds: None,
             liveness_timeout_s: 90.0,
+            secagg_step_s: 20.0,
         }
     }
 }
@@ -133,6 +149,12 @@ impl FederationConfig {
         }
         if self.server_names.is_empty() {
             return bad("server_names must name at least one host".into());
+        }
+        if !(self.limits.secagg_step_s.is_finite() && self.limits.secagg_step_s > 0.0) {
+            return bad("limits.secagg_step_s must be positive".into());
+        }
+        if !(self.training.secagg_range.is_finite() && self.training.secagg_range > 0.0) {
+            return bad("training.secagg_range must be positive".into());
         }
         if !(self.limits.liveness_timeout_s.is_finite() && self.limits.liveness_timeout_s > 0.0) {
             return bad("limits.liveness_timeout_s must be positive".into());

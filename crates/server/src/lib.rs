@@ -12,6 +12,10 @@
 //! federation, round, base, update and sample count) and is durable (blob fsynced, row
 //! committed) before the participant hears "accepted". The core only ever sees what is
 //! already on disk, so a restart replays the same inputs and reaches the same state.
+//!
+//! With `training.secure_aggregation` the coordinator never sees an update: each round runs
+//! SecAgg+ ([`harambee_secagg`]) over four signed steps, and the core gets only the sum. The
+//! ledger then records each participant's signed commitment to its masked update.
 
 mod config;
 mod driver;
@@ -19,6 +23,7 @@ mod error;
 mod fault;
 mod folder;
 mod privacy;
+mod secure;
 mod serve;
 mod service;
 

@@ -85,6 +85,40 @@ impl Service {
     }
 }
 
+impl Service {
+    /// Values in a masked update: one per parameter (a clip report adds one more).
+    fn masked_words(&self) -> usize {
+        self.spec
+            .tensors
+            .iter()
+            .map(|t| t.shape.iter().product::<u64>() as usize)
+            .sum()
+    }
+
+    /// Waits until step `step` of the secure round closes, then answers with what the
+    /// participant needs next. Bounded by the longest wait the coordinator allows per step.
+    async fn await_step(
+        &self,
+        progress: &mut watch::Receiver<u64>,
+        round: u64,
+        attempt: u32,
+        index: u32,
+        step: u8,
+    ) -> Result<Response<v1::SecAggReply>, Status> {
+        let until = tokio::time::Instant::now() + Duration::from_secs(600);
+        loop {
+            if let Some(reply) = lock(&self.driver).secagg_reply(round, attempt, index, step) {
+                return reply.map(Response::new);
+            }
+            match tokio::time::timeout_at(until, progress.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(Status::unavailable("the coordinator is shutting down")),
+                Err(_) => return Err(Status::deadline_exceeded("the step did not close in time")),
+            }
+        }
+    }
+}
+
 pub(crate) fn lock(driver: &Mutex<Driver>) -> std::sync::MutexGuard<'_, Driver> {
     // The driver's state is only changed after durable writes succeed, so a panic in another
     // request leaves it consistent.
@@ -135,6 +169,11 @@ fn task_for(board: &Board, id: u64, after: (u64, u32), parameter_bytes: u64) -> 
             .as_millis() as u64,
         parameter_bytes,
         message: String::new(),
+        // Each participant's index is its rank among the selected (both sides sort by id).
+        secagg: open.secagg.clone().map(|settings| v1::SecAggSettings {
+            index: open.selected.iter().position(|&p| p == id).unwrap_or(0) as u32,
+            ..settings
+        }),
     })
 }
 
@@ -340,6 +379,72 @@ impl CoordinatorService for Service {
         lock(&self.driver).participant(&r.public_key)?;
         let round = self.board.borrow().open.as_ref().map_or(0, |o| o.round);
         Ok(Response::new(v1::HeartbeatReply { round }))
+    }
+
+    async fn sec_agg_step(
+        &self,
+        request: Request<v1::SecAggRequest>,
+    ) -> Result<Response<v1::SecAggReply>, Status> {
+        let r = request.into_inner();
+        self.rate_limit(&r.public_key)?;
+        let (round, attempt) = (r.round, r.attempt);
+        let mut progress = lock(&self.driver).secure_progress();
+        let (index, step) = self.with_driver(move |d| d.secagg_step(&r)).await??;
+        self.await_step(&mut progress, round, attempt, index, step)
+            .await
+    }
+
+    async fn sec_agg_masked(
+        &self,
+        request: Request<Streaming<v1::MaskedChunk>>,
+    ) -> Result<Response<v1::SecAggReply>, Status> {
+        let mut stream = request.into_inner();
+        let header = match stream.message().await? {
+            Some(v1::MaskedChunk {
+                part: Some(v1::masked_chunk::Part::Header(h)),
+            }) => h,
+            Some(_) => {
+                return Err(Status::invalid_argument(
+                    "the first message of a masked update must be its header",
+                ));
+            }
+            None => return Err(Status::invalid_argument("empty masked-update stream")),
+        };
+        self.rate_limit(&header.public_key)?;
+        let total = usize::try_from(header.total_bytes).unwrap_or(usize::MAX);
+        let expected = 4 * self.masked_words();
+        if total != expected && total != expected + 4 {
+            return Err(Status::invalid_argument(format!(
+                "wrong shape: a masked update is {expected} bytes (or 4 more with the clip report), not {total}"
+            )));
+        }
+        let mut bytes = Vec::with_capacity(total);
+        while let Some(chunk) = stream.message().await? {
+            match chunk.part {
+                Some(v1::masked_chunk::Part::Data(data)) if bytes.len() + data.len() <= total => {
+                    bytes.extend_from_slice(&data);
+                }
+                Some(v1::masked_chunk::Part::Data(_)) => {
+                    return Err(Status::invalid_argument(format!(
+                        "more bytes than the header announced ({total})"
+                    )));
+                }
+                _ => return Err(Status::invalid_argument("a masked chunk must hold data")),
+            }
+        }
+        if bytes.len() < total {
+            return Err(Status::invalid_argument(format!(
+                "truncated stream: received {} of the {total} bytes announced",
+                bytes.len()
+            )));
+        }
+        let (round, attempt) = (header.round, header.attempt);
+        let mut progress = lock(&self.driver).secure_progress();
+        let index = self
+            .with_driver(move |d| d.secagg_masked(&header, bytes))
+            .await??;
+        self.await_step(&mut progress, round, attempt, index, 3)
+            .await
     }
 
     async fn get_status(

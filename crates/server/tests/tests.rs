@@ -45,6 +45,8 @@ fn config(min_participants: usize) -> FederationConfig {
             epochs: 1,
             batch_size: 10,
             learning_rate: 0.1,
+            secure_aggregation: false,
+            secagg_range: 1.0,
         },
         limits: Limits::default(),
     }
@@ -67,6 +69,7 @@ fn charter(members_only: Option<&Identity>) -> Charter {
         max_rounds: 2,
         amendment_threshold: 1,
         privacy: None,
+        secure_aggregation: None,
         members: members_only
             .map(|m| Member {
                 name: "member".into(),

@@ -33,10 +33,7 @@ pub struct SecAggCost {
 /// configured range when nothing bounds the update.
 pub fn range_for(privacy: Option<&UpdatePrivacy>, default_range: f32) -> f32 {
     match privacy {
-        Some(p) => {
-            let spread = 6.0 * p.noise_std.max(p.report_noise_std);
-            (p.clip.max(1.0) + spread) as f32
-        }
+        Some(p) => p.coordinate_bound() as f32,
         None => default_range,
     }
 }

@@ -168,6 +168,13 @@ pub struct UpdatePrivacy {
 }
 
 impl UpdatePrivacy {
+    /// The largest magnitude a coordinate of a transformed update should have, for a
+    /// fixed-point encoding: the L2 bound (which bounds every coordinate, and is at least the
+    /// report's 1) plus six standard deviations of the participant's noise.
+    pub fn coordinate_bound(&self) -> f64 {
+        self.clip.max(1.0) + 6.0 * self.noise_std.max(self.report_noise_std)
+    }
+
     /// Applies the instructions to `delta` in place, drawing noise from `rng` (the operating
     /// system's generator: noise a coordinator could regenerate would protect nothing).
     /// Returns the (noised) within-clip report, or 0 when none is asked.
