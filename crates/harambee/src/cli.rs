@@ -207,6 +207,10 @@ pub(crate) struct InitArgs {
     /// default the quorum, at least 2).
     #[arg(long)]
     pub(crate) secagg_min_survivors: Option<usize>,
+    /// Under secagg without DP clipping: the largest magnitude of an update's coordinate in
+    /// the fixed-point encoding (larger ones are clipped to it).
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) secagg_range: f32,
 }
 
 /// `harambee serve`.

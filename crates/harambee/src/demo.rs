@@ -73,6 +73,7 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
         privacy_delta: None,
         privacy: args.private.then(|| "secagg,distributed-dp".into()),
         secagg_min_survivors: None,
+        secagg_range: 1.0,
     };
     let folder = FederationFolder::new(&dir);
     let mut config = crate::federation::config_from(&init)?;
@@ -182,6 +183,12 @@ fn verify_ledger(dir: &Path) -> Result<()> {
         v.replayed.len(),
         v.audit.rounds.len()
     );
+    // Say why the others were not, once per reason (retention, secure aggregation, ...).
+    let mut reasons: Vec<&str> = v.not_replayed.iter().map(|(_, why)| why.as_str()).collect();
+    reasons.dedup();
+    for why in reasons {
+        println!("  not recomputed: {why}");
+    }
     println!("Signed {}", v.head_line());
     println!(
         "Check it yourself: harambee ledger verify {}",

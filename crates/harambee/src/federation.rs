@@ -80,7 +80,7 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
             batch_size: args.batch,
             learning_rate: args.lr,
             secure_aggregation: privacy.secure_aggregation,
-            secagg_range: 1.0,
+            secagg_range: args.secagg_range,
         },
         limits: Limits::default(),
     })

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use harambee_store::{SqliteState, StateStore};
+use harambee_store::{BlobStore, SqliteState, StateStore};
 
 /// Six languages, two communities' worth each, to keep the tests quick.
 const LANGUAGES: [&str; 6] = ["swh", "yor", "hau_NG", "hin", "tam", "eng"];
@@ -30,9 +30,19 @@ impl Federation {
     }
 
     fn new_with(rounds: u32, quorum: u32, deadline_s: f64, extra: &[&str]) -> Self {
+        Self::with_communities(rounds, quorum, deadline_s, extra, &COMMUNITIES)
+    }
+
+    fn with_communities(
+        rounds: u32,
+        quorum: u32,
+        deadline_s: f64,
+        extra: &[&str],
+        communities: &[&[&str]; 3],
+    ) -> Self {
         let root = tempfile::tempdir().unwrap();
         corpus(&root.path().join("classes"), &LANGUAGES);
-        for (k, codes) in COMMUNITIES.iter().enumerate() {
+        for (k, codes) in communities.iter().enumerate() {
             corpus(&root.path().join(format!("p{k}/data")), codes);
             let out = harambee(&[
                 "keygen",
@@ -681,4 +691,139 @@ fn a_privacy_budget_in_the_charter_bounds_the_rounds_and_each_round_records_its_
     );
     let (ok, text) = verify(&f.fed());
     assert!(ok, "{text}");
+}
+
+/// Runs a two-round federation of three communities holding the same languages (so the same
+/// number of examples: FedAvg's weights are equal) with `extra` init flags.
+fn run_with(extra: &[&str]) -> Federation {
+    const SAME: [&[&str]; 3] = [&["swh", "hin", "eng"]; 3];
+    let f = Federation::with_communities(2, 3, 60.0, extra, &SAME);
+    let mut coordinator = f.serve("serve", None, &[]);
+    let mut participants: Vec<Child> = (0..3).map(|k| f.join(k, &[])).collect();
+    assert!(
+        wait_exit(&mut coordinator, Duration::from_secs(180)).success(),
+        "{}",
+        read(&f.log("serve"))
+    );
+    for (k, p) in participants.iter_mut().enumerate() {
+        assert!(
+            wait_exit(p, Duration::from_secs(60)).success(),
+            "{}",
+            read(&f.log(&format!("p{k}")))
+        );
+    }
+    f
+}
+
+fn model(f: &Federation) -> harambee_params::ParamSet {
+    harambee_params::ParamSet::from_safetensors(
+        &fs::read(f.fed().join("model.safetensors")).unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn secure_aggregation_over_the_network_gives_the_plain_model_and_hides_each_update() {
+    let plain = run_with(&[]);
+    let secure = run_with(&["--privacy", "secagg", "--secagg-range", "4"]);
+    assert!(read(&secure.log("serve")).contains("secure aggregation complete"));
+
+    // The same model up to the fixed-point rounding (the communities hold equally many
+    // examples, so FedAvg's weights are equal and its blind unweighted mean is the same rule).
+    let (a, b) = (model(&plain), model(&secure));
+    let worst = a
+        .values()
+        .iter()
+        .zip(b.values())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-4, "largest difference {worst}");
+    assert_ne!(
+        plain.model_digest(),
+        secure.model_digest(),
+        "fixed point rounds a little"
+    );
+
+    // What the coordinator recorded for participant 0 in round 1 is its masked update, which
+    // is not its update: the plain federation kept that update (same seed, same base, same
+    // training), and its fixed-point encoding shares almost no word with the masked one.
+    let blob = |f: &Federation| {
+        let u = f
+            .state()
+            .updates(1, 0)
+            .unwrap()
+            .into_iter()
+            .find(|u| u.participant == 0)
+            .unwrap();
+        harambee_store::FsBlobStore::open(&f.fed().join("blobs"))
+            .unwrap()
+            .get(&u.blob)
+            .unwrap()
+    };
+    let folder = harambee_server::FederationFolder::new(&plain.fed());
+    let config = folder.config().unwrap();
+    let trainer = config.model.trainer().unwrap();
+    let init = trainer.init(config.rounds.seed);
+    let update = harambee_params::Encoding::F32
+        .decode(trainer.layout(), &blob(&plain))
+        .unwrap();
+    let delta = update.sub(&init).unwrap();
+    let fixed = harambee_secagg::FixedPoint {
+        range: 1.0,
+        max_summands: 3,
+    };
+    let (plain_words, _) = fixed.encode(delta.values());
+    let masked = blob(&secure);
+    let masked_words: Vec<u32> = masked
+        .chunks_exact(4)
+        .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+        .collect();
+    assert_eq!(masked_words.len(), plain_words.len());
+    let same = masked_words
+        .iter()
+        .zip(&plain_words)
+        .filter(|(m, p)| m == p)
+        .count();
+    assert!(
+        same * 1000 < plain_words.len(),
+        "{same} of {} words unmasked",
+        plain_words.len()
+    );
+
+    // The ledger verifies, with each commitment signed by its participant, and says why no
+    // round can be recomputed.
+    let (ok, text) = verify(&secure.fed());
+    assert!(ok, "{text}");
+    assert!(text.contains("secure aggregation"), "{text}");
+}
+
+#[test]
+fn a_charter_that_requires_secure_aggregation_is_enforced() {
+    let f = Federation::new_with(1, 3, 60.0, &["--privacy", "secagg"]);
+    // Turning it off in the settings behind the charter's back is refused at start.
+    let path = f.fed().join("federation.toml");
+    let text = read(&path).replace("secure_aggregation = true", "secure_aggregation = false");
+    fs::write(&path, text).unwrap();
+    let out = harambee(&["serve", f.fed().to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("requires secure aggregation"), "{stderr}");
+    // And a rule that needs every update cannot run blind.
+    let root = tempfile::tempdir().unwrap();
+    corpus(&root.path().join("classes"), &LANGUAGES);
+    let out = harambee(&[
+        "init",
+        root.path().join("fed").to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--classes-from",
+        root.path().join("classes").to_str().unwrap(),
+        "--strategy",
+        "median",
+        "--privacy",
+        "secagg",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("combines individual updates"), "{stderr}");
 }

@@ -232,6 +232,37 @@ fn the_demo_runs_a_networked_federation_of_processes() {
     }
 }
 
+/// `demo --private`: secure aggregation and distributed DP over the same processes.
+#[test]
+fn the_private_demo_sums_blind_and_states_its_epsilon() {
+    let dir = tempfile::tempdir().unwrap();
+    let fed = dir.path().join("fed");
+    let out = harambee(&[
+        "demo",
+        "--private",
+        "--participants",
+        "3",
+        "--rounds",
+        "2",
+        "--dir",
+        fed.to_str().unwrap(),
+    ]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    for needle in [
+        "Ledger verified",
+        "secure aggregation was on",
+        "-DP per community",
+        "secure aggregation: the coordinator never held the individual updates",
+    ] {
+        assert!(t.contains(needle), "missing {needle}: {t}");
+    }
+    let log = std::fs::read_to_string(fed.join("coordinator.log")).unwrap();
+    assert!(log.contains("secure aggregation complete"), "{log}");
+    let settings = std::fs::read_to_string(fed.join("federation.toml")).unwrap();
+    assert!(settings.contains("secure_aggregation = true") && settings.contains("distributed"), "{settings}");
+}
+
 #[test]
 fn bench_runs_and_reports_each_target_beside_a_baseline() {
     let dir = tempfile::tempdir().unwrap();

@@ -150,6 +150,16 @@ impl FederationConfig {
         if self.server_names.is_empty() {
             return bad("server_names must name at least one host".into());
         }
+        let blind = matches!(
+            self.training.strategy,
+            StrategyConfig::FedAvg | StrategyConfig::DpFedAvg { .. }
+        );
+        if self.training.secure_aggregation && !blind {
+            return bad(format!(
+                "secure aggregation needs fedavg or dp-fedavg; {} combines individual updates",
+                self.training.strategy
+            ));
+        }
         if !(self.limits.secagg_step_s.is_finite() && self.limits.secagg_step_s > 0.0) {
             return bad("limits.secagg_step_s must be positive".into());
         }
