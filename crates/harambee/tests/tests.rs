@@ -260,7 +260,10 @@ fn the_private_demo_sums_blind_and_states_its_epsilon() {
     let log = std::fs::read_to_string(fed.join("coordinator.log")).unwrap();
     assert!(log.contains("secure aggregation complete"), "{log}");
     let settings = std::fs::read_to_string(fed.join("federation.toml")).unwrap();
-    assert!(settings.contains("secure_aggregation = true") && settings.contains("distributed"), "{settings}");
+    assert!(
+        settings.contains("secure_aggregation = true") && settings.contains("distributed"),
+        "{settings}"
+    );
 }
 
 #[test]

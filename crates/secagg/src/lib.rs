@@ -36,10 +36,12 @@
 //! # What it assumes
 //!
 //! The server is honest but curious: it follows the protocol and tries to learn from what it
-//! sees. Up to `threshold − 1` holders of a secret may collude with it. Against a server that
-//! lies about who survived (telling different participants different sets) the participants
-//! need a consistency round over signed survivor lists, which the gRPC layer adds by signing
-//! every message with the participants' identity keys; docs/privacy.md sets out the rest.
+//! sees. Up to `threshold − 1` holders of a secret may collude with it. The threshold is a
+//! majority of each secret's holders, so honest holders never give a server that lies about
+//! who survived both secrets of one participant unless a majority of its neighbours collude.
+//! The gRPC layer signs every step with the participants' identity keys (so the server cannot
+//! substitute keys); SecAgg+'s consistency round over signed survivor lists is not
+//! implemented yet. docs/privacy.md sets out the rest.
 
 mod client;
 mod crypto;
