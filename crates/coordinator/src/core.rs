@@ -273,23 +273,27 @@ impl Coordinator {
         self.participants.iter().copied()
     }
 
+    /// The open round, if `round` names it.
+    fn open_state(&self, round: u64) -> Result<&OpenState, Refusal> {
+        match &self.phase {
+            Phase::Training(open) if open.round == round => Ok(open),
+            Phase::Training(open) => Err(Refusal::WrongRound {
+                expected: open.round,
+                got: round,
+            }),
+            _ => Err(Refusal::WrongRound {
+                expected: 0,
+                got: round,
+            }),
+        }
+    }
+
     fn validate(&self, round: u64, result: &FitResult) -> Result<(), Refusal> {
         let p = result.participant;
         if !self.participants.contains(&p) {
             return Err(Refusal::UnknownParticipant(p));
         }
-        let Phase::Training(open) = &self.phase else {
-            return Err(Refusal::WrongRound {
-                expected: 0,
-                got: round,
-            });
-        };
-        if round != open.round {
-            return Err(Refusal::WrongRound {
-                expected: open.round,
-                got: round,
-            });
-        }
+        let open = self.open_state(round)?;
         if !open.selected.contains(&p) || open.failures.contains_key(&p) {
             return Err(Refusal::NotSelected(p));
         }
@@ -311,18 +315,7 @@ impl Coordinator {
     /// A secure sum must be for the open round, over selected participants that delivered
     /// nothing individually, at least a quorum of them, in the model's layout and finite.
     fn validate_secure(&self, round: u64, sum: &SecureSum) -> Result<(), Refusal> {
-        let Phase::Training(open) = &self.phase else {
-            return Err(Refusal::WrongRound {
-                expected: 0,
-                got: round,
-            });
-        };
-        if round != open.round {
-            return Err(Refusal::WrongRound {
-                expected: open.round,
-                got: round,
-            });
-        }
+        let open = self.open_state(round)?;
         let mut seen = BTreeSet::new();
         for &p in &sum.contributors {
             if !open.selected.contains(&p) || open.failures.contains_key(&p) {

@@ -209,22 +209,8 @@ fn below_the_threshold_the_round_fails_and_no_sum_comes_out() {
 
 #[test]
 fn participants_refuse_to_unmask_for_too_few_survivors() {
-    let config = Config::recommended([6; 32], 10, 4);
+    let (config, mut clients, _, inboxes) = shared_round(10, 6, 4);
     assert_eq!(config.degree, 9);
-    let mut rng = ChaCha20Rng::seed_from_u64(1);
-    let mut clients: Vec<Client> = (0..10)
-        .map(|i| Client::new(config.clone(), i, &mut rng).unwrap())
-        .collect();
-    let mut server = Server::new(config.clone()).unwrap();
-    for c in &mut clients {
-        server.receive_keys(c.advertise().unwrap()).unwrap();
-    }
-    let rosters = server.close_keys().unwrap();
-    for c in &mut clients {
-        let sealed = c.share_keys(&rosters[&c.id()], &mut rng).unwrap();
-        server.receive_shares(c.id(), sealed).unwrap();
-    }
-    let inboxes = server.close_shares().unwrap();
     for c in &mut clients {
         c.mask_input(&[1, 2, 3, 4], &inboxes[&c.id()]).unwrap();
     }
@@ -256,40 +242,17 @@ fn the_server_sees_masked_vectors_unlike_the_inputs() {
         assert!(equal <= 1, "{equal} of 4096 words unmasked");
     }
     // An all-zero input is masked into something that looks uniform: about half the bits set.
-    let config = Config::recommended([8; 32], 5, 4096);
-    let mut rng = ChaCha20Rng::seed_from_u64(2);
-    let mut clients: Vec<Client> = (0..5)
-        .map(|i| Client::new(config.clone(), i, &mut rng).unwrap())
-        .collect();
-    let mut server = Server::new(config.clone()).unwrap();
-    for c in &mut clients {
-        server.receive_keys(c.advertise().unwrap()).unwrap();
-    }
-    let rosters = server.close_keys().unwrap();
-    let mut sealed_all = Vec::new();
-    for c in &mut clients {
-        sealed_all.push(c.share_keys(&rosters[&c.id()], &mut rng).unwrap());
-    }
-    for (c, sealed) in clients.iter().zip(sealed_all) {
-        server.receive_shares(c.id(), sealed).unwrap();
-    }
-    let inboxes = server.close_shares().unwrap();
+    let (_, mut clients, _, inboxes) = shared_round(5, 8, 4096);
     let masked = clients[0].mask_input(&vec![0; 4096], &inboxes[&0]).unwrap();
     let ones: u32 = masked.values.iter().map(|w| w.count_ones()).sum();
     let fraction = f64::from(ones) / (4096.0 * 32.0);
     assert!((fraction - 0.5).abs() < 0.01, "{fraction}");
 }
 
-/// Steps 1 and 2 for a small round, returning everything needed to tamper with step 3.
-fn shared_round(
-    n: u32,
-) -> (
-    Config,
-    Vec<Client>,
-    Server,
-    std::collections::BTreeMap<u32, Vec<harambee_secagg::SealedShare>>,
-) {
-    let config = Config::recommended([9; 32], n, 3);
+/// Steps 1 and 2 of a round of `n` with vectors of `dimension` in session `session`: the
+/// clients, the server and each client's inbox, ready for step 3.
+fn shared_round(n: u32, session: u8, dimension: usize) -> (Config, Vec<Client>, Server, Inboxes) {
+    let config = Config::recommended([session; 32], n, dimension);
     let mut rng = ChaCha20Rng::seed_from_u64(11);
     let mut clients: Vec<Client> = (0..n)
         .map(|i| Client::new(config.clone(), i, &mut rng).unwrap())
@@ -307,9 +270,11 @@ fn shared_round(
     (config, clients, server, inboxes)
 }
 
+type Inboxes = std::collections::BTreeMap<u32, Vec<harambee_secagg::SealedShare>>;
+
 #[test]
 fn altered_misdirected_or_replayed_shares_are_refused() {
-    let (_, mut clients, _, inboxes) = shared_round(6);
+    let (_, mut clients, _, inboxes) = shared_round(6, 9, 3);
     let mut altered = inboxes[&0].clone();
     altered[0].ciphertext[5] ^= 1;
     assert!(matches!(
@@ -338,23 +303,7 @@ fn altered_misdirected_or_replayed_shares_are_refused() {
     assert!(clients[3].mask_input(&[0; 3], &repeated).is_err());
 
     // Shares from another round (another session) do not open.
-    let (_, _, _, other) = {
-        let config = Config::recommended([10; 32], 6, 3);
-        let mut rng = ChaCha20Rng::seed_from_u64(11);
-        let mut cs: Vec<Client> = (0..6)
-            .map(|i| Client::new(config.clone(), i, &mut rng).unwrap())
-            .collect();
-        let mut server = Server::new(config.clone()).unwrap();
-        for c in &mut cs {
-            server.receive_keys(c.advertise().unwrap()).unwrap();
-        }
-        let rosters = server.close_keys().unwrap();
-        for c in &mut cs {
-            let sealed = c.share_keys(&rosters[&c.id()], &mut rng).unwrap();
-            server.receive_shares(c.id(), sealed).unwrap();
-        }
-        (config, cs, (), server.close_shares().unwrap())
-    };
+    let (_, _, _, other) = shared_round(6, 10, 3);
     assert!(clients[4].mask_input(&[0; 3], &other[&4]).is_err());
     // A client whose step failed cannot try again with other shares.
     assert!(matches!(
@@ -365,7 +314,7 @@ fn altered_misdirected_or_replayed_shares_are_refused() {
 
 #[test]
 fn the_server_refuses_malformed_messages_and_wrong_order() {
-    let (config, mut clients, mut server, inboxes) = shared_round(6);
+    let (config, mut clients, mut server, inboxes) = shared_round(6, 9, 3);
     assert!(server.close_keys().is_err());
     let m = clients[0].mask_input(&[1, 2, 3], &inboxes[&0]).unwrap();
     let mut short = m.clone();
@@ -387,7 +336,7 @@ fn the_server_refuses_malformed_messages_and_wrong_order() {
 
 #[test]
 fn a_forged_unmasking_share_is_caught() {
-    let (_, mut clients, mut server, inboxes) = shared_round(6);
+    let (_, mut clients, mut server, inboxes) = shared_round(6, 9, 3);
     for c in &mut clients {
         let m = c.mask_input(&[1, 2, 3], &inboxes[&c.id()]).unwrap();
         server.receive_masked(m).unwrap();

@@ -246,13 +246,7 @@ impl Simulation {
                 _ => {}
             }
         }
-        let mut drained = self.drain()?;
-        if !drained.closed && !drained.retried {
-            // This attempt is still open: some participants never answered.
-            self.now = open.deadline;
-            self.core.handle_timeout(self.now);
-            drained = self.drain()?;
-        }
+        let drained = self.end_attempt(open)?;
         round.aggregate_s += aggregate_start.elapsed().as_secs_f64();
         Ok(drained)
     }
@@ -306,14 +300,21 @@ impl Simulation {
             }
             Err(e) => return Err(e),
         }
-        let mut drained = self.drain()?;
-        if !drained.closed && !drained.retried {
-            self.now = open.deadline;
-            self.core.handle_timeout(self.now);
-            drained = self.drain()?;
-        }
+        let drained = self.end_attempt(open)?;
         round.aggregate_s += aggregate_start.elapsed().as_secs_f64();
         Ok(drained)
+    }
+
+    /// What the core did with the attempt's inputs; if the attempt is still open (someone
+    /// never answered, or secure aggregation gave no sum) its deadline passes in virtual time.
+    fn end_attempt(&mut self, open: &OpenRound) -> Result<Drained, SimError> {
+        let drained = self.drain()?;
+        if drained.closed || drained.retried {
+            return Ok(drained);
+        }
+        self.now = open.deadline;
+        self.core.handle_timeout(self.now);
+        self.drain()
     }
 
     /// Evaluates the global model on the test set when the round calls for it.

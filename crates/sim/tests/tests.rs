@@ -28,12 +28,7 @@ fn mnist_config() -> SimConfig {
 }
 
 fn run(config: SimConfig) -> (harambee_sim::Summary, Vec<RoundRecord>) {
-    let workload = Workload::load(&config).unwrap();
-    let mut sim = Simulation::new(config, workload).unwrap();
-    let mut records = Vec::new();
-    let summary = sim
-        .run(&mut |r: &RoundRecord| records.push(r.clone()))
-        .unwrap();
+    let (summary, _, records) = final_model(config);
     (summary, records)
 }
 
