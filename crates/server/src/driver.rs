@@ -132,6 +132,7 @@ impl Driver {
                     o.selected.iter().copied().map(ParticipantId).collect(),
                 )
             }),
+            paused: false,
         };
         let core = Coordinator::restore(config.core(), strategy, global, point);
         let key_path = folder.root().join("coordinator.key");
