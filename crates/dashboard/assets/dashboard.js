@@ -20,6 +20,10 @@ function ago(ms) {
   return s < 2 ? "just now" : s < 120 ? s + " s ago" : Math.round(s / 60) + " min ago";
 }
 
+function number(x) {
+  return Math.abs(x) >= 1 ? x.toFixed(2) : x.toPrecision(2);
+}
+
 function percent(x) {
   return x == null ? "–" : (100 * x).toFixed(1) + "%";
 }
@@ -168,7 +172,7 @@ function renderChart(points) {
       .textContent = (100 * a) + "%";
   }
   svg("text", { x: w - right + 6, y: yLoss(maxLoss) + 4, class: "tick" }, chart)
-    .textContent = maxLoss.toFixed(2);
+    .textContent = number(maxLoss);
   svg("text", { x: w - right + 6, y: yLoss(0) + 4, class: "tick" }, chart).textContent = "0";
   const step = Math.max(1, Math.ceil(n / 10));
   for (let r = 1; r <= n; r += step) {
@@ -183,11 +187,11 @@ function renderChart(points) {
   }
   for (const p of points) {
     const mark = svg("rect", { x: x(p.round) - 3.5, y: yLoss(p.train_loss) - 3.5, width: 7, height: 7, class: "loss", "data-round": p.round }, chart);
-    svg("title", {}, mark).textContent = "round " + p.round + ": training loss " + p.train_loss.toFixed(4);
+    svg("title", {}, mark).textContent = "round " + p.round + ": training loss " + number(p.train_loss);
   }
   const last = points[points.length - 1];
   text("chart-desc", last ?
-    points.length + " rounds; round " + last.round + " has training loss " + last.train_loss.toFixed(3) +
+    points.length + " rounds; round " + last.round + " has training loss " + number(last.train_loss) +
       (rated.length ? " and the latest accuracy is " + percent(rated[rated.length - 1].accuracy) : "") + "." :
     "No round has completed yet.");
   const body = $("rounds-table").tBodies[0];
@@ -196,7 +200,7 @@ function renderChart(points) {
     const row = document.createElement("tr");
     cell(row, String(p.round));
     cell(row, percent(p.accuracy));
-    cell(row, p.train_loss.toFixed(4));
+    cell(row, number(p.train_loss));
     body.append(row);
   }
 }

@@ -367,4 +367,25 @@ mod metrics {
         assert!(text.contains("# TYPE harambee_updates_refused_total counter"));
         assert!(Metrics::CONTENT_TYPE.starts_with("text/plain; version=0.0.4"));
     }
+
+    #[test]
+    fn every_metric_the_sample_grafana_dashboard_queries_exists() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/grafana-dashboard.json");
+        let dashboard = std::fs::read_to_string(path).unwrap();
+        let exposed = Metrics::new().encode(&Gauges::default());
+        let mut queried = 0;
+        for (at, _) in dashboard.match_indices("harambee_") {
+            let name: String = dashboard[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            queried += 1;
+            assert!(
+                exposed.lines().any(|l| l.starts_with(&format!("{name} "))
+                    || l.starts_with(&format!("{name}{{"))),
+                "{name} is queried by deploy/grafana-dashboard.json but not exposed"
+            );
+        }
+        assert!(queried >= 10, "{queried}");
+    }
 }
