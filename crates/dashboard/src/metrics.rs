@@ -37,7 +37,7 @@ pub enum RefusalReason {
 }
 
 impl RefusalReason {
-    /// Every reason, in the order `/metrics` lists them.
+    /// Every reason; `/metrics` lists each from the start, at zero.
     pub const ALL: [RefusalReason; 7] = [
         RefusalReason::Replay,
         RefusalReason::BadSignature,

@@ -481,6 +481,16 @@ fn a_stewards_pause_from_the_cli_holds_across_a_restart_until_resumed() {
         );
     }
     assert_eq!(f.state().closed_rounds().unwrap().len(), 2);
+
+    // Regression: a finished federation's coordinator, started again (as `--stay` invites),
+    // appended a second release entry at its first timer tick (every 2 s).
+    let size = f.state().ledger().unwrap().0.len();
+    drop(_restarted);
+    let (again, _) = f.serve("again");
+    let _again = Killed(again);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(f.state().ledger().unwrap().0.len(), size, "{}", read(&f.log("again")));
+
     let actions = f.state().steward_actions().unwrap();
     assert_eq!(
         actions

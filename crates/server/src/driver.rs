@@ -206,6 +206,9 @@ impl Driver {
             driver.write_genesis(folder)?;
         }
         if let Some(ended) = state.finished()? {
+            // The restored core reaches the end again and queues what it would do there (the
+            // release entry, the model file): all done and recorded already, so dropped.
+            while driver.core.poll_action().is_some() {}
             driver.board.send_replace(Board {
                 open: None,
                 finished: Some(ended.unwrap_or_else(|| "finished".into())),
