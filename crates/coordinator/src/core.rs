@@ -451,8 +451,7 @@ impl Coordinator {
                 quorum: self.config.quorum,
                 attempts: open.attempt + 1,
             });
-        } else if !self.paused && self.participants.len() >= self.config.min_participants.max(1)
-        {
+        } else if !self.paused && self.participants.len() >= self.config.min_participants.max(1) {
             self.open_round_now(open.attempt + 1);
         }
     }

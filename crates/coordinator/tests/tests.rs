@@ -389,7 +389,10 @@ fn a_restored_round_keeps_its_attempt_and_selection_and_takes_the_results_again(
 #[test]
 fn a_paused_federation_finishes_its_open_round_and_opens_none_until_resumed() {
     let mut h = Harness::new(3, 1.0, config(3, 1));
-    assert_eq!(h.core.handle_event(h.now, Event::Pause), EventOutcome::Paused);
+    assert_eq!(
+        h.core.handle_event(h.now, Event::Pause),
+        EventOutcome::Paused
+    );
     h.drain();
     // The round already open runs to its end...
     h.step();
@@ -400,7 +403,10 @@ fn a_paused_federation_finishes_its_open_round_and_opens_none_until_resumed() {
     assert_eq!(h.opened.len(), 1);
     assert_eq!(h.core.poll_timeout(), None);
     assert!(h.core.is_paused());
-    assert_eq!(h.core.handle_event(h.now, Event::Resume), EventOutcome::Resumed);
+    assert_eq!(
+        h.core.handle_event(h.now, Event::Resume),
+        EventOutcome::Resumed
+    );
     h.drain();
     assert_eq!(h.opened.len(), 2);
     assert_eq!(h.current().round, 2);

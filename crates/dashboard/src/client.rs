@@ -153,7 +153,8 @@ impl DashboardClient {
         }
         let federation: FederationInfo = info.json()?;
         let mut nonce = [0u8; 16];
-        getrandom::fill(&mut nonce).map_err(|e| ClientError::Http(format!("no randomness: {e}")))?;
+        getrandom::fill(&mut nonce)
+            .map_err(|e| ClientError::Http(format!("no randomness: {e}")))?;
         let headers = StewardRequest {
             federation: &federation.federation_id,
             method: "POST",

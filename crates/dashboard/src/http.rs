@@ -228,7 +228,10 @@ async fn rounds(
     let Query(page) = query.map_err(|e| {
         ApiError(
             StatusCode::BAD_REQUEST,
-            format!("bad query: {}; use ?offset=N&limit=M with whole numbers", e.body_text()),
+            format!(
+                "bad query: {}; use ?offset=N&limit=M with whole numbers",
+                e.body_text()
+            ),
         )
     })?;
     if page.limit == 0 || page.limit > MAX_PAGE {
@@ -297,7 +300,10 @@ async fn not_found(uri: Uri) -> ApiError {
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError(
         StatusCode::METHOD_NOT_ALLOWED,
-        format!("{method} is not allowed on {}; GET /api lists the routes", uri.path()),
+        format!(
+            "{method} is not allowed on {}; GET /api lists the routes",
+            uri.path()
+        ),
     )
 }
 
@@ -336,9 +342,7 @@ async fn sample_live(app: App) {
 /// `GET /api/events`: an `overview` event whenever the federation changes and a `chart`
 /// event whenever the chart does, each with the whole current value (a page that just
 /// connected gets both at once).
-async fn events(
-    State(app): State<App>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+async fn events(State(app): State<App>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let receiver = app.live.subscribe();
     let first = app.live.borrow().clone();
     let start = Live::default();
@@ -415,12 +419,8 @@ fn parse_body<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> ApiResult<
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("malformed JSON body: {e}"),
-        )
-    })
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("malformed JSON body: {e}")))
 }
 
 async fn pause(

@@ -173,7 +173,11 @@ impl Metrics {
             "Entries in the transparency ledger",
             i.ledger_entries.clone(),
         );
-        r.register("round", "The open round, or the next to open", i.round.clone());
+        r.register(
+            "round",
+            "The open round, or the next to open",
+            i.round.clone(),
+        );
         r.register(
             "paused",
             "1 while a steward has paused the federation",

@@ -120,7 +120,10 @@ mod signed {
             })
         })
         .unwrap_err();
-        assert!(matches!(bad_time, AuthError::Malformed { .. }), "{bad_time}");
+        assert!(
+            matches!(bad_time, AuthError::Malformed { .. }),
+            "{bad_time}"
+        );
 
         // Malformed key, nonce, signature.
         let good = request(body).sign(&steward);
@@ -164,7 +167,10 @@ mod signed {
             steward: steward.public().to_string(),
             ..foreign
         };
-        assert_eq!(check(&transplanted, &stewards), Err(AuthError::BadSignature));
+        assert_eq!(
+            check(&transplanted, &stewards),
+            Err(AuthError::BadSignature)
+        );
         // Too old and too far ahead.
         for skew in [-(MAX_SKEW_MS as i64) - 2000, MAX_SKEW_MS as i64 + 2000] {
             let stale = StewardRequest {
@@ -254,7 +260,8 @@ mod shapes {
                 "rounds_completed": 2
             })
         );
-        let back: Overview = serde_json::from_value(serde_json::to_value(&overview).unwrap()).unwrap();
+        let back: Overview =
+            serde_json::from_value(serde_json::to_value(&overview).unwrap()).unwrap();
         assert_eq!(back, overview);
     }
 
@@ -352,8 +359,14 @@ mod metrics {
             ("harambee_aggregation_seconds_count", 1.0),
             ("harambee_updates_accepted_total", 2.0),
             ("harambee_updates_refused_total{reason=\"replay\"}", 1.0),
-            ("harambee_updates_refused_total{reason=\"bad_signature\"}", 2.0),
-            ("harambee_updates_refused_total{reason=\"rate_limited\"}", 0.0),
+            (
+                "harambee_updates_refused_total{reason=\"bad_signature\"}",
+                2.0,
+            ),
+            (
+                "harambee_updates_refused_total{reason=\"rate_limited\"}",
+                0.0,
+            ),
             ("harambee_received_bytes_total", 1000.0),
             ("harambee_sent_bytes_total", 250.0),
             ("harambee_participants_connected", 3.0),
@@ -370,7 +383,10 @@ mod metrics {
 
     #[test]
     fn every_metric_the_sample_grafana_dashboard_queries_exists() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/grafana-dashboard.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/grafana-dashboard.json"
+        );
         let dashboard = std::fs::read_to_string(path).unwrap();
         let exposed = Metrics::new().encode(&Gauges::default());
         let mut queried = 0;
@@ -381,8 +397,10 @@ mod metrics {
                 .collect();
             queried += 1;
             assert!(
-                exposed.lines().any(|l| l.starts_with(&format!("{name} "))
-                    || l.starts_with(&format!("{name}{{"))),
+                exposed
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{name} "))
+                        || l.starts_with(&format!("{name}{{"))),
                 "{name} is queried by deploy/grafana-dashboard.json but not exposed"
             );
         }

@@ -40,7 +40,11 @@ pub(crate) fn run(args: AdminArgs) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let reply = runtime.block_on(client.steward_post(&steward, path, body))?;
     if reply.status != 200 {
-        bail!("the coordinator refused ({}): {}", reply.status, reply.error());
+        bail!(
+            "the coordinator refused ({}): {}",
+            reply.status,
+            reply.error()
+        );
     }
     let done: AdminReply = reply.json()?;
     println!(

@@ -141,7 +141,9 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
     });
     if args.stay && outcome.is_ok() {
         if let Some(http) = dashboard {
-            println!("\nThe coordinator and its dashboard stay up: http://{http}/ (Ctrl-C to stop)");
+            println!(
+                "\nThe coordinator and its dashboard stay up: http://{http}/ (Ctrl-C to stop)"
+            );
         }
         runtime.block_on(tokio::signal::ctrl_c())?;
     }

@@ -33,11 +33,18 @@ impl Federation {
         for (k, codes) in COMMUNITIES.iter().enumerate() {
             corpus(&root.path().join(format!("p{k}/data")), codes);
             let key = root.path().join(format!("p{k}/key.pem"));
-            assert!(harambee(&["keygen", "--out", key.to_str().unwrap()]).status.success());
+            assert!(
+                harambee(&["keygen", "--out", key.to_str().unwrap()])
+                    .status
+                    .success()
+            );
         }
         let f = Self { root };
         let steward = harambee(&["keygen", "--out", f.steward_key().to_str().unwrap()]);
-        let steward = String::from_utf8(steward.stdout).unwrap().trim().to_string();
+        let steward = String::from_utf8(steward.stdout)
+            .unwrap()
+            .trim()
+            .to_string();
         let fed = f.fed();
         let classes = f.root.path().join("classes");
         let out = harambee(&[
@@ -64,7 +71,11 @@ impl Federation {
             "--steward",
             &steward,
         ]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(String::from_utf8_lossy(&out.stdout).contains("dashboard:   http://127.0.0.1:"));
         f
     }
@@ -269,7 +280,9 @@ fn headless_chromium_watches_the_rounds_advance_live_without_a_reload() {
     let client = rt.block_on(async {
         let webdriver = format!("http://127.0.0.1:{port}");
         eventually("chromedriver", Duration::from_secs(30), || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
         })
         .await;
         let mut capabilities = serde_json::Map::new();
@@ -320,7 +333,10 @@ fn headless_chromium_watches_the_rounds_advance_live_without_a_reload() {
             if p.phase == "finished" && p.points == u64::from(rounds) {
                 break p;
             }
-            assert!(Instant::now() < until, "the page never showed the end: {seen:#?}");
+            assert!(
+                Instant::now() < until,
+                "the page never showed the end: {seen:#?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         for p in &mut participants {
@@ -338,12 +354,17 @@ fn headless_chromium_watches_the_rounds_advance_live_without_a_reload() {
         "rounds shown while training: {rounds_shown:?}\n{seen:#?}"
     );
     let points_shown = dedup(training.iter().map(|p| p.points));
-    eprintln!("while training, the page showed rounds {rounds_shown:?} and chart points {points_shown:?}");
+    eprintln!(
+        "while training, the page showed rounds {rounds_shown:?} and chart points {points_shown:?}"
+    );
     assert!(
         points_shown.len() >= 2 && points_shown.windows(2).all(|w| w[0] < w[1]),
         "chart points shown while training: {points_shown:?}"
     );
-    assert!(seen.iter().all(|p| p.marker.is_none() || p.marker == Some(7)));
+    assert!(
+        seen.iter()
+            .all(|p| p.marker.is_none() || p.marker == Some(7))
+    );
     // Accuracy marks (once evaluated) and loss marks: more marks than rounds by the end.
     let last = seen.last().unwrap();
     assert!(last.marks > u64::from(rounds), "{last:?}");
@@ -379,10 +400,14 @@ fn headless_chromium_watches_the_rounds_advance_live_without_a_reload() {
     for (width, height, suffix) in [(1280, 1700, ""), (390, 2600, "-phone")] {
         let phone = rt.block_on(async {
             client.set_window_size(width, height).await.unwrap();
-            eventually("the layout at this width", Duration::from_secs(10), || async {
-                let p = read_page(&client).await;
-                (p.overflow <= 0).then_some(p)
-            })
+            eventually(
+                "the layout at this width",
+                Duration::from_secs(10),
+                || async {
+                    let p = read_page(&client).await;
+                    (p.overflow <= 0).then_some(p)
+                },
+            )
             .await
         });
         assert_eq!(phone.marker, Some(7));
@@ -445,7 +470,10 @@ fn a_stewards_pause_from_the_cli_holds_across_a_restart_until_resumed() {
         String::from_utf8_lossy(&out.stderr)
     );
     let (ok, text) = admin(&["pause", "--reason", "checking the data first"]);
-    assert!(ok && text.contains("pause: done; the federation is paused"), "{text}");
+    assert!(
+        ok && text.contains("pause: done; the federation is paused"),
+        "{text}"
+    );
 
     // Everyone joins, and still no round opens.
     let mut participants: Vec<Killed> = (0..3).map(|k| Killed(f.join(k))).collect();
@@ -469,10 +497,17 @@ fn a_stewards_pause_from_the_cli_holds_across_a_restart_until_resumed() {
     let d = DashboardClient::new(&url2).unwrap();
     rt.block_on(async {
         let round: CurrentRound = get(&d, "/api/round").await;
-        assert_eq!((round.phase, round.paused), (Phase::Paused, true), "{round:?}");
+        assert_eq!(
+            (round.phase, round.paused),
+            (Phase::Paused, true),
+            "{round:?}"
+        );
     });
     let (ok, text) = admin(&["resume"]);
-    assert!(ok && text.contains("resume: done; the federation is running"), "{text}");
+    assert!(
+        ok && text.contains("resume: done; the federation is running"),
+        "{text}"
+    );
     for p in &mut participants {
         assert!(
             wait_exit(&mut p.0, Duration::from_secs(180)).success(),
@@ -489,7 +524,12 @@ fn a_stewards_pause_from_the_cli_holds_across_a_restart_until_resumed() {
     let (again, _) = f.serve("again");
     let _again = Killed(again);
     std::thread::sleep(Duration::from_secs(5));
-    assert_eq!(f.state().ledger().unwrap().0.len(), size, "{}", read(&f.log("again")));
+    assert_eq!(
+        f.state().ledger().unwrap().0.len(),
+        size,
+        "{}",
+        read(&f.log("again"))
+    );
 
     let actions = f.state().steward_actions().unwrap();
     assert_eq!(

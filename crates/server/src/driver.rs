@@ -183,8 +183,7 @@ impl Driver {
                 .map(|p| (p.id, p.name.clone()))
                 .collect(),
             // Everyone gets a full liveness period after a restart to call again.
-            last_seen: active().map(|p| (p.id, Instant::now()))
-                .collect(),
+            last_seen: active().map(|p| (p.id, Instant::now())).collect(),
             waiting: HashMap::new(),
             published,
             board: watch::Sender::new(Board::default()),

@@ -271,8 +271,12 @@ impl Driver {
             privacy: self.charter.privacy.map(|b| PrivacySpent {
                 epsilon_budget: b.epsilon,
                 delta: b.delta,
-                epsilon_spent: crate::privacy::epsilon_after(&self.charter, &self.config, completed)
-                    .unwrap_or(0.0),
+                epsilon_spent: crate::privacy::epsilon_after(
+                    &self.charter,
+                    &self.config,
+                    completed,
+                )
+                .unwrap_or(0.0),
             }),
             rounds_completed: completed,
         })
@@ -433,7 +437,10 @@ impl Driver {
                 _ => None,
             },
             applied: refusal.is_none(),
-            refusal: refusal.as_ref().map(ToString::to_string).unwrap_or_default(),
+            refusal: refusal
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
         };
         let fresh = self
             .state

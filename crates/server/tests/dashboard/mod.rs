@@ -168,13 +168,18 @@ async fn the_api_and_metrics_match_the_state_and_stewards_really_pause_resume_an
     let ta = train(&mut c, &r, &a, &spec, 0).await;
     let tb = train(&mut c, &r, &b, &spec, 0).await;
     let round: CurrentRound = get(&d, "/api/round").await;
-    assert_eq!((round.phase, round.round, round.received), (Phase::Training, 1, 0));
+    assert_eq!(
+        (round.phase, round.round, round.received),
+        (Phase::Training, 1, 0)
+    );
     assert_eq!(round.selected, vec![0, 1]);
     let mut forged = ta.header.clone();
     forged.signature[3] ^= 1;
     let refused = submit(&mut c, chunks(forged, &ta.bytes)).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated);
-    submit(&mut c, chunks(ta.header.clone(), &ta.bytes)).await.unwrap();
+    submit(&mut c, chunks(ta.header.clone(), &ta.bytes))
+        .await
+        .unwrap();
     let members: Vec<Member> = get(&d, "/api/members").await;
     assert_eq!(members[0].state, MemberState::Uploaded);
     assert_eq!(members[1].state, MemberState::Training);
@@ -182,7 +187,9 @@ async fn the_api_and_metrics_match_the_state_and_stewards_really_pause_resume_an
         .await
         .unwrap_err();
     assert_eq!(replay.code(), Code::AlreadyExists);
-    submit(&mut c, chunks(tb.header.clone(), &tb.bytes)).await.unwrap();
+    submit(&mut c, chunks(tb.header.clone(), &tb.bytes))
+        .await
+        .unwrap();
 
     // The API says what the state holds.
     let state = SqliteState::open(&folder.state_path()).unwrap();
@@ -190,7 +197,10 @@ async fn the_api_and_metrics_match_the_state_and_stewards_really_pause_resume_an
     assert_eq!(closed.len(), 1);
     let page: RoundPage = get(&d, "/api/rounds").await;
     assert_eq!((page.total, page.rounds.len()), (1, 1));
-    assert_eq!(page.rounds[0].global_digest, closed[0].global_digest.to_hex());
+    assert_eq!(
+        page.rounds[0].global_digest,
+        closed[0].global_digest.to_hex()
+    );
     assert_eq!(page.rounds[0].contributors, 2);
     let detail: RoundDetail = get(&d, "/api/rounds/1").await;
     assert_eq!(detail.status, "closed");
@@ -213,7 +223,12 @@ async fn the_api_and_metrics_match_the_state_and_stewards_really_pause_resume_an
         .collect();
     assert_eq!(
         kinds,
-        ["round-open", "update-commitment", "update-commitment", "round-result"]
+        [
+            "round-open",
+            "update-commitment",
+            "update-commitment",
+            "round-result"
+        ]
     );
     let (entries, heads) = state.ledger().unwrap();
     let head: TreeHeadInfo = get(&d, "/api/ledger/head").await;
@@ -236,7 +251,10 @@ async fn the_api_and_metrics_match_the_state_and_stewards_really_pause_resume_an
         ("harambee_rounds_completed_total", closed.len() as f64),
         ("harambee_updates_accepted_total", stored.len() as f64),
         ("harambee_updates_refused_total{reason=\"replay\"}", 1.0),
-        ("harambee_updates_refused_total{reason=\"bad_signature\"}", 1.0),
+        (
+            "harambee_updates_refused_total{reason=\"bad_signature\"}",
+            1.0,
+        ),
         ("harambee_updates_refused_total{reason=\"invalid\"}", 0.0),
         ("harambee_received_bytes_total", 4.0 * update_bytes),
         ("harambee_sent_bytes_total", 2.0 * update_bytes),
@@ -255,7 +273,11 @@ async fn the_api_and_metrics_match_the_state_and_stewards_really_pause_resume_an
 
     // Pause while round 2 is open: it runs to its end, and round 3 does not open.
     let reply = d
-        .steward_post(&steward, "/api/admin/pause", br#"{"reason":"checking the data"}"#.to_vec())
+        .steward_post(
+            &steward,
+            "/api/admin/pause",
+            br#"{"reason":"checking the data"}"#.to_vec(),
+        )
         .await
         .unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
@@ -266,7 +288,10 @@ async fn the_api_and_metrics_match_the_state_and_stewards_really_pause_resume_an
     submit(&mut c, chunks(ta.header, &ta.bytes)).await.unwrap();
     submit(&mut c, chunks(tb.header, &tb.bytes)).await.unwrap();
     let round: CurrentRound = get(&d, "/api/round").await;
-    assert_eq!((round.phase, round.round, round.paused), (Phase::Paused, 3, true));
+    assert_eq!(
+        (round.phase, round.round, round.paused),
+        (Phase::Paused, 3, true)
+    );
     let waiting = c
         .get_task(v1::TaskRequest {
             public_key: a.public().to_bytes().to_vec(),
@@ -281,7 +306,10 @@ async fn the_api_and_metrics_match_the_state_and_stewards_really_pause_resume_an
     assert_eq!(state.closed_rounds().unwrap().len(), 2);
 
     // A second pause, signed afresh, changes nothing and says why.
-    let reply = d.send("POST", "/api/admin/pause", &pause_again, Vec::new()).await.unwrap();
+    let reply = d
+        .send("POST", "/api/admin/pause", &pause_again, Vec::new())
+        .await
+        .unwrap();
     expect_error(&reply, 409, "already paused");
 
     // Resume: round 3 opens.
@@ -291,9 +319,15 @@ async fn the_api_and_metrics_match_the_state_and_stewards_really_pause_resume_an
         .unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
     let round: CurrentRound = get(&d, "/api/round").await;
-    assert_eq!((round.phase, round.round, round.paused), (Phase::Training, 3, false));
+    assert_eq!(
+        (round.phase, round.round, round.paused),
+        (Phase::Training, 3, false)
+    );
     // The earlier pause request, replayed now that it would apply: refused, nothing changes.
-    let reply = d.send("POST", "/api/admin/pause", &pause_again, Vec::new()).await.unwrap();
+    let reply = d
+        .send("POST", "/api/admin/pause", &pause_again, Vec::new())
+        .await
+        .unwrap();
     expect_error(&reply, 409, "replayed");
     let round: CurrentRound = get(&d, "/api/round").await;
     assert!(!round.paused);
@@ -302,14 +336,20 @@ async fn the_api_and_metrics_match_the_state_and_stewards_really_pause_resume_an
     let tb = train(&mut c, &r, &b, &spec, 2).await;
     let ta = train(&mut c, &r, &a, &spec, 2).await;
     let reply = d
-        .steward_post(&steward, "/api/admin/remove", br#"{"participant":1}"#.to_vec())
+        .steward_post(
+            &steward,
+            "/api/admin/remove",
+            br#"{"participant":1}"#.to_vec(),
+        )
         .await
         .unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.json::<AdminReply>().unwrap().removed, vec![1]);
     let members: Vec<Member> = get(&d, "/api/members").await;
     assert_eq!(members[1].state, MemberState::Removed);
-    let refused = submit(&mut c, chunks(tb.header, &tb.bytes)).await.unwrap_err();
+    let refused = submit(&mut c, chunks(tb.header, &tb.bytes))
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
     assert!(refused.message().contains("removed"), "{refused:?}");
     let again = c
@@ -328,7 +368,10 @@ async fn the_api_and_metrics_match_the_state_and_stewards_really_pause_resume_an
     assert_eq!(closed[2].contributors, 1, "round 3 closed without b");
     let text = d.get("/metrics").await.unwrap().text();
     assert_eq!(
-        sample(&text, "harambee_updates_refused_total{reason=\"not_permitted\"}"),
+        sample(
+            &text,
+            "harambee_updates_refused_total{reason=\"not_permitted\"}"
+        ),
         1.0
     );
     assert_eq!(sample(&text, "harambee_updates_accepted_total"), 5.0);
@@ -363,16 +406,26 @@ async fn hostile_requests_change_nothing(
     let before: CurrentRound = get(d, "/api/round").await;
     expect_error(&d.get("/nope").await.unwrap(), 404, "no route /nope");
     expect_error(&d.get("/api/rounds/99").await.unwrap(), 404, "not opened");
-    expect_error(&d.get("/api/rounds/abc").await.unwrap(), 400, "whole number");
+    expect_error(
+        &d.get("/api/rounds/abc").await.unwrap(),
+        400,
+        "whole number",
+    );
     for query in ["limit=0", "limit=501", "limit=abc", "offset=-1", "page=2"] {
         let reply = d.get(&format!("/api/rounds?{query}")).await.unwrap();
         assert_eq!(reply.status, 400, "{query}: {}", reply.text());
     }
     let page: RoundPage = get(d, "/api/rounds?offset=1&limit=1").await;
     assert!(page.rounds.is_empty());
-    let reply = d.send("DELETE", "/api/rounds", &[], Vec::new()).await.unwrap();
+    let reply = d
+        .send("DELETE", "/api/rounds", &[], Vec::new())
+        .await
+        .unwrap();
     expect_error(&reply, 405, "not allowed");
-    let reply = d.send("GET", "/api/admin/pause", &[], Vec::new()).await.unwrap();
+    let reply = d
+        .send("GET", "/api/admin/pause", &[], Vec::new())
+        .await
+        .unwrap();
     expect_error(&reply, 405, "not allowed");
 
     let pause = "/api/admin/pause";
@@ -382,18 +435,30 @@ async fn hostile_requests_change_nothing(
     expect_error(&reply, 401, "unsigned");
     // Signed for another path, another federation, another body.
     let resume_headers = signed(fed, steward, "/api/admin/resume", b"{}", 1);
-    let reply = d.send("POST", pause, &resume_headers, b"{}".to_vec()).await.unwrap();
+    let reply = d
+        .send("POST", pause, &resume_headers, b"{}".to_vec())
+        .await
+        .unwrap();
     expect_error(&reply, 401, "bad signature");
     let foreign = signed("another-federation", steward, pause, b"{}", 2);
-    let reply = d.send("POST", pause, &foreign, b"{}".to_vec()).await.unwrap();
+    let reply = d
+        .send("POST", pause, &foreign, b"{}".to_vec())
+        .await
+        .unwrap();
     expect_error(&reply, 401, "bad signature");
     let headers = signed(fed, steward, pause, b"{}", 3);
-    let reply = d.send("POST", pause, &headers, b"{ }".to_vec()).await.unwrap();
+    let reply = d
+        .send("POST", pause, &headers, b"{ }".to_vec())
+        .await
+        .unwrap();
     expect_error(&reply, 401, "bad signature");
     // A garbled signature header.
     let mut garbled = signed(fed, steward, pause, b"{}", 4);
     garbled[3].1 = "zz".repeat(64);
-    let reply = d.send("POST", pause, &garbled, b"{}".to_vec()).await.unwrap();
+    let reply = d
+        .send("POST", pause, &garbled, b"{}".to_vec())
+        .await
+        .unwrap();
     expect_error(&reply, 400, "malformed");
     // A correct signature by a key the charter does not name as a steward.
     let reply = d
@@ -441,7 +506,11 @@ async fn hostile_requests_change_nothing(
     let after: CurrentRound = get(d, "/api/round").await;
     assert_eq!(after, before, "nothing changed");
     let actions = state.steward_actions().unwrap();
-    assert_eq!(actions.len(), 1, "only the signed request that parsed is on record");
+    assert_eq!(
+        actions.len(),
+        1,
+        "only the signed request that parsed is on record"
+    );
     assert!(!actions[0].applied);
 }
 
@@ -453,14 +522,24 @@ async fn the_page_and_its_live_events_are_served_from_the_binary() {
     let page = d.get("/").await.unwrap();
     assert_eq!(page.status, 200);
     let html = page.text();
-    for needle in ["aria-live=\"polite\"", "id=\"chart\"", "/assets/dashboard.js"] {
+    for needle in [
+        "aria-live=\"polite\"",
+        "id=\"chart\"",
+        "/assets/dashboard.js",
+    ] {
         assert!(html.contains(needle), "{needle}");
     }
-    assert!(!html.contains("http://") && !html.contains("https://"), "no CDN");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no CDN"
+    );
     for asset in ["/assets/dashboard.js", "/assets/dashboard.css"] {
         let reply = d.get(asset).await.unwrap();
         assert_eq!(reply.status, 200, "{asset}");
-        assert!(!reply.text().contains("https://"), "{asset} loads nothing from elsewhere");
+        assert!(
+            !reply.text().contains("https://"),
+            "{asset} loads nothing from elsewhere"
+        );
     }
 
     // The live stream starts with the whole picture.
