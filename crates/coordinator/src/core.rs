@@ -49,6 +49,12 @@ pub struct Coordinator {
     error: Option<CoreError>,
     /// Last time seen, so events without a timer can still open rounds with a deadline.
     now: Tick,
+    /// A steward paused the federation: no round opens until it resumes.
+    paused: bool,
+    /// The attempt the next opening of `next_round` is: a round that missed its quorum and
+    /// could not reopen at once (too few participants, or paused) must not reuse an attempt
+    /// number, because updates are recorded per (round, attempt).
+    next_attempt: u32,
 }
 
 impl Coordinator {
@@ -64,6 +70,8 @@ impl Coordinator {
             actions: VecDeque::new(),
             error: None,
             now: Tick(0),
+            paused: false,
+            next_attempt: 0,
         }
     }
 
@@ -91,6 +99,7 @@ impl Coordinator {
     ) -> Self {
         let mut core = Self::resume(config, strategy, global, point.completed);
         core.participants = point.participants.into_iter().collect();
+        core.paused = point.paused;
         match point.open {
             Some((attempt, selected)) if core.next_round <= core.config.rounds => {
                 core.open_with(attempt, selected.into_iter().collect());
@@ -134,6 +143,11 @@ impl Coordinator {
     /// The strategy (for its state between rounds).
     pub fn strategy(&self) -> &dyn Strategy {
         self.strategy.as_ref()
+    }
+
+    /// Whether a steward has paused the federation.
+    pub fn is_paused(&self) -> bool {
+        self.paused
     }
 
     /// Whether the federation is over (finished or failed).
@@ -191,6 +205,14 @@ impl Coordinator {
                 }
                 Err(refusal) => EventOutcome::Refused(refusal),
             },
+            Event::Pause => {
+                self.paused = true;
+                EventOutcome::Paused
+            }
+            Event::Resume => {
+                self.paused = false;
+                EventOutcome::Resumed
+            }
             Event::Failed { round, failure } => match &mut self.phase {
                 Phase::Training(open)
                     if open.round == round
@@ -366,8 +388,10 @@ impl Coordinator {
                 Phase::Waiting => {
                     if self.next_round > self.config.rounds {
                         self.finish();
-                    } else if self.participants.len() >= self.config.min_participants.max(1) {
-                        self.open_round_now(0);
+                    } else if !self.paused
+                        && self.participants.len() >= self.config.min_participants.max(1)
+                    {
+                        self.open_round_now(self.next_attempt);
                     }
                     return;
                 }
@@ -420,6 +444,7 @@ impl Coordinator {
             base,
             deadline,
         }));
+        self.next_attempt = attempt + 1;
         self.phase = Phase::Training(OpenState {
             round,
             attempt,
@@ -491,6 +516,7 @@ impl Coordinator {
             global: Arc::clone(&self.global),
         }));
         self.next_round += 1;
+        self.next_attempt = 0;
     }
 
     fn retry_round(&mut self) {
@@ -508,7 +534,7 @@ impl Coordinator {
                 quorum: self.config.quorum,
                 attempts: open.attempt + 1,
             });
-        } else if self.participants.len() >= self.config.min_participants.max(1) {
+        } else if !self.paused && self.participants.len() >= self.config.min_participants.max(1) {
             self.open_round_now(open.attempt + 1);
         }
     }

@@ -12,7 +12,8 @@
 //! the federation's [`Strategy`](harambee_strategy::Strategy) once every selected participant
 //! has answered, or at the deadline with at least the quorum, and reports the new global model
 //! ([`Action::CloseRound`]). Below the quorum at the deadline the round is opened again with a
-//! fresh selection.
+//! fresh selection. A steward may pause the federation ([`Event::Pause`]): the open round runs
+//! to its end and no other opens until [`Event::Resume`].
 //!
 //! Call order: after constructing, and after every `handle_*` call, drain `poll_action` until
 //! it returns `None`, then arm a timer for `poll_timeout`.

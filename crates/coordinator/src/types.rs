@@ -76,6 +76,11 @@ pub enum Event {
         /// The sum and who is in it.
         sum: SecureSum,
     },
+    /// A steward paused the federation: an open round runs to its end, but no round opens
+    /// until [`Event::Resume`].
+    Pause,
+    /// A steward resumed a paused federation: rounds open again.
+    Resume,
     /// A selected participant reported that it cannot deliver.
     Failed {
         /// The round.
@@ -139,6 +144,10 @@ pub enum EventOutcome {
     Accepted,
     /// A failure was recorded.
     FailureRecorded,
+    /// The federation is paused (or already was): no round opens.
+    Paused,
+    /// The federation is running (or already was): rounds open.
+    Resumed,
     /// The input was refused, for the stated reason.
     Refused(Refusal),
     /// The federation has finished or failed; nothing more is accepted.
@@ -262,4 +271,6 @@ pub struct RestorePoint {
     pub participants: Vec<ParticipantId>,
     /// The round that was open: its attempt and selection.
     pub open: Option<(u32, Vec<ParticipantId>)>,
+    /// Whether a steward had paused the federation (an open round still runs to its end).
+    pub paused: bool,
 }

@@ -349,6 +349,7 @@ fn a_restored_round_keeps_its_attempt_and_selection_and_takes_the_results_again(
         completed: 1,
         participants: (1..=4).map(ParticipantId).collect(),
         open: Some((2, selected.clone())),
+        paused: false,
     };
     let mut core =
         Coordinator::restore(config(3, 2), Box::new(FedAvg::default()), model(1.0), point);
@@ -383,6 +384,66 @@ fn a_restored_round_keeps_its_attempt_and_selection_and_takes_the_results_again(
         );
     }
     assert!(matches!(core.poll_action(), Some(Action::CloseRound(s)) if s.round == 2));
+}
+
+#[test]
+fn a_paused_federation_finishes_its_open_round_and_opens_none_until_resumed() {
+    let mut h = Harness::new(3, 1.0, config(3, 1));
+    assert_eq!(
+        h.core.handle_event(h.now, Event::Pause),
+        EventOutcome::Paused
+    );
+    h.drain();
+    // The round already open runs to its end...
+    h.step();
+    assert_eq!(h.closed.len(), 1);
+    // ...but no other opens, whatever happens meanwhile.
+    let _ = h.core.handle_event(h.now, Event::Enrol(ParticipantId(9)));
+    h.advance_to(Tick(10_000));
+    assert_eq!(h.opened.len(), 1);
+    assert_eq!(h.core.poll_timeout(), None);
+    assert!(h.core.is_paused());
+    assert_eq!(
+        h.core.handle_event(h.now, Event::Resume),
+        EventOutcome::Resumed
+    );
+    h.drain();
+    assert_eq!(h.opened.len(), 2);
+    assert_eq!(h.current().round, 2);
+}
+
+#[test]
+fn a_restored_paused_federation_opens_no_round() {
+    let point = RestorePoint {
+        completed: 1,
+        participants: (1..=3).map(ParticipantId).collect(),
+        open: None,
+        paused: true,
+    };
+    let mut core =
+        Coordinator::restore(config(3, 1), Box::new(FedAvg::default()), model(1.0), point);
+    assert!(core.poll_action().is_none());
+    let _ = core.handle_event(Tick(0), Event::Resume);
+    assert!(matches!(core.poll_action(), Some(Action::OpenRound(o)) if o.round == 2));
+}
+
+/// Regression: a round that missed its quorum while too few participants were left was
+/// reopened later as attempt 0 again, so a participant's second update for it collided with
+/// its first in the state (updates are keyed by round and attempt).
+#[test]
+fn a_round_reopened_after_waiting_for_participants_takes_a_new_attempt_number() {
+    let mut h = Harness::new(3, 1.0, config(3, 3));
+    let first = h.current();
+    assert_eq!(first.attempt, 0);
+    let _ = h.core.handle_event(h.now, Event::Leave(ParticipantId(3)));
+    h.drain();
+    h.advance_to(Tick(5_000));
+    assert_eq!(h.retried, 1);
+    assert_eq!(h.opened.len(), 1, "too few participants to reopen at once");
+    let _ = h.core.handle_event(h.now, Event::Enrol(ParticipantId(3)));
+    h.drain();
+    let again = h.current();
+    assert_eq!((again.round, again.attempt), (1, 1));
 }
 
 mod properties {

@@ -37,6 +37,39 @@ pub(crate) enum Command {
     Export(ExportArgs),
     /// Change a federation's charter: stewards sign, k of n signatures apply it.
     Charter(CharterArgs),
+    /// As a steward, pause or resume a running federation or remove a member, through its
+    /// dashboard, with a request signed by your key.
+    Admin(AdminArgs),
+}
+
+/// `harambee admin`.
+#[derive(Debug, Args)]
+pub(crate) struct AdminArgs {
+    #[command(subcommand)]
+    pub(crate) command: AdminCommand,
+    /// The dashboard's URL, as `harambee serve` printed it (http://HOST:PORT).
+    #[arg(long, global = true)]
+    pub(crate) url: Option<String>,
+    /// The steward's key (a key the charter names as a steward).
+    #[arg(long, global = true)]
+    pub(crate) key: Option<PathBuf>,
+    /// Why, for the record.
+    #[arg(long, global = true)]
+    pub(crate) reason: Option<String>,
+}
+
+/// A steward's change to a running federation.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AdminCommand {
+    /// Let the open round finish and open no other until resumed.
+    Pause,
+    /// Open rounds again.
+    Resume,
+    /// Stop selecting a participant and refuse its updates from now on.
+    Remove {
+        /// The participant's number (the dashboard's # column).
+        participant: u64,
+    },
 }
 
 /// `harambee charter`.
@@ -134,6 +167,13 @@ pub(crate) struct InitArgs {
     /// Where the coordinator listens; port 0 picks a free port now.
     #[arg(long, default_value = "127.0.0.1:7443")]
     pub(crate) listen: std::net::SocketAddr,
+    /// Where the dashboard, its JSON API and /metrics listen (default: loopback, the port after
+    /// --listen's, or a free one when that is 0).
+    #[arg(long, conflicts_with = "no_dashboard")]
+    pub(crate) http: Option<std::net::SocketAddr>,
+    /// No dashboard, API or /metrics.
+    #[arg(long)]
+    pub(crate) no_dashboard: bool,
     /// The URL participants dial (default: https:// and the listening address).
     #[arg(long)]
     pub(crate) public_url: Option<String>,
@@ -224,6 +264,12 @@ pub(crate) struct ServeArgs {
     /// Seconds to keep answering after the last round, so participants hear the end.
     #[arg(long, default_value_t = 3.0)]
     pub(crate) linger_s: f64,
+    /// Serve the dashboard here instead of at federation.toml's `http` address.
+    #[arg(long)]
+    pub(crate) http: Option<std::net::SocketAddr>,
+    /// Keep serving (the dashboard above all) after the federation finishes, until Ctrl-C.
+    #[arg(long)]
+    pub(crate) stay: bool,
 }
 
 /// `harambee join`.
@@ -379,6 +425,9 @@ pub(crate) struct DemoArgs {
     /// distributed differential privacy (each community adds its share of the noise).
     #[arg(long)]
     pub(crate) private: bool,
+    /// Keep the coordinator and its dashboard up after training, until Ctrl-C.
+    #[arg(long, conflicts_with = "simulated")]
+    pub(crate) stay: bool,
 }
 
 /// `harambee bench`.

@@ -45,6 +45,8 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
         dir: dir.clone(),
         name: "Harambee demo: language identification".into(),
         listen: "127.0.0.1:0".parse()?,
+        http: Some("127.0.0.1:0".parse()?),
+        no_dashboard: false,
         public_url: None,
         server_name: Vec::new(),
         model: "langid".into(),
@@ -80,6 +82,7 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
     // Each round's eight updates take 34 MB; the demo keeps the last two rounds' worth.
     config.limits.keep_update_rounds = Some(2);
     let charter = crate::federation::charter_from(&init, &config)?;
+    let dashboard = config.http;
     let invite = folder.init(config, &charter)?;
     println!("{}", headline(args.participants, &languages));
     println!(
@@ -93,13 +96,12 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
 
     let communities = assign_languages(languages.len(), args.participants);
     let exe = std::env::current_exe().context("finding the harambee executable")?;
-    let mut coordinator = spawn_logged(
-        Command::new(&exe)
-            .arg("serve")
-            .arg(&dir)
-            .args(["--linger-s", "2"]),
-        &dir.join("coordinator.log"),
-    )?;
+    let mut serve = Command::new(&exe);
+    serve.arg("serve").arg(&dir).args(["--linger-s", "2"]);
+    if args.stay {
+        serve.arg("--stay");
+    }
+    let mut coordinator = spawn_logged(&mut serve, &dir.join("coordinator.log"))?;
     let mut participants = Vec::new();
     for (k, held) in communities.iter().enumerate() {
         let home = dir.join("participants").join(format!("community-{k}"));
@@ -124,28 +126,43 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
         participants.push(child);
     }
     println!(
-        "\nStatus: {} (gRPC GetStatus; logs in {})\n",
+        "\nStatus: {} (gRPC GetStatus; logs in {})",
         invite.coordinator,
         dir.display()
     );
+    if let Some(http) = dashboard {
+        println!("Dashboard: http://{http}/ (open it in a browser to watch the rounds live)");
+    }
+    println!();
 
     let runtime = tokio::runtime::Runtime::new()?;
     let status = runtime.block_on(watch_progress(&invite, args.rounds, &mut coordinator));
     for mut p in participants {
         let _ = wait_or_kill(&mut p, Duration::from_secs(10));
     }
-    let _ = wait_or_kill(&mut coordinator, Duration::from_secs(10));
-    let status = status?;
-    if status.phase != "finished" {
-        bail!(
-            "the federation ended as {:?}: {} (see {})",
-            status.phase,
-            status.error,
-            dir.join("coordinator.log").display()
-        );
+    let outcome = status.and_then(|status| {
+        if status.phase != "finished" {
+            bail!(
+                "the federation ended as {:?}: {} (see {})",
+                status.phase,
+                status.error,
+                dir.join("coordinator.log").display()
+            );
+        }
+        report(&args, &folder, &languages)?;
+        verify_ledger(&dir)
+    });
+    if args.stay && outcome.is_ok() {
+        if let Some(http) = dashboard {
+            println!(
+                "\nThe coordinator and its dashboard stay up: http://{http}/ (Ctrl-C to stop)"
+            );
+        }
+        runtime.block_on(tokio::signal::ctrl_c())?;
     }
-    report(&args, &folder, &languages)?;
-    verify_ledger(&dir)?;
+    // With --stay the coordinator only stops when told; otherwise it has ended by now.
+    let _ = wait_or_kill(&mut coordinator, Duration::from_secs(10));
+    outcome?;
     if args.private {
         print_privacy(args.rounds);
     }

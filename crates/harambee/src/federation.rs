@@ -36,6 +36,19 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
         _ => (DataKind::Images, digit_names(), Optimizer::default()),
     };
     let listen = resolve_port(args.listen)?;
+    let http = if args.no_dashboard {
+        None
+    } else {
+        Some(resolve_port(args.http.unwrap_or_else(|| {
+            // Loopback by default, whatever --listen exposes: the dashboard is plain HTTP.
+            let port = if args.listen.port() == 0 {
+                0
+            } else {
+                listen.port().saturating_add(1)
+            };
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), port)
+        }))?)
+    };
     let mut server_names = vec!["localhost".to_string(), listen.ip().to_string()];
     server_names.extend(args.server_name.iter().cloned());
     server_names.dedup();
@@ -52,6 +65,7 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
         name: args.name.clone(),
         federation_id: String::new(),
         listen,
+        http,
         public_url: args
             .public_url
             .clone()
@@ -158,6 +172,9 @@ pub(crate) fn init(args: InitArgs) -> Result<()> {
         args.dir.display()
     );
     println!("  coordinator: {}", invite.coordinator);
+    if let Some(http) = folder.config()?.http {
+        println!("  dashboard:   http://{http}/ (also /api and /metrics)");
+    }
     println!("  run it:      harambee serve {}", args.dir.display());
     println!(
         "  invite:      {} (give it to participants; it admits whoever holds it)",
@@ -176,11 +193,16 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         insecure: args.insecure,
         linger: Duration::from_secs_f64(args.linger_s.max(0.0)),
         listen: None,
+        http: args.http,
+        stay: args.stay,
     };
     let runtime = tokio::runtime::Runtime::new()?;
-    let outcome = runtime.block_on(harambee_server::serve(&folder, options, |addr| {
+    let outcome = runtime.block_on(harambee_server::serve_with(&folder, options, |ready| {
         let scheme = if args.insecure { "http" } else { "https" };
-        println!("coordinator listening on {scheme}://{addr}");
+        println!("coordinator listening on {scheme}://{}", ready.grpc);
+        if let Some(http) = ready.dashboard {
+            println!("dashboard: http://{http}/ (JSON API at /api, Prometheus at /metrics)");
+        }
     }))?;
     match outcome {
         ServeOutcome::Finished => {

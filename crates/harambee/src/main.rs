@@ -1,9 +1,11 @@
 //! `harambee`: one binary for every role in a federation: `init` (a federation folder),
 //! `serve` (its coordinator), `join` (a participant), `keygen` (a member's signing key),
 //! `demo` (a coordinator and several participant processes on this machine), `simulate`
-//! (many virtual participants in one process) and `bench` (the performance targets against
-//! baselines measured in the same run).
+//! (many virtual participants in one process), `bench` (the performance targets against
+//! baselines measured in the same run) and `admin` (a steward's signed change to a running
+//! federation, through its dashboard).
 
+mod admin;
 mod bench;
 mod charter;
 mod cli;
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         cli::Command::Ledger(args) => ledger::run(args),
         cli::Command::Export(args) => export::run(args),
         cli::Command::Charter(args) => charter::run(args),
+        cli::Command::Admin(args) => admin::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,6 +17,10 @@ pub struct FederationConfig {
     pub federation_id: String,
     /// Where the coordinator listens.
     pub listen: SocketAddr,
+    /// Where the dashboard, its JSON API and `/metrics` listen (plain HTTP; loopback unless
+    /// an operator chooses otherwise). None: no dashboard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<SocketAddr>,
     /// The URL participants use (put in the invite).
     pub public_url: String,
     /// Names and addresses the TLS certificate is issued for; the first is the one clients

@@ -24,6 +24,9 @@ use crate::fault::{FaultPoint, pause_at};
 use crate::secure::{MaskedCommitment, SecureRound};
 use crate::{FederationConfig, FederationFolder, ServerError};
 
+mod view;
+pub(crate) use view::CoordinatorView;
+
 /// The round a participant may be asked to train for, as published to long polls.
 #[derive(Debug, Clone)]
 pub(crate) struct OpenTask {
@@ -82,6 +85,16 @@ pub(crate) struct Driver {
     secure: Option<SecureRound>,
     /// Bumped whenever a secure-aggregation step closes, for the calls waiting on it.
     secure_board: watch::Sender<u64>,
+    /// Participants a steward removed: never selected again, their calls refused.
+    removed: BTreeSet<u64>,
+    /// What `/metrics` reports.
+    metrics: harambee_dashboard::Metrics,
+    /// The latest signed tree head.
+    head: Option<HeadRecord>,
+    /// When the open round opened in this process (for its duration).
+    opened_at: Option<Instant>,
+    /// How long the core's last timed call took: when it closed a round, its aggregation.
+    core_busy: Duration,
 }
 
 impl Driver {
@@ -126,25 +139,28 @@ impl Driver {
             .collect::<Result<Vec<_>, ServerError>>()?;
         strategy.restore_state(saved)?;
 
+        let (paused, removed) = view::steward_state(&state.steward_actions()?);
         let participants = state.participants()?;
+        let active = || participants.iter().filter(|p| !removed.contains(&p.id));
         let open = checkpoint
             .open
             .as_ref()
             .filter(|o| o.round == checkpoint.completed + 1);
         let point = RestorePoint {
             completed: checkpoint.completed,
-            participants: participants.iter().map(|p| ParticipantId(p.id)).collect(),
+            participants: active().map(|p| ParticipantId(p.id)).collect(),
             open: open.map(|o| {
                 (
                     o.attempt,
                     o.selected.iter().copied().map(ParticipantId).collect(),
                 )
             }),
+            paused,
         };
         let core = Coordinator::restore(config.core(), strategy, global, point);
         let key_path = folder.root().join("coordinator.key");
         let key = Identity::load(&key_path).map_err(|e| ServerError::Config(e.to_string()))?;
-        let (entries, _) = state.ledger()?;
+        let (entries, heads) = state.ledger()?;
         let ledger = Ledger::from_entries(entries);
         if let Some(recorded) = charter_in_force(&ledger)
             && recorded != charter.hash()
@@ -175,10 +191,7 @@ impl Driver {
                 .map(|p| (p.id, p.name.clone()))
                 .collect(),
             // Everyone gets a full liveness period after a restart to call again.
-            last_seen: participants
-                .iter()
-                .map(|p| (p.id, Instant::now()))
-                .collect(),
+            last_seen: active().map(|p| (p.id, Instant::now())).collect(),
             waiting: HashMap::new(),
             published,
             board: watch::Sender::new(Board::default()),
@@ -191,11 +204,20 @@ impl Driver {
             config,
             secure: None,
             secure_board: watch::Sender::new(0),
+            removed: removed.clone(),
+            metrics: harambee_dashboard::Metrics::new(),
+            head: heads.last().cloned(),
+            opened_at: None,
+            core_busy: Duration::ZERO,
         };
+        driver.metrics.rounds_completed_before(checkpoint.completed);
         if driver.ledger.is_empty() {
             driver.write_genesis(folder)?;
         }
         if let Some(ended) = state.finished()? {
+            // The restored core reaches the end again and queues what it would do there (the
+            // release entry, the model file): all done and recorded already, so dropped.
+            while driver.core.poll_action().is_some() {}
             driver.board.send_replace(Board {
                 open: None,
                 finished: Some(ended.unwrap_or_else(|| "finished".into())),
@@ -313,7 +335,7 @@ impl Driver {
     pub(crate) fn on_timer(&mut self) -> Result<(), ServerError> {
         self.advance_secure()?;
         let now = self.now();
-        self.core.handle_timeout(now);
+        self.timed(|core| core.handle_timeout(now));
         self.process_actions()
     }
 
@@ -571,6 +593,11 @@ impl Driver {
                 hex::encode(key)
             ))
         })?;
+        if self.removed.contains(&id.0) {
+            return Err(Status::permission_denied(format!(
+                "participant {id} was removed from this federation by a steward"
+            )));
+        }
         if self.last_seen.insert(id.0, Instant::now()).is_none() {
             // It had been counted as gone: it is back.
             let now = self.now();
@@ -590,7 +617,9 @@ impl Driver {
             *count = count.saturating_sub(1);
             if *count == 0 {
                 self.waiting.remove(&id);
-                self.last_seen.insert(id, Instant::now());
+                if !self.removed.contains(&id) {
+                    self.last_seen.insert(id, Instant::now());
+                }
             }
         }
     }
@@ -608,7 +637,7 @@ impl Driver {
         for id in gone {
             self.last_seen.remove(&id);
             let now = self.now();
-            let _ = self.core.handle_event(now, Event::Leave(ParticipantId(id)));
+            let _ = self.timed(|core| core.handle_event(now, Event::Leave(ParticipantId(id))));
             tracing::warn!(
                 participant = id,
                 "no call for too long; counted as gone until it calls again"
@@ -757,14 +786,16 @@ impl Driver {
         // Counted before the core sees it: the last update closes the round.
         let received = self.core.received() as u32 + 1;
         let now = self.now();
-        let outcome = self.core.handle_event(
-            now,
-            Event::Result {
-                round: h.round,
-                result,
-                digest,
-            },
-        );
+        let outcome = self.timed(|core| {
+            core.handle_event(
+                now,
+                Event::Result {
+                    round: h.round,
+                    result,
+                    digest,
+                },
+            )
+        });
         if let EventOutcome::Refused(r) = outcome {
             // Checked a moment ago under the same lock, so this cannot happen; say so loudly.
             return Err(Status::internal(format!("refused after checking: {r}")));
@@ -835,6 +866,15 @@ impl Driver {
         })
     }
 
+    /// Runs a core call that may close a round, and notes how long it took: the core
+    /// aggregates inside it, and has no clock of its own to say so.
+    fn timed<T>(&mut self, call: impl FnOnce(&mut Coordinator) -> T) -> T {
+        let started = Instant::now();
+        let out = call(&mut self.core);
+        self.core_busy = started.elapsed();
+        out
+    }
+
     fn storage_failed(&mut self, e: ServerError) -> Status {
         tracing::error!(error = %e, "storage failed; the coordinator must restart from disk");
         self.fatal = Some(e.to_string());
@@ -846,6 +886,7 @@ impl Driver {
         while let Some(action) = self.core.poll_action() {
             match action {
                 Action::OpenRound(open) => {
+                    self.opened_at = Some(Instant::now());
                     self.state.open_round(&OpenRoundRecord {
                         round: open.round,
                         attempt: open.attempt,
@@ -908,6 +949,10 @@ impl Driver {
                     self.state
                         .close_round(&record, &strategy_state, &entries, &head)?;
                     self.ledger = ledger;
+                    self.head = Some(head);
+                    self.metrics
+                        .round_completed(self.opened_at.unwrap_or(self.started).elapsed());
+                    self.metrics.aggregated(self.core_busy);
                     self.apply_retention(summary.round)?;
                     self.published = publish(&summary.global);
                     tracing::info!(
@@ -1022,6 +1067,7 @@ impl Driver {
         let head = head_record(&ledger.sign_head(&self.key, unix_ms()));
         self.state.append_ledger(&bytes, &head)?;
         self.ledger = ledger;
+        self.head = Some(head);
         Ok(())
     }
 

@@ -5,7 +5,11 @@
 //!   the coordinator's key, its own certificate authority and TLS certificate, an invite for
 //!   participants, the SQLite state and the blob store. [`FederationFolder::init`] makes one.
 //! - [`serve`]: runs the coordinator until the federation finishes. It resumes from the
-//!   folder's state, so `kill -9` at any moment loses nothing that was acknowledged.
+//!   folder's state, so `kill -9` at any moment loses nothing that was acknowledged. Where
+//!   `federation.toml` sets `http`, it also serves the steward's dashboard, the JSON API and
+//!   `/metrics` (the `harambee-dashboard` crate) over the same driver; stewards' signed
+//!   requests to pause, resume or remove a member are recorded in the state and survive a
+//!   restart.
 //!
 //! Every update is checked before it is accepted (enrolled key, open round and attempt,
 //! selection, base digest, exact size, decodable, finite, digest, ed25519 signature over the
@@ -30,4 +34,4 @@ mod service;
 pub use config::{FederationConfig, Limits, RoundSettings, TrainingSettings};
 pub use error::ServerError;
 pub use folder::FederationFolder;
-pub use serve::{ServeOptions, ServeOutcome, serve};
+pub use serve::{Ready, ServeOptions, ServeOutcome, serve, serve_with};

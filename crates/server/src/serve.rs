@@ -7,7 +7,7 @@ use tokio::sync::Notify;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
-use crate::driver::Driver;
+use crate::driver::{CoordinatorView, Driver};
 use crate::service::{Service, lock};
 use crate::{FederationFolder, ServerError};
 
@@ -20,6 +20,11 @@ pub struct ServeOptions {
     pub linger: Duration,
     /// Override the listening address of `federation.toml`.
     pub listen: Option<SocketAddr>,
+    /// Override the dashboard's address of `federation.toml` (`http`).
+    pub http: Option<SocketAddr>,
+    /// After the federation finishes, keep serving (the dashboard above all) until
+    /// interrupted, instead of stopping after `linger`.
+    pub stay: bool,
 }
 
 impl Default for ServeOptions {
@@ -28,6 +33,8 @@ impl Default for ServeOptions {
             insecure: false,
             linger: Duration::from_secs(3),
             listen: None,
+            http: None,
+            stay: false,
         }
     }
 }
@@ -43,12 +50,30 @@ pub enum ServeOutcome {
     Interrupted,
 }
 
+/// Where a started coordinator can be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ready {
+    /// The gRPC address participants dial.
+    pub grpc: SocketAddr,
+    /// The dashboard's address (`http://` it for the page, `/api`, `/metrics`), if it runs.
+    pub dashboard: Option<SocketAddr>,
+}
+
 /// Runs the coordinator of the federation at `folder` until it finishes, resuming from its
 /// state. `on_ready` is called with the bound address once it accepts connections.
 pub async fn serve(
     folder: &FederationFolder,
     options: ServeOptions,
     on_ready: impl FnOnce(SocketAddr),
+) -> Result<ServeOutcome, ServerError> {
+    serve_with(folder, options, |ready| on_ready(ready.grpc)).await
+}
+
+/// [`serve`], telling `on_ready` the dashboard's address too.
+pub async fn serve_with(
+    folder: &FederationFolder,
+    options: ServeOptions,
+    on_ready: impl FnOnce(Ready),
 ) -> Result<ServeOutcome, ServerError> {
     let folder2 = folder.clone();
     let driver = tokio::task::spawn_blocking(move || Driver::open(&folder2))
@@ -83,10 +108,17 @@ pub async fn serve(
         .local_addr()
         .map_err(|e| ServerError::Transport(e.to_string()))?;
 
+    let (dashboard, dashboard_task) = match options.http.or(config.http) {
+        Some(addr) => {
+            let (bound, task) = start_dashboard(addr, &driver, &timer).await?;
+            (Some(bound), Some(task))
+        }
+        None => (None, None),
+    };
     let timer_task = tokio::spawn(run_timer(Arc::clone(&driver), Arc::clone(&timer)));
     let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let interrupted2 = Arc::clone(&interrupted);
-    let linger = options.linger;
+    let (linger, stay) = (options.linger, options.stay);
     let driver2 = Arc::clone(&driver);
     let shutdown = async move {
         let finished = async {
@@ -101,6 +133,10 @@ pub async fn serve(
                 }
             }
             tokio::time::sleep(linger).await;
+            if stay {
+                tracing::info!("the federation is over; serving until interrupted (--stay)");
+                std::future::pending::<()>().await;
+            }
         };
         tokio::select! {
             () = finished => {}
@@ -112,13 +148,20 @@ pub async fn serve(
     let svc = CoordinatorServer::new(service)
         .max_decoding_message_size(config.limits.max_message_bytes)
         .max_encoding_message_size(config.limits.max_message_bytes);
-    on_ready(bound);
+    on_ready(Ready {
+        grpc: bound,
+        dashboard,
+    });
     builder
         .add_service(svc)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
         .map_err(|e| ServerError::Transport(e.to_string()))?;
     timer_task.abort();
+    // Live pages hold their connections open for ever: end them rather than wait.
+    if let Some(task) = dashboard_task {
+        task.abort();
+    }
 
     let d = lock(&driver);
     if let Some(fatal) = d.fatal() {
@@ -137,6 +180,35 @@ pub async fn serve(
     } else {
         ServeOutcome::Failed(status.error)
     })
+}
+
+/// Binds the dashboard's address and serves it in the background.
+async fn start_dashboard(
+    addr: SocketAddr,
+    driver: &Arc<Mutex<Driver>>,
+    timer: &Arc<Notify>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServerError> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        ServerError::Transport(format!("cannot listen on {addr} for the dashboard: {e}"))
+    })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| ServerError::Transport(e.to_string()))?;
+    if !bound.ip().is_loopback() {
+        tracing::warn!(
+            %bound,
+            "the dashboard is reachable beyond this machine over plain HTTP: anyone who can reach it reads the federation's state (changes still need a steward's signature)"
+        );
+    }
+    let view = Arc::new(CoordinatorView::new(Arc::clone(driver), Arc::clone(timer)));
+    let metrics = lock(driver).metrics();
+    let task = tokio::spawn(async move {
+        if let Err(e) = harambee_dashboard::serve(listener, view, metrics).await {
+            tracing::error!(error = %e, "the dashboard stopped");
+        }
+    });
+    tracing::info!(url = %format!("http://{bound}/"), "dashboard listening");
+    Ok((bound, task))
 }
 
 /// Wakes the core at each round's deadline, and checks every few seconds for participants

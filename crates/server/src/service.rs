@@ -10,7 +10,9 @@ use harambee_identity::PublicKey;
 use harambee_proto::{CHUNK_BYTES, CoordinatorService, v1};
 use tokio::sync::{Notify, watch};
 use tokio_stream::{Stream, StreamExt};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use harambee_dashboard::{Metrics, RefusalReason};
 
 use crate::driver::{Board, Driver};
 use crate::folder::token_hash;
@@ -27,17 +29,19 @@ pub(crate) struct Service {
     charter_sha256: String,
     /// Wakes the deadline timer when a round opens or closes.
     timer: Arc<Notify>,
+    metrics: Metrics,
 }
 
 impl Service {
     pub(crate) fn new(driver: Arc<Mutex<Driver>>, timer: Arc<Notify>) -> Self {
-        let (board, config, layout_spec, charter_sha256) = {
+        let (board, config, layout_spec, charter_sha256, metrics) = {
             let d = lock(&driver);
             (
                 d.subscribe(),
                 d.config().clone(),
                 d.model_spec(),
                 d.charter_hash(),
+                d.metrics(),
             )
         };
         let per_second =
@@ -55,6 +59,7 @@ impl Service {
             spec: layout_spec,
             charter_sha256,
             timer,
+            metrics,
         }
     }
 
@@ -82,6 +87,82 @@ impl Service {
             )
         })?;
         Ok(key)
+    }
+
+    /// Receives, checks and stores one update (see the driver's `accept`).
+    async fn receive_update(
+        &self,
+        request: Request<Streaming<v1::UpdateChunk>>,
+    ) -> Result<Response<v1::SubmitReply>, Status> {
+        let mut stream = request.into_inner();
+        let header = match stream.message().await? {
+            Some(v1::UpdateChunk {
+                part: Some(v1::update_chunk::Part::Header(h)),
+            }) => h,
+            Some(_) => {
+                return Err(Status::invalid_argument(
+                    "the first message of an update must be its header",
+                ));
+            }
+            None => return Err(Status::invalid_argument("empty update stream")),
+        };
+        self.rate_limit(&header.public_key)?;
+        let h = header.clone();
+        self.with_driver(move |d| d.check_header(&h).map(|_| ()))
+            .await??;
+        let total = usize::try_from(header.total_bytes).unwrap_or(usize::MAX);
+        let mut bytes = Vec::with_capacity(total);
+        let mut halfway_checked = false;
+        while let Some(chunk) = stream.message().await? {
+            match chunk.part {
+                Some(v1::update_chunk::Part::Data(data)) => {
+                    if bytes.len() + data.len() > total {
+                        return Err(Status::invalid_argument(format!(
+                            "more bytes than the header announced ({total})"
+                        )));
+                    }
+                    self.metrics.received(data.len());
+                    bytes.extend_from_slice(&data);
+                    if !halfway_checked && bytes.len() * 2 >= total {
+                        halfway_checked = true;
+                        lock(&self.driver).mid_upload_point();
+                    }
+                }
+                Some(v1::update_chunk::Part::Header(_)) => {
+                    return Err(Status::invalid_argument(
+                        "a second header in one update stream",
+                    ));
+                }
+                None => return Err(Status::invalid_argument("an update chunk with no content")),
+            }
+        }
+        if bytes.len() < total {
+            return Err(Status::invalid_argument(format!(
+                "truncated stream: received {} of the {total} bytes announced",
+                bytes.len()
+            )));
+        }
+        let (received, quorum) = self
+            .with_driver(move |d| d.accept(&header, &bytes))
+            .await??;
+        Ok(Response::new(v1::SubmitReply {
+            accepted: true,
+            received,
+            quorum,
+        }))
+    }
+}
+
+/// The metrics label of a refused update: the class of answer the participant got.
+fn refusal_reason(code: Code) -> RefusalReason {
+    match code {
+        Code::AlreadyExists => RefusalReason::Replay,
+        Code::Unauthenticated => RefusalReason::BadSignature,
+        Code::PermissionDenied => RefusalReason::NotPermitted,
+        Code::FailedPrecondition => RefusalReason::WrongRound,
+        Code::InvalidArgument | Code::OutOfRange => RefusalReason::Invalid,
+        Code::ResourceExhausted => RefusalReason::RateLimited,
+        _ => RefusalReason::Unavailable,
     }
 }
 
@@ -202,6 +283,11 @@ impl CoordinatorService for Service {
                     "bad enrolment signature: sign the enrolment statement with this key",
                 )
             })?;
+        if lock(&self.driver).removed_key(&key) {
+            return Err(Status::permission_denied(
+                "this key was removed from the federation by a steward",
+            ));
+        }
         if !lock(&self.driver).admits(&public) {
             return Err(Status::permission_denied(
                 "the charter admits only its named members (stewards and contributors) to train",
@@ -288,8 +374,10 @@ impl CoordinatorService for Service {
         }
         // Lazily cut: one chunk is copied at a time, however large the model.
         let starts = (offset..total).step_by(CHUNK_BYTES);
+        let metrics = self.metrics.clone();
         let stream = tokio_stream::iter(starts).map(move |start| {
             let end = (start + CHUNK_BYTES).min(total);
+            metrics.sent(end - start);
             Ok(v1::ParameterChunk {
                 offset: start as u64,
                 total_bytes: total as u64,
@@ -303,61 +391,12 @@ impl CoordinatorService for Service {
         &self,
         request: Request<Streaming<v1::UpdateChunk>>,
     ) -> Result<Response<v1::SubmitReply>, Status> {
-        let mut stream = request.into_inner();
-        let header = match stream.message().await? {
-            Some(v1::UpdateChunk {
-                part: Some(v1::update_chunk::Part::Header(h)),
-            }) => h,
-            Some(_) => {
-                return Err(Status::invalid_argument(
-                    "the first message of an update must be its header",
-                ));
-            }
-            None => return Err(Status::invalid_argument("empty update stream")),
-        };
-        self.rate_limit(&header.public_key)?;
-        let h = header.clone();
-        self.with_driver(move |d| d.check_header(&h).map(|_| ()))
-            .await??;
-        let total = usize::try_from(header.total_bytes).unwrap_or(usize::MAX);
-        let mut bytes = Vec::with_capacity(total);
-        let mut halfway_checked = false;
-        while let Some(chunk) = stream.message().await? {
-            match chunk.part {
-                Some(v1::update_chunk::Part::Data(data)) => {
-                    if bytes.len() + data.len() > total {
-                        return Err(Status::invalid_argument(format!(
-                            "more bytes than the header announced ({total})"
-                        )));
-                    }
-                    bytes.extend_from_slice(&data);
-                    if !halfway_checked && bytes.len() * 2 >= total {
-                        halfway_checked = true;
-                        lock(&self.driver).mid_upload_point();
-                    }
-                }
-                Some(v1::update_chunk::Part::Header(_)) => {
-                    return Err(Status::invalid_argument(
-                        "a second header in one update stream",
-                    ));
-                }
-                None => return Err(Status::invalid_argument("an update chunk with no content")),
-            }
+        let reply = self.receive_update(request).await;
+        match &reply {
+            Ok(_) => self.metrics.update_accepted(),
+            Err(status) => self.metrics.update_refused(refusal_reason(status.code())),
         }
-        if bytes.len() < total {
-            return Err(Status::invalid_argument(format!(
-                "truncated stream: received {} of the {total} bytes announced",
-                bytes.len()
-            )));
-        }
-        let (received, quorum) = self
-            .with_driver(move |d| d.accept(&header, &bytes))
-            .await??;
-        Ok(Response::new(v1::SubmitReply {
-            accepted: true,
-            received,
-            quorum,
-        }))
+        reply
     }
 
     async fn report_evaluation(

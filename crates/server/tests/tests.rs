@@ -21,6 +21,7 @@ fn config(min_participants: usize) -> FederationConfig {
         name: "test".into(),
         federation_id: String::new(),
         listen: "127.0.0.1:0".parse().unwrap(),
+        http: None,
         public_url: String::new(),
         server_names: vec!["localhost".into(), "127.0.0.1".into()],
         invite_token_sha256: String::new(),
@@ -468,3 +469,5 @@ async fn the_charter_is_enforced_on_enrolment_and_at_start() {
         .unwrap_err();
     assert!(err.to_string().contains("charter forbids"), "{err}");
 }
+
+mod dashboard;

@@ -10,7 +10,8 @@
 //!
 //! [`StateStore`] is the coordinator's durable state (enrolments, the open round and its
 //! acknowledged updates, completed rounds); [`SqliteState`] keeps it in an embedded SQLite
-//! database, committed before any acknowledgement.
+//! database, committed before any acknowledgement, along with the stewards' signed requests
+//! (pause, resume, remove a member), whose nonces it never accepts twice.
 //!
 //! ```
 //! use harambee_store::{BlobStore, FsBlobStore};
@@ -30,5 +31,5 @@ pub use error::StoreError;
 pub use harambee_params::Digest;
 pub use state::{
     Checkpoint, ClosedRoundRecord, HeadRecord, OpenRoundRecord, ParticipantRecord, SqliteState,
-    StateStore, UpdateRecord,
+    StateStore, StewardActionRecord, UpdateRecord,
 };

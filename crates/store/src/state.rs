@@ -82,6 +82,26 @@ pub struct HeadRecord {
     pub signature: Vec<u8>,
 }
 
+/// A steward's signed request to change the federation, once its signature has been checked:
+/// kept whether or not it took effect, so that its nonce is never accepted again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StewardActionRecord {
+    /// The request's nonce (hex): unique, which is what refuses a replay.
+    pub nonce: String,
+    /// The steward's public key (hex).
+    pub steward: String,
+    /// When the steward signed it (ms since the Unix epoch).
+    pub timestamp_ms: u64,
+    /// `pause`, `resume` or `remove`.
+    pub action: String,
+    /// The participant concerned (for `remove`).
+    pub participant: Option<u64>,
+    /// Whether it took effect.
+    pub applied: bool,
+    /// Why it did not, when it did not.
+    pub refusal: String,
+}
+
 /// Where a restarted coordinator picks up.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Checkpoint {
@@ -146,6 +166,13 @@ pub trait StateStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// The example-weighted mean accuracy reported for a round, if any was.
     fn round_accuracy(&self, round: u64) -> Result<Option<f64>, StoreError>;
+    /// Every round's example-weighted mean accuracy, for the rounds evaluated, by round.
+    fn round_accuracies(&self) -> Result<Vec<(u64, f64)>, StoreError>;
+    /// Records a steward's request; `false` (and nothing stored) when its nonce was used
+    /// before: a replay.
+    fn record_steward_action(&self, action: &StewardActionRecord) -> Result<bool, StoreError>;
+    /// Every recorded steward request, oldest first.
+    fn steward_actions(&self) -> Result<Vec<StewardActionRecord>, StoreError>;
 }
 
 const SCHEMA: &str = "
@@ -171,6 +198,10 @@ CREATE TABLE IF NOT EXISTS tree_heads (
 CREATE TABLE IF NOT EXISTS evaluations (
     round INTEGER NOT NULL, participant INTEGER NOT NULL, examples INTEGER NOT NULL,
     accuracy REAL NOT NULL, PRIMARY KEY (round, participant));
+CREATE TABLE IF NOT EXISTS steward_actions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, nonce TEXT NOT NULL UNIQUE, steward TEXT NOT NULL,
+    timestamp_ms INTEGER NOT NULL, action TEXT NOT NULL, participant INTEGER,
+    applied INTEGER NOT NULL, refusal TEXT NOT NULL);
 ";
 
 /// [`StateStore`] in an embedded SQLite database (WAL journal, `synchronous = FULL`, so a
@@ -564,6 +595,58 @@ impl StateStore for SqliteState {
                 [to_i64(round)],
                 |r| r.get(0),
             )
+        })
+    }
+
+    fn round_accuracies(&self) -> Result<Vec<(u64, f64)>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT round, SUM(accuracy * examples) / SUM(examples) FROM evaluations
+                 WHERE examples > 0 GROUP BY round ORDER BY round",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    fn record_steward_action(&self, a: &StewardActionRecord) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let inserted = c.execute(
+                "INSERT OR IGNORE INTO steward_actions
+                     (nonce, steward, timestamp_ms, action, participant, applied, refusal)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    a.nonce,
+                    a.steward,
+                    to_i64(a.timestamp_ms),
+                    a.action,
+                    a.participant.map(to_i64),
+                    a.applied,
+                    a.refusal,
+                ],
+            )?;
+            Ok(inserted == 1)
+        })
+    }
+
+    fn steward_actions(&self) -> Result<Vec<StewardActionRecord>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT nonce, steward, timestamp_ms, action, participant, applied, refusal
+                 FROM steward_actions ORDER BY seq",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(StewardActionRecord {
+                    nonce: r.get(0)?,
+                    steward: r.get(1)?,
+                    timestamp_ms: r.get::<_, i64>(2)? as u64,
+                    action: r.get(3)?,
+                    participant: r.get::<_, Option<i64>>(4)?.map(|p| p as u64),
+                    applied: r.get(5)?,
+                    refusal: r.get(6)?,
+                })
+            })?;
+            rows.collect()
         })
     }
 }

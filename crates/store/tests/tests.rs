@@ -96,7 +96,7 @@ proptest! {
 mod state {
     use harambee_store::{
         ClosedRoundRecord, Digest, HeadRecord, OpenRoundRecord, SqliteState, StateStore,
-        UpdateRecord,
+        StewardActionRecord, UpdateRecord,
     };
 
     fn update(participant: u64) -> UpdateRecord {
@@ -188,5 +188,43 @@ mod state {
         s.record_evaluation(1, 0, 10, 1.0).unwrap();
         s.record_evaluation(1, 1, 30, 0.0).unwrap();
         assert!((s.round_accuracy(1).unwrap().unwrap() - 0.25).abs() < 1e-12);
+        s.record_evaluation(3, 0, 10, 0.5).unwrap();
+        s.record_evaluation(2, 0, 0, 0.9).unwrap();
+        assert_eq!(s.round_accuracies().unwrap(), vec![(1, 0.25), (3, 0.5)]);
+    }
+
+    #[test]
+    fn a_steward_request_is_recorded_once_and_its_nonce_never_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let pause = StewardActionRecord {
+            nonce: "00ff".into(),
+            steward: "ab".repeat(32),
+            timestamp_ms: 1_700_000_000_000,
+            action: "pause".into(),
+            participant: None,
+            applied: true,
+            refusal: String::new(),
+        };
+        let remove = StewardActionRecord {
+            nonce: "0100".into(),
+            action: "remove".into(),
+            participant: Some(4),
+            applied: false,
+            refusal: "no participant 4".into(),
+            ..pause.clone()
+        };
+        {
+            let s = SqliteState::open(&path).unwrap();
+            assert!(s.record_steward_action(&pause).unwrap());
+            assert!(s.record_steward_action(&remove).unwrap());
+            let replay = StewardActionRecord {
+                action: "resume".into(),
+                ..pause.clone()
+            };
+            assert!(!s.record_steward_action(&replay).unwrap(), "a used nonce");
+        }
+        let s = SqliteState::open(&path).unwrap();
+        assert_eq!(s.steward_actions().unwrap(), vec![pause, remove]);
     }
 }
