@@ -790,6 +790,11 @@ fn secure_aggregation_over_the_network_gives_the_plain_model_and_hides_each_upda
         plain_words.len()
     );
 
+    // The rounds' training loss is the contributors' own (no samples are reported blind).
+    for r in secure.state().closed_rounds().unwrap() {
+        assert!(r.train_loss > 0.0, "round {} has no training loss", r.round);
+    }
+
     // The ledger verifies, with each commitment signed by its participant, and says why no
     // round can be recomputed.
     let (ok, text) = verify(&secure.fed());

@@ -930,13 +930,7 @@ impl Driver {
                             Ok((name.to_string(), self.blobs.put(&Encoding::F32.encode(&p))?))
                         })
                         .collect::<Result<Vec<_>, ServerError>>()?;
-                    let samples: u64 = summary.contributions.iter().map(|c| c.1).sum();
-                    let loss = summary
-                        .contributions
-                        .iter()
-                        .map(|c| c.1 as f64 * f64::from(c.3))
-                        .sum::<f64>()
-                        / samples.max(1) as f64;
+                    let loss = self.round_train_loss(&summary)?;
                     let record = ClosedRoundRecord {
                         round: summary.round,
                         global_digest: summary.global.digest(),
@@ -1042,6 +1036,28 @@ impl Driver {
         .map_err(|e| {
             ServerError::Config(format!("secure aggregation for round {}: {e}", open.round))
         })
+    }
+
+    /// The round's mean training loss, weighted by samples; under secure aggregation no
+    /// samples are reported, so the plain mean of the contributors' losses.
+    fn round_train_loss(
+        &self,
+        summary: &harambee_coordinator::RoundSummary,
+    ) -> Result<f64, ServerError> {
+        let samples: u64 = summary.contributions.iter().map(|c| c.1).sum();
+        if samples > 0 || !self.config.training.secure_aggregation {
+            let weighted: f64 = summary
+                .contributions
+                .iter()
+                .map(|c| c.1 as f64 * f64::from(c.3))
+                .sum();
+            return Ok(weighted / samples.max(1) as f64);
+        }
+        let open = self.board.borrow().open.clone();
+        let attempt = open.map_or(0, |o| o.attempt);
+        let updates = self.state.updates(summary.round, attempt)?;
+        let total: f64 = updates.iter().map(|u| f64::from(u.train_loss)).sum();
+        Ok(total / updates.len().max(1) as f64)
     }
 
     /// The ledger's first entry: the federation, its settings' hash, the coordinator's key.

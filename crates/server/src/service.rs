@@ -479,9 +479,21 @@ impl CoordinatorService for Service {
         }
         let (round, attempt) = (header.round, header.attempt);
         let mut progress = lock(&self.driver).secure_progress();
-        let index = self
+        let received = bytes.len();
+        let index = match self
             .with_driver(move |d| d.secagg_masked(&header, bytes))
-            .await??;
+            .await?
+        {
+            Ok(index) => {
+                self.metrics.received(received);
+                self.metrics.update_accepted();
+                index
+            }
+            Err(status) => {
+                self.metrics.update_refused(refusal_reason(status.code()));
+                return Err(status);
+            }
+        };
         self.await_step(&mut progress, round, attempt, index, 3)
             .await
     }
