@@ -76,6 +76,7 @@ mod models {
             batch_size: 10,
             learning_rate: 0.0,
             proximal_mu: 0.0,
+            local_steps: 0,
         };
         let out = t
             .train(&global, &mnist().train, &[0, 1, 2, 3, 4], &config, 0)
@@ -95,6 +96,7 @@ mod models {
             batch_size: 10,
             learning_rate: 0.1,
             proximal_mu: 0.0,
+            local_steps: 0,
         };
         let out = t
             .train(&global, &mnist().train, &indices, &config, 7)
@@ -121,9 +123,11 @@ mod models {
             batch_size: 10,
             learning_rate: 0.1,
             proximal_mu: 0.0,
+            local_steps: 0,
         };
         let prox = FitConfig {
             proximal_mu: 1.0,
+            local_steps: 0,
             ..plain.clone()
         };
         let a = t
@@ -157,6 +161,7 @@ mod models {
             batch_size: 20,
             learning_rate: 1e-3,
             proximal_mu: 0.0,
+            local_steps: 0,
         };
         let out = t
             .train(&global, &mnist().train, &indices, &config, 1)
@@ -207,6 +212,7 @@ mod engines {
             batch_size: 10,
             learning_rate: 0.1,
             proximal_mu: mu,
+            local_steps: 0,
         };
         let a = burn.train(&global, data, &indices, &config, 1).unwrap();
         let b = native.train(&global, data, &indices, &config, 1).unwrap();
@@ -300,6 +306,7 @@ mod text {
             batch_size: 32,
             learning_rate: 0.02,
             proximal_mu: 0.0,
+            local_steps: 0,
         };
         let out = t
             .train(&global, &split.train, &indices, &config, 1)
