@@ -227,6 +227,7 @@ fn config_from(args: SimulateArgs) -> Result<SimConfig> {
     set!(clients);
     set!(fraction);
     set!(epochs);
+    set!(local_steps);
     set!(batch);
     set!(lr);
     set!(rounds);
