@@ -12,7 +12,9 @@ use std::str::FromStr;
 use burn::module::Module;
 use burn::nn::attention::generate_autoregressive_mask;
 use burn::nn::loss::CrossEntropyLoss;
-use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput};
+use burn::nn::transformer::{
+    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
+};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use harambee_params::{Layout, ParamSet};
@@ -97,7 +99,11 @@ impl TransformerShape {
     /// Refuses zero sizes and heads that do not divide the width.
     pub fn validate(&self) -> Result<(), LearnError> {
         let s = self;
-        if s.layers == 0 || s.width == 0 || s.heads == 0 || s.context == 0 || s.width % s.heads != 0
+        if s.layers == 0
+            || s.width == 0
+            || s.heads == 0
+            || s.context == 0
+            || !s.width.is_multiple_of(s.heads)
         {
             return Err(LearnError::InvalidSetting(format!(
                 "transformer shape {s}: sizes must be positive and heads must divide width"
@@ -142,7 +148,10 @@ impl CharTransformer {
         let positions = Tensor::<1, Int>::arange(0..len as i64, &device).reshape([1, len]);
         let width = self.tokens.weight.dims()[1];
         let x = self.tokens.forward(ids)
-            + self.positions.forward(positions).expand([batch, len, width]);
+            + self
+                .positions
+                .forward(positions)
+                .expand([batch, len, width]);
         let mask = generate_autoregressive_mask(batch, len, &device);
         let x = self
             .blocks

@@ -69,9 +69,7 @@ pub fn load_text_dir(dir: &Path, context: usize) -> Result<Split, LearnError> {
 /// Cuts `ids` into chunks and holds out every tenth one.
 pub fn chunk_split(ids: &[u32], context: usize) -> Split {
     let step = context.max(1);
-    let starts: Vec<usize> = (0..ids.len().saturating_sub(step))
-        .step_by(step)
-        .collect();
+    let starts: Vec<usize> = (0..ids.len().saturating_sub(step)).step_by(step).collect();
     let (mut train, mut held) = (Vec::new(), Vec::new());
     for (k, &s) in starts.iter().enumerate() {
         if k % 10 == 9 { &mut held } else { &mut train }.push(s);

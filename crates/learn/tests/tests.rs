@@ -480,7 +480,14 @@ mod charlm {
 
     fn trainer() -> Box<dyn Trainer> {
         let kind = ModelKind::CharTransformer(shape());
-        trainer_for(kind, &plays().train, Optimizer::AdamW { weight_decay: 0.0 }, 0, false).unwrap()
+        trainer_for(
+            kind,
+            &plays().train,
+            Optimizer::AdamW { weight_decay: 0.0 },
+            0,
+            false,
+        )
+        .unwrap()
     }
 
     fn steps(n: u32) -> FitConfig {
@@ -498,7 +505,10 @@ mod charlm {
         assert_eq!(encode(b"A\r\n~\t"), vec![34, 0, 95, 1]);
         let split = plays();
         let (train, test) = (split.train.len(), split.test.len());
-        assert!(test > 100 && test <= 512 && train > 8 * test, "{train} / {test}");
+        assert!(
+            test > 100 && test <= 512 && train > 8 * test,
+            "{train} / {test}"
+        );
     }
 
     #[test]
@@ -510,7 +520,9 @@ mod charlm {
         // A uniform guess over 96 characters costs ln 96 = 4.56 nats.
         assert!((before.loss - 96f64.ln()).abs() < 0.5, "{}", before.loss);
         let all: Vec<usize> = (0..plays().train.len()).collect();
-        let out = t.train(&global, &plays().train, &all, &steps(30), 7).unwrap();
+        let out = t
+            .train(&global, &plays().train, &all, &steps(30), 7)
+            .unwrap();
         assert_eq!(out.steps, 30);
         let after = t.evaluate(&out.params, &plays().test, &val).unwrap();
         assert!(
@@ -527,13 +539,22 @@ mod charlm {
         let global = t.init(2);
         let shard: Vec<usize> = (0..16).collect();
         // One batch is the whole shard, so the order of examples cannot differ.
-        let once = t.train(&global, &plays().train, &shard, &steps(4), 3).unwrap();
+        let once = t
+            .train(&global, &plays().train, &shard, &steps(4), 3)
+            .unwrap();
         let mut state: Option<InnerState> = None;
         let half = t
             .train_resuming(&global, &plays().train, &shard, &steps(2), 3, &mut state)
             .unwrap();
         let twice = t
-            .train_resuming(&half.params, &plays().train, &shard, &steps(2), 3, &mut state)
+            .train_resuming(
+                &half.params,
+                &plays().train,
+                &shard,
+                &steps(2),
+                3,
+                &mut state,
+            )
             .unwrap();
         assert_eq!(state.map(|s| s.steps()), Some(4));
         let gap = |x: &harambee_params::ParamSet, y: &harambee_params::ParamSet| {

@@ -344,7 +344,9 @@ fn diloco(s: &str) -> Result<StrategyConfig, StrategyError> {
     let mut parts = s.split(':').skip(1);
     let bad = |part: &str| StrategyError::InvalidSetting {
         name: "strategy",
-        reason: format!("{s:?}: {part:?} is not a number; expected diloco[:H[:OUTER_LR[:MOMENTUM]]]"),
+        reason: format!(
+            "{s:?}: {part:?} is not a number; expected diloco[:H[:OUTER_LR[:MOMENTUM]]]"
+        ),
     };
     let inner_steps = match parts.next() {
         Some(h) => h.parse().map_err(|_| bad(h))?,

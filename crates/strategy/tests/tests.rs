@@ -680,7 +680,9 @@ mod diloco {
         let mut s = diloco(50, 0.7, 0.9);
         assert_eq!(s.configure_fit(1).local_steps, 50);
         let global = params(&[1.0]);
-        let out = s.aggregate_fit(1, &global, &[result(1, &[0.0], 1)], &[]).unwrap();
+        let out = s
+            .aggregate_fit(1, &global, &[result(1, &[0.0], 1)], &[])
+            .unwrap();
         let state: Vec<(String, ParamSet)> = s
             .state()
             .into_iter()
