@@ -19,12 +19,14 @@ RUNS = [("sync", "synchronous data-parallel (H=1)", "#000000"),
 
 
 def load(root, name, workers, eval_steps):
-    """Points (inner steps per worker, cumulative bytes, validation loss) of one run."""
+    """Points (inner steps per worker, cumulative bytes, validation loss, cumulative wall
+    seconds) of one run; the first is the uniform guess before training."""
     per_round = int(name.split("-")[1]) if name.startswith("diloco") else eval_steps
-    points, total, steps = [(0, 0, math.log(96))], 0, 0
+    points, total, steps, wall = [(0, 0, math.log(96), 0.0)], 0, 0, 0.0
     with open(os.path.join(root, name, "rounds.csv")) as f:
         for row in csv.DictReader(f):
             steps += per_round
+            wall += float(row["wall_s"])
             model = int(row["bytes_down"]) // max(1, int(row["participants"]))
             if name == "sync":
                 # Every step, each worker sends its gradient and gets the average back.
@@ -32,7 +34,7 @@ def load(root, name, workers, eval_steps):
             elif name.startswith("diloco"):
                 total += int(row["bytes_up"]) + int(row["bytes_down"])
             if row["loss"]:
-                points.append((steps, total, float(row["loss"])))
+                points.append((steps, total, float(row["loss"]), wall))
     with open(os.path.join(root, name, "summary.json")) as f:
         summary = json.load(f)
     return points, summary
@@ -50,15 +52,18 @@ def table(data, workers):
           f"val loss @ {steps // 4} | @ {steps // 2} | @ {steps} | bits/char @ {steps} | wall s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, label, _ in RUNS:
-        points, summary = data[name]
+        points = data[name][0]
         last = points[-1]
-        syncs = {"sync": steps, "single": 0}.get(name, summary["rounds"])
+        if name.startswith("diloco"):
+            syncs = steps // int(name.split("-")[1])
+        else:
+            syncs = steps if name == "sync" else 0
         ratio = f"1/{sync_bytes / last[1]:.0f}" if last[1] else "none"
         if name == "sync":
             ratio = "1"
         print(f"| {label} | {syncs} | {last[1] / 1e6:.1f} | {ratio} | "
               f"{loss_at(points, steps // 4):.3f} | {loss_at(points, steps // 2):.3f} | "
-              f"{last[2]:.3f} | {last[2] / math.log(2):.3f} | {summary['total_s']:.0f} |")
+              f"{last[2]:.3f} | {last[2] / math.log(2):.3f} | {last[3]:.0f} |")
 
 
 def svg(data, path):
@@ -104,7 +109,8 @@ def svg(data, path):
     l, r = panel(0, "against inner steps per worker", x_steps,
                  [(steps * i / 4, f"{int(steps * i / 4)}") for i in range(5)], "inner steps per worker")
     for name, _, color in RUNS:
-        line(l, r, [(x_steps(p[0]), p[2]) for p in data[name][0]], color)
+        # The untrained point (ln 96) would stretch the axis; curves start at the first evaluation.
+        line(l, r, [(x_steps(p[0]), p[2]) for p in data[name][0] if p[0] > 0], color)
     lmin, lmax = math.floor(math.log10(bmin)), math.ceil(math.log10(bmax))
     x_bytes = lambda b: (math.log10(b) - lmin) / (lmax - lmin)
     l, r = panel(w, "against bytes communicated (log scale)", x_bytes,
@@ -114,7 +120,8 @@ def svg(data, path):
         if pts:
             line(l, r, pts, color)
     for i, (name, label, color) in enumerate(RUNS):
-        x, y = 2 * w - 200, 40 + 16 * i
+        # Lower left of the first panel, which the falling curves leave empty.
+        x, y = pad + 15, h - 1.5 * pad + pad / 2 - 90 + 16 * i
         out.append(f'<line x1="{x}" y1="{y}" x2="{x + 20}" y2="{y}" stroke="{color}" stroke-width="2"/>')
         out.append(f'<text x="{x + 25}" y="{y + 4}">{label}</text>')
     out.append("</svg>")
@@ -125,6 +132,9 @@ def svg(data, path):
 def main():
     root, workers, eval_steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     data = {name: load(root, name, workers, eval_steps) for name, _, _ in RUNS}
+    # Compare at the DiLoCo runs' length, whatever longer baselines were run.
+    limit = max(p[0] for name in data if name.startswith("diloco") for p in data[name][0])
+    data = {n: ([p for p in pts if p[0] <= limit], s) for n, (pts, s) in data.items()}
     table(data, workers)
     svg(data, "docs/diloco.svg")
     os.makedirs("docs/results", exist_ok=True)
@@ -132,7 +142,7 @@ def main():
         out = csv.writer(f)
         out.writerow(["run", "inner_steps_per_worker", "bytes_all_workers", "val_loss"])
         for name, _, _ in RUNS:
-            for s, b, l in data[name][0]:
+            for s, b, l, _ in data[name][0]:
                 out.writerow([name, s, b, f"{l:.4f}"])
 
 
