@@ -59,7 +59,13 @@ fn simulate_runs_diloco_on_the_char_transformer() {
         serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
             .unwrap();
     assert_eq!(summary["config"]["strategy"]["inner_steps"], 3);
-    let refused = harambee(&["simulate", "--dataset", "mnist", "--model", "char-transformer"]);
+    let refused = harambee(&[
+        "simulate",
+        "--dataset",
+        "mnist",
+        "--model",
+        "char-transformer",
+    ]);
     assert!(!refused.status.success());
     assert!(text(&refused).contains("go together"), "{}", text(&refused));
 }
