@@ -59,6 +59,7 @@ fn simulate_runs_diloco_on_the_char_transformer() {
         serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
             .unwrap();
     assert_eq!(summary["config"]["strategy"]["inner_steps"], 3);
+    assert!(text(&out).contains("bits/char"), "{}", text(&out));
     let refused = harambee(&[
         "simulate",
         "--dataset",
