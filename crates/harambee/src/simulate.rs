@@ -35,8 +35,10 @@ pub(crate) fn run(args: SimulateArgs, process_start: Instant) -> Result<()> {
         .transpose()?;
     let mut write_error = None;
     let mut secagg = SecAggTotals::default();
+    let mut last_loss = None;
     let mut record = |r: &RoundRecord| {
         secagg.add(r);
+        last_loss = r.loss.or(last_loss);
         if let Some(w) = writer.as_mut()
             && let Err(e) = w.record(r)
         {
@@ -53,7 +55,15 @@ pub(crate) fn run(args: SimulateArgs, process_start: Instant) -> Result<()> {
         fs::write(&model, sim.global().to_safetensors()?)
             .with_context(|| format!("writing {}", model.display()))?;
     }
-    print_per_class(&sim, &summary);
+    match (config.model, last_loss) {
+        // A language model's figure is its loss; next-character accuracy per character of
+        // the alphabet would be a 96-line table of little use.
+        (harambee_learn::ModelKind::CharTransformer(_), Some(loss)) => println!(
+            "\nvalidation loss {loss:.4} nats/char ({:.4} bits/char)",
+            loss / std::f64::consts::LN_2
+        ),
+        _ => print_per_class(&sim, &summary),
+    }
     print_summary(&summary, config.out.as_deref());
     secagg.print(config.secure_aggregation);
     print_privacy(&config, &summary);
@@ -227,6 +237,7 @@ fn config_from(args: SimulateArgs) -> Result<SimConfig> {
     set!(clients);
     set!(fraction);
     set!(epochs);
+    set!(local_steps);
     set!(batch);
     set!(lr);
     set!(rounds);

@@ -24,6 +24,53 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// The command docs/diloco.md gives, on the bundled plays and a tiny model.
+#[test]
+fn simulate_runs_diloco_on_the_char_transformer() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let out = harambee(&[
+        "simulate",
+        "--dataset",
+        "shakespeare",
+        "--data-dir",
+        "data/shakespeare",
+        "--model",
+        "char-transformer:1:16:2:16",
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "3e-3",
+        "--clients",
+        "2",
+        "--fraction",
+        "1",
+        "--batch",
+        "8",
+        "--strategy",
+        "diloco:3",
+        "--rounds",
+        "2",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["config"]["strategy"]["inner_steps"], 3);
+    assert!(text(&out).contains("bits/char"), "{}", text(&out));
+    let refused = harambee(&[
+        "simulate",
+        "--dataset",
+        "mnist",
+        "--model",
+        "char-transformer",
+    ]);
+    assert!(!refused.status.success());
+    assert!(text(&refused).contains("go together"), "{}", text(&refused));
+}
+
 #[test]
 fn simulate_writes_rounds_summary_and_a_loadable_model() {
     let dir = tempfile::tempdir().unwrap();

@@ -100,6 +100,54 @@ pub(crate) fn export<M: Module>(module: &M, layout: &Layout) -> ParamSet {
         .expect("the layout was derived from this module")
 }
 
+/// Collects the gradient of each parameter, in the layout's order and convention.
+struct GradCollector<'a> {
+    path: Path,
+    grads: &'a burn::tensor::Gradients,
+    values: Vec<f32>,
+}
+
+impl ModuleVisitor for GradCollector<'_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let tensor = param.val();
+        let shape = tensor.dims().to_vec();
+        let n: usize = shape.iter().product();
+        // A parameter the loss does not reach has a zero gradient.
+        let data: Vec<f32> = match tensor.grad(self.grads) {
+            Some(g) => g.into_data().iter::<f32>().collect(),
+            None => vec![0.0; n],
+        };
+        if self.path.is_linear_weight() && shape.len() == 2 {
+            self.values.extend(transpose(&data, shape[0], shape[1]));
+        } else {
+            self.values.extend(data);
+        }
+    }
+}
+
+/// The gradients of the module's parameters, flat in `layout`'s order and PyTorch's convention.
+pub(crate) fn export_grads<M: Module>(
+    module: &M,
+    grads: &burn::tensor::Gradients,
+    layout: &Layout,
+) -> Vec<f32> {
+    let mut c = GradCollector {
+        path: Path::default(),
+        grads,
+        values: Vec::with_capacity(layout.num_values()),
+    };
+    module.visit(&mut c);
+    c.values
+}
+
 struct Loader<'a> {
     path: Path,
     params: &'a ParamSet,

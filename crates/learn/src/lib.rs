@@ -4,9 +4,12 @@
 //!   out as [`harambee_params::ParamSet`]s in PyTorch's conventions; [`BurnTrainer`] implements
 //!   it on burn's pure-Rust CPU back-end, and no burn type leaves this crate.
 //! - Models ([`ModelKind`]): logistic regression, McMahan et al.'s 2NN and CNN, and a
-//!   fastText-style language identifier over hashed character n-grams.
+//!   fastText-style language identifier over hashed character n-grams, and a small causal
+//!   transformer over characters ([`CharLmTrainer`], shaped by [`TransformerShape`]) whose
+//!   AdamW state can carry over between rounds ([`InnerState`]), as DiLoCo's workers need.
 //! - Data: [`Dataset`] (dense vectors, images or token lists, with labels), the IDX loader for
-//!   MNIST and Fashion-MNIST ([`load_idx_dir`]), the UDHR corpus loader ([`udhr`]), and
+//!   MNIST and Fashion-MNIST ([`load_idx_dir`]), the UDHR corpus loader ([`udhr`]), plain text as chunks
+//!   of characters ([`shakespeare`]), and
 //!   [`Partition`]ers: IID, Dirichlet(α), McMahan's shards, and natural (few classes each).
 //! - [`ModelTask`]: a networked federation's model and labels without data, from which the
 //!   coordinator builds the model and each participant labels its own examples.
@@ -25,16 +28,19 @@
 //! ```
 
 mod burn_io;
+mod charlm;
 mod data;
 mod error;
 mod idx;
 mod model;
 mod native;
 mod partition;
+pub mod shakespeare;
 mod task;
 pub(crate) mod trainer;
 pub mod udhr;
 
+pub use charlm::{CharLmTrainer, TransformerShape};
 pub use data::{Dataset, Features, Split};
 pub use error::LearnError;
 pub use idx::{digit_names, fashion_names, load_idx_dir, parse_images, parse_labels};
@@ -42,4 +48,4 @@ pub use model::ModelKind;
 pub use native::{NativeTrainer, trainer_for};
 pub use partition::Partition;
 pub use task::{DataKind, ModelTask, participant_seed};
-pub use trainer::{BurnTrainer, Evaluation, Optimizer, TrainOutcome, Trainer};
+pub use trainer::{BurnTrainer, Evaluation, InnerState, Optimizer, TrainOutcome, Trainer};

@@ -28,6 +28,10 @@ pub enum ModelKind {
     /// fastText-style text classifier: hashed character n-grams into an embedding bag (mean),
     /// then a linear head.
     LangId,
+    /// A small causal transformer predicting the next character (a character-level language
+    /// model), of the given shape.
+    #[serde(rename = "char-transformer")]
+    CharTransformer(crate::TransformerShape),
 }
 
 impl ModelKind {
@@ -38,6 +42,7 @@ impl ModelKind {
             ModelKind::Mlp2nn => "2nn",
             ModelKind::Cnn => "cnn",
             ModelKind::LangId => "langid",
+            ModelKind::CharTransformer(_) => "char-transformer",
         }
     }
 }
@@ -51,15 +56,21 @@ impl fmt::Display for ModelKind {
 impl FromStr for ModelKind {
     type Err = LearnError;
 
+    /// The names above; the transformer as `char-transformer` (2 layers, width 64, 4 heads,
+    /// context 64) or `char-transformer:LAYERS:WIDTH:HEADS:CONTEXT`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(shape) = s.strip_prefix("char-transformer:") {
+            return Ok(ModelKind::CharTransformer(shape.parse()?));
+        }
         Ok(match s {
+            "char-transformer" => ModelKind::CharTransformer(crate::TransformerShape::default()),
             "logreg" => ModelKind::LogReg,
             "2nn" | "mlp" => ModelKind::Mlp2nn,
             "cnn" => ModelKind::Cnn,
             "langid" => ModelKind::LangId,
             other => {
                 return Err(LearnError::InvalidSetting(format!(
-                    "unknown model {other:?}; known: logreg, 2nn, cnn, langid"
+                    "unknown model {other:?}; known: logreg, 2nn, cnn, langid, char-transformer[:LAYERS:WIDTH:HEADS:CONTEXT]"
                 )));
             }
         })

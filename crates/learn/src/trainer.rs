@@ -39,6 +39,75 @@ impl Default for Optimizer {
     }
 }
 
+/// A participant's local optimiser state between rounds: AdamW's moments (or SGD's momentum)
+/// over the flat parameter vector, and the step count for AdamW's bias correction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InnerState {
+    m: Vec<f32>,
+    v: Vec<f32>,
+    t: u64,
+}
+
+impl InnerState {
+    /// A fresh state for `n` parameters.
+    pub fn new(n: usize) -> Self {
+        Self {
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+            t: 0,
+        }
+    }
+
+    /// Parameters the state is sized for.
+    pub fn len(&self) -> usize {
+        self.m.len()
+    }
+
+    /// True for a state of no parameters.
+    pub fn is_empty(&self) -> bool {
+        self.m.is_empty()
+    }
+
+    /// Optimiser steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.t
+    }
+
+    /// One step of `optimizer` on `params` with gradient `grad`. AdamW as in Loshchilov and
+    /// Hutter (β₁ 0.9, β₂ 0.999, ε 1e-8, decay `lr · λ · w`, PyTorch's defaults).
+    pub(crate) fn step(&mut self, optimizer: Optimizer, params: &mut [f32], grad: &[f32], lr: f32) {
+        self.t += 1;
+        match optimizer {
+            Optimizer::Sgd { momentum } => {
+                for ((w, m), g) in params.iter_mut().zip(&mut self.m).zip(grad) {
+                    *m = momentum * *m + g;
+                    *w -= lr * *m;
+                }
+            }
+            Optimizer::AdamW { weight_decay } => {
+                let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
+                let t = self.t.min(i32::MAX as u64) as i32;
+                let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+                let values = params.iter_mut().zip(&mut self.m).zip(&mut self.v);
+                for (((w, m), v), &g) in values.zip(grad) {
+                    *m = b1 * *m + (1.0 - b1) * g;
+                    *v = b2 * *v + (1.0 - b2) * g * g;
+                    *w -= lr * (weight_decay * *w + (*m / c1) / ((*v / c2).sqrt() + eps));
+                }
+            }
+        }
+    }
+}
+
+/// Epochs to run: `epochs`, or as many as `local_steps` steps need when a step count is set.
+pub(crate) fn epochs_to_run(config: &FitConfig, examples: usize, batch: usize) -> u32 {
+    if config.local_steps == 0 {
+        return config.epochs.max(1);
+    }
+    let per_epoch = examples.div_ceil(batch.max(1)).max(1) as u32;
+    config.local_steps.div_ceil(per_epoch)
+}
+
 /// What local training produced.
 #[derive(Debug, Clone)]
 pub struct TrainOutcome {
@@ -83,6 +152,23 @@ pub trait Trainer: Send + Sync {
         config: &FitConfig,
         seed: u64,
     ) -> Result<TrainOutcome, LearnError>;
+
+    /// As [`train`](Self::train), with the local optimiser continuing from `state` (what this
+    /// participant's previous call left there; `None` the first time) and leaving its new state
+    /// there. A DiLoCo worker keeps its inner AdamW moments across outer rounds this way.
+    /// Trainers whose optimiser starts afresh each round keep the default, which ignores it.
+    fn train_resuming(
+        &self,
+        global: &ParamSet,
+        data: &Dataset,
+        indices: &[usize],
+        config: &FitConfig,
+        seed: u64,
+        state: &mut Option<InnerState>,
+    ) -> Result<TrainOutcome, LearnError> {
+        let _ = state;
+        self.train(global, data, indices, config, seed)
+    }
 
     /// Evaluates `params` on the examples `indices` of `data`.
     fn evaluate(
@@ -224,10 +310,15 @@ impl BurnTrainer {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let mut order = indices.to_vec();
         let (mut steps, mut mean_loss) = (0u64, 0.0f32);
-        for _ in 0..config.epochs.max(1) {
+        for _ in 0..epochs_to_run(config, order.len(), batch_size) {
             order.shuffle(&mut rng);
             let mut epoch_loss: Option<Tensor<1>> = None;
+            let mut seen = 0usize;
             for chunk in order.chunks(batch_size) {
+                if config.local_steps > 0 && steps == u64::from(config.local_steps) {
+                    break;
+                }
+                seen += chunk.len();
                 let (input, targets) = batch(data, chunk, &device);
                 let loss = loss_fn.forward(model.forward(input), targets);
                 let detached = loss.clone().detach().inner() * chunk.len() as f32;
@@ -245,7 +336,7 @@ impl BurnTrainer {
                 steps += 1;
             }
             let total = epoch_loss.map_or(0.0, |t| t.into_scalar::<f32>());
-            mean_loss = total / order.len().max(1) as f32;
+            mean_loss = total / seen.max(1) as f32;
             if !mean_loss.is_finite() {
                 return Err(LearnError::Diverged(mean_loss));
             }
@@ -353,7 +444,7 @@ pub(crate) fn check_layout(layout: &Layout, params: &ParamSet) -> Result<(), Lea
 /// `init` holds the lock across seeding and drawing; everything else that may draw takes it
 /// just for that moment. A thread that holds it passes straight through, so `init` can build
 /// a model while holding it.
-fn with_burn_rng<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn with_burn_rng<T>(f: impl FnOnce() -> T) -> T {
     use std::cell::Cell;
     static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
     thread_local!(static HOLDING: Cell<bool> = const { Cell::new(false) });

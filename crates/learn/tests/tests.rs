@@ -76,6 +76,7 @@ mod models {
             batch_size: 10,
             learning_rate: 0.0,
             proximal_mu: 0.0,
+            local_steps: 0,
         };
         let out = t
             .train(&global, &mnist().train, &[0, 1, 2, 3, 4], &config, 0)
@@ -95,6 +96,7 @@ mod models {
             batch_size: 10,
             learning_rate: 0.1,
             proximal_mu: 0.0,
+            local_steps: 0,
         };
         let out = t
             .train(&global, &mnist().train, &indices, &config, 7)
@@ -121,9 +123,11 @@ mod models {
             batch_size: 10,
             learning_rate: 0.1,
             proximal_mu: 0.0,
+            local_steps: 0,
         };
         let prox = FitConfig {
             proximal_mu: 1.0,
+            local_steps: 0,
             ..plain.clone()
         };
         let a = t
@@ -157,6 +161,7 @@ mod models {
             batch_size: 20,
             learning_rate: 1e-3,
             proximal_mu: 0.0,
+            local_steps: 0,
         };
         let out = t
             .train(&global, &mnist().train, &indices, &config, 1)
@@ -207,6 +212,7 @@ mod engines {
             batch_size: 10,
             learning_rate: 0.1,
             proximal_mu: mu,
+            local_steps: 0,
         };
         let a = burn.train(&global, data, &indices, &config, 1).unwrap();
         let b = native.train(&global, data, &indices, &config, 1).unwrap();
@@ -300,6 +306,7 @@ mod text {
             batch_size: 32,
             learning_rate: 0.02,
             proximal_mu: 0.0,
+            local_steps: 0,
         };
         let out = t
             .train(&global, &split.train, &indices, &config, 1)
@@ -448,5 +455,121 @@ mod partitions {
         assert_eq!(p.split(data, 10, 4).unwrap(), p.split(data, 10, 4).unwrap());
         assert!("nonsense".parse::<Partition>().is_err());
         assert!(Partition::Iid.split(data, 0, 1).is_err());
+    }
+}
+
+/// The character-level transformer on the bundled Shakespeare subset.
+mod charlm {
+    use super::*;
+    use harambee_learn::shakespeare::{alphabet, encode, load_text_dir};
+    use harambee_learn::{InnerState, TransformerShape, trainer_for};
+
+    fn shape() -> TransformerShape {
+        TransformerShape {
+            layers: 1,
+            width: 32,
+            heads: 2,
+            context: 32,
+        }
+    }
+
+    fn plays() -> &'static Split {
+        static SPLIT: OnceLock<Split> = OnceLock::new();
+        SPLIT.get_or_init(|| load_text_dir(&repo_data("shakespeare"), shape().context).unwrap())
+    }
+
+    fn trainer() -> Box<dyn Trainer> {
+        let kind = ModelKind::CharTransformer(shape());
+        trainer_for(
+            kind,
+            &plays().train,
+            Optimizer::AdamW { weight_decay: 0.0 },
+            0,
+            false,
+        )
+        .unwrap()
+    }
+
+    fn steps(n: u32) -> FitConfig {
+        FitConfig {
+            batch_size: 16,
+            learning_rate: 3e-3,
+            local_steps: n,
+            ..FitConfig::default()
+        }
+    }
+
+    #[test]
+    fn the_alphabet_is_fixed_and_the_split_holds_out_a_tenth() {
+        assert_eq!(alphabet().len(), 96);
+        assert_eq!(encode(b"A\r\n~\t"), vec![34, 0, 95, 1]);
+        let split = plays();
+        let (train, test) = (split.train.len(), split.test.len());
+        assert!(
+            test > 100 && test <= 512 && train > 8 * test,
+            "{train} / {test}"
+        );
+    }
+
+    #[test]
+    fn validation_loss_falls_in_a_few_steps() {
+        let t = trainer();
+        let global = t.init(1);
+        let val: Vec<usize> = (0..64).collect();
+        let before = t.evaluate(&global, &plays().test, &val).unwrap();
+        // A uniform guess over 96 characters costs ln 96 = 4.56 nats.
+        assert!((before.loss - 96f64.ln()).abs() < 0.5, "{}", before.loss);
+        let all: Vec<usize> = (0..plays().train.len()).collect();
+        let out = t
+            .train(&global, &plays().train, &all, &steps(30), 7)
+            .unwrap();
+        assert_eq!(out.steps, 30);
+        let after = t.evaluate(&out.params, &plays().test, &val).unwrap();
+        assert!(
+            after.loss < before.loss - 1.0,
+            "{} -> {}",
+            before.loss,
+            after.loss
+        );
+    }
+
+    #[test]
+    fn adamw_state_carries_over_so_two_calls_equal_one() {
+        let t = trainer();
+        let global = t.init(2);
+        let shard: Vec<usize> = (0..16).collect();
+        // One batch is the whole shard, so the order of examples cannot differ.
+        let once = t
+            .train(&global, &plays().train, &shard, &steps(4), 3)
+            .unwrap();
+        let mut state: Option<InnerState> = None;
+        let half = t
+            .train_resuming(&global, &plays().train, &shard, &steps(2), 3, &mut state)
+            .unwrap();
+        let twice = t
+            .train_resuming(
+                &half.params,
+                &plays().train,
+                &shard,
+                &steps(2),
+                3,
+                &mut state,
+            )
+            .unwrap();
+        assert_eq!(state.map(|s| s.steps()), Some(4));
+        let gap = |x: &harambee_params::ParamSet, y: &harambee_params::ParamSet| {
+            x.values()
+                .iter()
+                .zip(y.values())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max)
+        };
+        // Summation order within the shuffled batch moves the last digits only.
+        assert!(gap(&once.params, &twice.params) < 2e-4);
+        // Restarting AdamW instead moves the weights by about a learning rate.
+        let fresh = t
+            .train(&half.params, &plays().train, &shard, &steps(2), 3)
+            .unwrap();
+        assert!(gap(&once.params, &fresh.params) > 1e-3);
     }
 }

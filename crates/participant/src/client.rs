@@ -325,6 +325,8 @@ impl RoundContext<'_> {
             batch_size: config.batch_size,
             learning_rate: config.learning_rate,
             proximal_mu: config.proximal_mu,
+            // The wire config has no step count yet: community mode over the network is not built.
+            local_steps: 0,
         };
         let seed = participant_seed(self.spec.seed, task.round, self.participant);
         let trainer = Arc::clone(&self.trainer);

@@ -201,6 +201,7 @@ impl FederationConfig {
             batch_size: self.training.batch_size,
             learning_rate: self.training.learning_rate,
             proximal_mu: 0.0,
+            local_steps: 0,
         }
     }
 }

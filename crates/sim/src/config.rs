@@ -18,6 +18,8 @@ pub enum DatasetName {
     FashionMnist,
     /// The UDHR in many languages, as language identification.
     Udhr,
+    /// Shakespeare's plays as plain text, for the character-level language model.
+    Shakespeare,
 }
 
 impl DatasetName {
@@ -27,6 +29,7 @@ impl DatasetName {
             DatasetName::Mnist => "mnist",
             DatasetName::FashionMnist => "fashion-mnist",
             DatasetName::Udhr => "udhr",
+            DatasetName::Shakespeare => "shakespeare",
         }
     }
 }
@@ -45,8 +48,9 @@ impl FromStr for DatasetName {
             "mnist" => Ok(DatasetName::Mnist),
             "fashion-mnist" | "fashion" => Ok(DatasetName::FashionMnist),
             "udhr" => Ok(DatasetName::Udhr),
+            "shakespeare" => Ok(DatasetName::Shakespeare),
             other => Err(SimError::InvalidSetting(format!(
-                "unknown dataset {other:?}; known: mnist, fashion-mnist, udhr"
+                "unknown dataset {other:?}; known: mnist, fashion-mnist, udhr, shakespeare"
             ))),
         }
     }
@@ -68,6 +72,9 @@ pub struct SimConfig {
     pub fraction: f64,
     /// Local epochs (E).
     pub epochs: u32,
+    /// Local optimiser steps per round instead of epochs (0: use epochs). DiLoCo sets its own
+    /// H (`--strategy diloco:H`).
+    pub local_steps: u32,
     /// Local batch size (B); 0 for the whole local set.
     pub batch: u32,
     /// Local learning rate.
@@ -120,6 +127,7 @@ impl Default for SimConfig {
             clients: 100,
             fraction: 0.1,
             epochs: 1,
+            local_steps: 0,
             batch: 10,
             lr: 0.1,
             optimizer: Optimizer::default(),
@@ -208,6 +216,13 @@ impl SimConfig {
             && !self.secure_aggregation
         {
             return bad("distributed noise needs secure aggregation (--privacy secagg,distributed-dp): without it the coordinator would see each update with only a share of the noise".into());
+        }
+        let char_model = matches!(self.model, ModelKind::CharTransformer(_));
+        if char_model != (self.dataset == DatasetName::Shakespeare) {
+            return bad(format!(
+                "--model {} cannot train on --dataset {}: the char-transformer and shakespeare go together",
+                self.model, self.dataset
+            ));
         }
         if let Some(t) = self.target_accuracy
             && !(0.0..=1.0).contains(&t)

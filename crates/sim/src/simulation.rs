@@ -4,7 +4,11 @@ use std::time::Instant;
 use harambee_coordinator::{
     Action, Coordinator, CoordinatorConfig, Event, EventOutcome, OpenRound, Tick,
 };
-use harambee_learn::{Dataset, Evaluation, Partition, Trainer, participant_seed, trainer_for};
+use std::sync::Mutex;
+
+use harambee_learn::{
+    Dataset, Evaluation, InnerState, Partition, Trainer, participant_seed, trainer_for,
+};
 use harambee_params::{Digest, Encoding, ParamSet};
 use harambee_strategy::{Failure, FailureReason, FitConfig, FitResult, ParticipantId};
 use rayon::prelude::*;
@@ -57,6 +61,9 @@ pub struct Simulation {
     attacker: Vec<bool>,
     /// The training set with flipped labels, for label-flipping attackers.
     flipped: Option<Arc<Dataset>>,
+    /// Each participant's local optimiser state, kept between its rounds as a DiLoCo worker
+    /// keeps its inner AdamW moments (trainers that start afresh each round ignore it).
+    inner: Vec<Mutex<Option<InnerState>>>,
 }
 
 impl Simulation {
@@ -93,6 +100,7 @@ impl Simulation {
             batch_size: config.batch,
             learning_rate: config.lr,
             proximal_mu: 0.0,
+            local_steps: config.local_steps,
         };
         let strategy = config.strategy.build(config.fraction, 1, fit)?;
         let core_config = CoordinatorConfig {
@@ -112,6 +120,7 @@ impl Simulation {
             .filter(|a| a.flips_labels())
             .map(|_| Arc::new(flip_labels(train)));
         Ok(Self {
+            inner: participants.iter().map(|_| Mutex::new(None)).collect(),
             attacker,
             flipped,
             config,
@@ -422,8 +431,11 @@ impl Simulation {
             Some(flipped) if self.attacker[p.0 as usize] => flipped,
             _ => &self.workload.split.train,
         };
+        let mut inner = self.inner[p.0 as usize]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.trainer
-            .train(&open.global, data, indices, &open.config, seed)
+            .train_resuming(&open.global, data, indices, &open.config, seed, &mut inner)
             .map(|o| {
                 let digest = o.params.digest();
                 let result = FitResult {
@@ -473,6 +485,7 @@ impl Simulation {
             batch_size: self.config.batch,
             learning_rate: self.config.lr,
             proximal_mu: 0.0,
+            local_steps: 0,
         };
         let train = &self.workload.split.train;
         participants

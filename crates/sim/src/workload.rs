@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use harambee_learn::udhr::{Language, TextFeatures, load_corpus};
-use harambee_learn::{Split, digit_names, fashion_names, load_idx_dir};
+use harambee_learn::{ModelKind, Split, digit_names, fashion_names, load_idx_dir};
 
 use crate::{DatasetName, SimConfig, SimError};
 
@@ -41,6 +41,17 @@ impl Workload {
                     Some(corpus.languages),
                 )
             }
+            DatasetName::Shakespeare => {
+                let ModelKind::CharTransformer(shape) = config.model else {
+                    return Err(SimError::InvalidSetting(
+                        "shakespeare is for --model char-transformer".into(),
+                    ));
+                };
+                (
+                    harambee_learn::shakespeare::load_text_dir(dir, shape.context)?,
+                    None,
+                )
+            }
         };
         Ok(Self {
             split,
@@ -55,6 +66,7 @@ fn default_dir(dataset: DatasetName) -> Result<PathBuf, SimError> {
         DatasetName::Mnist => "mnist",
         DatasetName::FashionMnist => "fashion-mnist",
         DatasetName::Udhr => "udhr",
+        DatasetName::Shakespeare => "shakespeare",
     };
     let mut candidates = Vec::new();
     if let Some(root) = std::env::var_os("HARAMBEE_DATA") {

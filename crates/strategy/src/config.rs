@@ -67,6 +67,16 @@ pub enum StrategyConfig {
     /// A robust rule ([`Robust`]): `{ name = "robust", rule = "median" }`,
     /// `{ name = "robust", rule = "krum", f = 2 }`, ...
     Robust(RobustRule),
+    /// [`DiLoCo`](crate::DiLoCo): `inner_steps` (H) local steps per round, then Nesterov
+    /// momentum on the mean pseudo-gradient.
+    DiLoCo {
+        /// H.
+        inner_steps: u32,
+        /// Outer learning rate η.
+        outer_lr: f32,
+        /// Outer Nesterov momentum μ.
+        momentum: f32,
+    },
 }
 
 impl StrategyConfig {
@@ -109,6 +119,18 @@ impl StrategyConfig {
             StrategyConfig::Robust(rule) => {
                 Box::new(Robust::new(fraction, min_participants, fit, rule)?)
             }
+            StrategyConfig::DiLoCo {
+                inner_steps,
+                outer_lr,
+                momentum,
+            } => Box::new(crate::DiLoCo::new(
+                fraction,
+                min_participants,
+                fit,
+                inner_steps,
+                outer_lr,
+                momentum,
+            )?),
             StrategyConfig::DpFedAvg {
                 clip,
                 noise_multiplier,
@@ -141,7 +163,13 @@ impl FromStr for StrategyConfig {
     /// Robust rules take their setting after a colon: `median`, `trimmed-mean[:BETA]` (0.1),
     /// `krum[:F]`, `multi-krum[:F]`, `bulyan[:F]` (F = 1), `norm-bound[:BOUND]` (the median
     /// norm), `centered-clip[:TAU]` (τ = 1, 3 iterations).
+    ///
+    /// DiLoCo: `diloco[:H[:OUTER_LR[:MOMENTUM]]]`, by default H = 50, η = 0.7, μ = 0.9 (the
+    /// paper's outer settings).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "diloco" || s.starts_with("diloco:") {
+            return diloco(s);
+        }
         if let Some(rule) = robust_rule(s)? {
             return Ok(StrategyConfig::Robust(rule));
         }
@@ -174,7 +202,7 @@ impl FromStr for StrategyConfig {
                 return Err(StrategyError::InvalidSetting {
                     name: "strategy",
                     reason: format!(
-                        "unknown strategy {other:?}; known: fedavg, fedprox, fedavgm, fedadam, fedyogi, fedadagrad, median, trimmed-mean, krum, multi-krum, bulyan, norm-bound, centered-clip"
+                        "unknown strategy {other:?}; known: fedavg, fedprox, fedavgm, fedadam, fedyogi, fedadagrad, diloco, median, trimmed-mean, krum, multi-krum, bulyan, norm-bound, centered-clip"
                     ),
                 });
             }
@@ -262,6 +290,14 @@ impl fmt::Display for StrategyConfig {
                 }
                 write!(f, ")")
             }
+            StrategyConfig::DiLoCo {
+                inner_steps,
+                outer_lr,
+                momentum,
+            } => write!(
+                f,
+                "diloco(H={inner_steps}, outer_lr={outer_lr}, nesterov momentum={momentum})"
+            ),
             StrategyConfig::Robust(rule) => match rule {
                 RobustRule::Median => write!(f, "median"),
                 RobustRule::TrimmedMean { beta } => write!(f, "trimmed-mean(beta={beta})"),
@@ -300,5 +336,32 @@ fn dp_fedavg(whole: &str, settings: &str, adaptive: bool) -> Result<StrategyConf
             learning_rate: 0.2,
             count_noise_std: 1.0,
         }),
+    })
+}
+
+/// `diloco[:H[:OUTER_LR[:MOMENTUM]]]`.
+fn diloco(s: &str) -> Result<StrategyConfig, StrategyError> {
+    let mut parts = s.split(':').skip(1);
+    let bad = |part: &str| StrategyError::InvalidSetting {
+        name: "strategy",
+        reason: format!(
+            "{s:?}: {part:?} is not a number; expected diloco[:H[:OUTER_LR[:MOMENTUM]]]"
+        ),
+    };
+    let inner_steps = match parts.next() {
+        Some(h) => h.parse().map_err(|_| bad(h))?,
+        None => 50,
+    };
+    let mut real = |default: f32| match parts.next() {
+        Some(v) => v.parse::<f32>().map_err(|_| bad(v)),
+        None => Ok(default),
+    };
+    let outer_lr = real(0.7)?;
+    let momentum = real(0.9)?;
+    crate::diloco::check_settings(inner_steps, outer_lr, momentum)?;
+    Ok(StrategyConfig::DiLoCo {
+        inner_steps,
+        outer_lr,
+        momentum,
     })
 }

@@ -13,7 +13,9 @@
 //! pseudo-gradient `Δ = mean(local) − global`. For federations open to participants who may
 //! lie, [`Robust`] combines updates with a [`RobustRule`]: coordinate-wise median and trimmed
 //! mean, Krum and Multi-Krum, Bulyan, norm bounding and centered clipping, each documented with
-//! the assumption it rests on. [`StrategyConfig`] builds any of them from configuration.
+//! the assumption it rests on. For community compute, [`DiLoCo`] (Douillard et al. 2023) asks
+//! each worker for `H` inner optimiser steps ([`FitConfig::local_steps`]) and steps the global
+//! model with Nesterov momentum on the averaged pseudo-gradient. [`StrategyConfig`] builds any of them from configuration.
 //! [`privacy`] holds the RDP accountant for differentially private federations.
 //!
 //! ```
@@ -34,6 +36,7 @@
 //! ```
 
 mod config;
+mod diloco;
 mod error;
 mod fedavg;
 mod fedopt;
@@ -42,6 +45,7 @@ mod robust;
 mod types;
 
 pub use config::StrategyConfig;
+pub use diloco::DiLoCo;
 pub use error::StrategyError;
 pub use fedavg::{FedAvg, FedProx};
 pub use fedopt::{FedOpt, ServerOptimizer};

@@ -26,6 +26,10 @@ pub struct FitConfig {
     pub learning_rate: f32,
     /// FedProx's proximal weight μ; 0 for plain local training.
     pub proximal_mu: f32,
+    /// Optimiser steps to take instead of whole epochs (DiLoCo's H inner steps); 0 means
+    /// `epochs` passes. Steps run through the local data in shuffled order and wrap around.
+    #[serde(default)]
+    pub local_steps: u32,
 }
 
 impl Default for FitConfig {
@@ -35,6 +39,7 @@ impl Default for FitConfig {
             batch_size: 10,
             learning_rate: 0.1,
             proximal_mu: 0.0,
+            local_steps: 0,
         }
     }
 }

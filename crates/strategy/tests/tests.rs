@@ -648,3 +648,86 @@ mod blind {
         );
     }
 }
+
+/// DiLoCo's outer Nesterov step, against numbers worked by hand.
+mod diloco {
+    use super::*;
+    use harambee_strategy::DiLoCo;
+
+    fn diloco(h: u32, lr: f32, mu: f32) -> DiLoCo {
+        DiLoCo::new(1.0, 1, FitConfig::default(), h, lr, mu).unwrap()
+    }
+
+    #[test]
+    fn nesterov_outer_step_by_hand() {
+        let mut s = diloco(10, 0.5, 0.9);
+        let global = params(&[1.0, 2.0]);
+        // Locals 0.0 and 1.0 / 1.0 and 2.0: mean (0.5, 1.5), g = global − mean = (0.5, 0.5).
+        let results = [result(1, &[0.0, 1.0], 7), result(2, &[1.0, 2.0], 1)];
+        // v = g = 0.5; x = 1 − 0.5·(0.5 + 0.9·0.5) = 0.525, 2 − 0.475 = 1.525.
+        let x1 = updated(s.aggregate_fit(1, &global, &results, &[]).unwrap());
+        close(&x1, &[0.525, 1.525]);
+        // Round 2 with g = (0.1, −0.1): v = 0.9·0.5 + 0.1 = 0.55 and 0.45 − 0.1 = 0.35;
+        // x = 0.525 − 0.5·(0.1 + 0.9·0.55) = 0.2275, 1.525 − 0.5·(−0.1 + 0.9·0.35) = 1.4175.
+        let global = params(&x1);
+        let results = [result(1, &[0.425, 1.625], 1)];
+        let x2 = updated(s.aggregate_fit(2, &global, &results, &[]).unwrap());
+        close(&x2, &[0.2275, 1.4175]);
+    }
+
+    #[test]
+    fn asks_for_h_inner_steps_and_keeps_its_velocity_across_a_restart() {
+        let mut s = diloco(50, 0.7, 0.9);
+        assert_eq!(s.configure_fit(1).local_steps, 50);
+        let global = params(&[1.0]);
+        let out = s
+            .aggregate_fit(1, &global, &[result(1, &[0.0], 1)], &[])
+            .unwrap();
+        let state: Vec<(String, ParamSet)> = s
+            .state()
+            .into_iter()
+            .map(|(n, p)| (n.to_string(), p))
+            .collect();
+        let mut restarted = diloco(50, 0.7, 0.9);
+        restarted.restore_state(state).unwrap();
+        let next = params(&updated(out));
+        let again = [result(1, &[0.5], 1)];
+        assert_eq!(
+            s.aggregate_fit(2, &next, &again, &[]),
+            restarted.aggregate_fit(2, &next, &again, &[])
+        );
+    }
+
+    #[test]
+    fn outer_lr_one_without_momentum_is_the_mean_of_the_workers() {
+        let mut s = diloco(5, 1.0, 0.0);
+        let global = params(&[3.0, -1.0]);
+        let results = [result(1, &[1.0, 1.0], 10), result(2, &[2.0, 4.0], 10)];
+        let out = updated(s.aggregate_fit(1, &global, &results, &[]).unwrap());
+        let fedavg = updated(
+            FedAvg::default()
+                .aggregate_fit(1, &global, &results, &[])
+                .unwrap(),
+        );
+        close(&out, &fedavg);
+    }
+
+    #[test]
+    fn parses_h_and_the_outer_settings() {
+        let c: StrategyConfig = "diloco".parse().unwrap();
+        assert_eq!(
+            c,
+            StrategyConfig::DiLoCo {
+                inner_steps: 50,
+                outer_lr: 0.7,
+                momentum: 0.9
+            }
+        );
+        let c: StrategyConfig = "diloco:10:1:0".parse().unwrap();
+        let s = c.build(1.0, 1, FitConfig::default()).unwrap();
+        assert_eq!((s.name(), s.configure_fit(1).local_steps), ("diloco", 10));
+        assert!("diloco:0".parse::<StrategyConfig>().is_err());
+        assert!("diloco:10:0.7:1.5".parse::<StrategyConfig>().is_err());
+        assert!("diloco:x".parse::<StrategyConfig>().is_err());
+    }
+}

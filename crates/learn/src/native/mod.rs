@@ -152,10 +152,15 @@ fn train<N: Net>(
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let mut order = indices.to_vec();
     let (mut steps, mut mean_loss) = (0u64, 0.0f32);
-    for _ in 0..config.epochs.max(1) {
+    for _ in 0..crate::trainer::epochs_to_run(config, order.len(), batch) {
         order.shuffle(&mut rng);
         let mut epoch_loss = 0.0f32;
+        let mut seen = 0usize;
         for chunk in order.chunks(batch) {
+            if config.local_steps > 0 && steps == u64::from(config.local_steps) {
+                break;
+            }
+            seen += chunk.len();
             gather(data, chunk, &mut x, &mut labels);
             epoch_loss += net.loss_and_grad(&params, &x, &labels, &mut grad, &mut scratch);
             if config.proximal_mu > 0.0 {
@@ -167,7 +172,7 @@ fn train<N: Net>(
             state.step(&mut params, &grad, config.learning_rate);
             steps += 1;
         }
-        mean_loss = epoch_loss / order.len() as f32;
+        mean_loss = epoch_loss / seen.max(1) as f32;
         if !mean_loss.is_finite() {
             return Err(LearnError::Diverged(mean_loss));
         }
@@ -297,6 +302,9 @@ pub fn trainer_for(
     Ok(match kind {
         ModelKind::LogReg | ModelKind::Mlp2nn | ModelKind::Cnn if !force_burn => {
             Box::new(NativeTrainer::new(kind, data, optimizer)?)
+        }
+        ModelKind::CharTransformer(shape) => {
+            Box::new(crate::CharLmTrainer::new(shape, data, optimizer)?)
         }
         _ => Box::new(BurnTrainer::new(kind, data, optimizer, embedding_dim)?),
     })
