@@ -5,21 +5,14 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{corpus, read, wait_exit, wait_for};
+use common::{COMMUNITIES, LANGUAGES, corpus, harambee, read, spawn, wait_exit, wait_for};
 use harambee_dashboard::DashboardClient;
 use harambee_dashboard::api::{CurrentRound, Member, Phase, RoundPage, TreeHeadInfo};
 use harambee_store::{SqliteState, StateStore};
-
-const LANGUAGES: [&str; 6] = ["swh", "yor", "hau_NG", "hin", "tam", "eng"];
-const COMMUNITIES: [&[&str]; 3] = [
-    &["swh", "yor", "hin"],
-    &["hau_NG", "tam", "eng"],
-    &["swh", "tam", "eng"],
-];
 
 /// A federation folder of three language communities, a steward key, and the processes.
 struct Federation {
@@ -130,24 +123,6 @@ impl Federation {
     fn state(&self) -> SqliteState {
         SqliteState::open(&self.fed().join("state.db")).unwrap()
     }
-}
-
-fn harambee(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_harambee"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn spawn(command: &mut Command, log: &Path) -> Child {
-    let file = fs::File::create(log).unwrap();
-    command
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .spawn()
-        .unwrap()
 }
 
 /// A process that is killed when the test ends, however it ends.

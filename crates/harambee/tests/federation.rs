@@ -4,21 +4,13 @@
 
 mod common;
 
-use common::{corpus, read, wait_exit, wait_for};
+use common::{COMMUNITIES, LANGUAGES, corpus, harambee, read, spawn, wait_exit, wait_for};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use harambee_store::{BlobStore, SqliteState, StateStore};
-
-/// Six languages, two communities' worth each, to keep the tests quick.
-const LANGUAGES: [&str; 6] = ["swh", "yor", "hau_NG", "hin", "tam", "eng"];
-const COMMUNITIES: [&[&str]; 3] = [
-    &["swh", "yor", "hin"],
-    &["hau_NG", "tam", "eng"],
-    &["swh", "tam", "eng"],
-];
 
 struct Federation {
     root: tempfile::TempDir,
@@ -146,24 +138,6 @@ impl Federation {
     fn state(&self) -> SqliteState {
         SqliteState::open(&self.fed().join("state.db")).unwrap()
     }
-}
-
-fn harambee(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_harambee"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn spawn(command: &mut Command, log: &Path) -> Child {
-    let file = fs::File::create(log).unwrap();
-    command
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .spawn()
-        .unwrap()
 }
 
 /// Rounds whose update a participant's log says was acknowledged.

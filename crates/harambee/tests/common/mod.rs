@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// The repository root.
@@ -73,4 +73,33 @@ pub(crate) fn wait_exit(child: &mut Child, patience: Duration) -> ExitStatus {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Six languages, two communities' worth each, to keep the federation tests quick.
+pub(crate) const LANGUAGES: [&str; 6] = ["swh", "yor", "hau_NG", "hin", "tam", "eng"];
+/// Three communities of three languages.
+pub(crate) const COMMUNITIES: [&[&str]; 3] = [
+    &["swh", "yor", "hin"],
+    &["hau_NG", "tam", "eng"],
+    &["swh", "tam", "eng"],
+];
+
+/// Runs the `harambee` binary to completion.
+pub(crate) fn harambee(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_harambee"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Spawns a command with its output (and `RUST_LOG=info`) in `log`.
+pub(crate) fn spawn(command: &mut Command, log: &Path) -> Child {
+    let file = fs::File::create(log).unwrap();
+    command
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap()
 }
