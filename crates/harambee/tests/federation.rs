@@ -168,10 +168,20 @@ fn run(pause_at: Option<&str>) -> (Federation, String) {
             &format!("paused at {point}"),
             Duration::from_secs(120),
         );
-        let before: Vec<Vec<u64>> = (0..3)
-            .map(|k| acknowledged(&f.log(&format!("p{k}"))))
-            .collect();
+        // The coordinator pauses holding its driver, so no update is accepted from here on;
+        // an acknowledgement already sent may still be on its way into a participant's log.
+        let snapshot = || -> Vec<Vec<u64>> {
+            (0..3)
+                .map(|k| acknowledged(&f.log(&format!("p{k}"))))
+                .collect()
+        };
+        let mut before = snapshot();
         if point != "before-update" {
+            let until = std::time::Instant::now() + Duration::from_secs(30);
+            while before.iter().all(|r| r.is_empty()) && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(100));
+                before = snapshot();
+            }
             assert!(
                 before.iter().any(|r| !r.is_empty()),
                 "{point}: some update should have been acknowledged"

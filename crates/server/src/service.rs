@@ -125,7 +125,9 @@ impl Service {
                     bytes.extend_from_slice(&data);
                     if !halfway_checked && bytes.len() * 2 >= total {
                         halfway_checked = true;
-                        lock(&self.driver).mid_upload_point();
+                        // On the blocking pool: a crash test's pause must not stall a
+                        // runtime worker that still has acknowledgements to send.
+                        self.with_driver(|d| d.mid_upload_point()).await?;
                     }
                 }
                 Some(v1::update_chunk::Part::Header(_)) => {
