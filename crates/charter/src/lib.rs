@@ -136,6 +136,31 @@ pub struct Charter {
     /// (below that the round fails and nothing is unmasked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secure_aggregation: Option<SecureAggregationRule>,
+    /// Federated learning on members' private data (the default), or community compute on a
+    /// shared corpus. Absent from the canonical encoding when federated, so charters written
+    /// before modes existed keep their hash.
+    #[serde(default, skip_serializing_if = "Mode::is_federated")]
+    pub mode: Mode,
+}
+
+/// What the members pool: their data, or their compute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Each member trains on its own data, which never leaves it.
+    #[default]
+    Federated,
+    /// Workers hold the same public corpus; the coordinator hands each a shard per round and
+    /// combines their models with DiLoCo's outer step (the only strategy allowed). Workers may
+    /// join and leave between rounds.
+    Community,
+}
+
+impl Mode {
+    /// Whether this is the default, federated mode.
+    pub fn is_federated(&self) -> bool {
+        *self == Mode::Federated
+    }
 }
 
 /// The charter's secure-aggregation rule.
@@ -188,6 +213,12 @@ impl Charter {
             return bad(format!(
                 "privacy budget ({}, {}) must have ε > 0 and 0 < δ < 1",
                 b.epsilon, b.delta
+            ));
+        }
+        if self.mode == Mode::Community && self.strategies.iter().any(|s| s != "diloco") {
+            return bad(format!(
+                "a community charter allows only the diloco strategy, not {}",
+                self.strategies.join(", ")
             ));
         }
         if self.secure_aggregation.is_some_and(|r| r.min_survivors < 2) {

@@ -18,6 +18,7 @@ fn charter(stewards: &[&Identity], threshold: usize) -> Charter {
         amendment_threshold: threshold,
         privacy: None,
         secure_aggregation: None,
+        mode: Default::default(),
         members: stewards
             .iter()
             .enumerate()

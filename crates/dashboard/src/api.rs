@@ -162,6 +162,9 @@ pub struct RoundRow {
     /// Example-weighted accuracy of the round's model on participants' held-out data, once
     /// the next round's participants have reported it.
     pub accuracy: Option<f64>,
+    /// Example-weighted mean loss of the round's model on the same held-out data (for the
+    /// char-transformer, the validation loss in nats per character).
+    pub validation_loss: Option<f64>,
     /// Digest of the parameters after the round (hex).
     pub global_digest: String,
     /// Participant-level ε spent after this round, where the charter sets a budget.

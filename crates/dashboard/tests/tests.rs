@@ -296,6 +296,7 @@ mod shapes {
             contributors: 3,
             train_loss: 0.25,
             accuracy: None,
+            validation_loss: Some(2.0),
             global_digest: "00".repeat(32),
             epsilon: Some(1.5),
         };

@@ -181,7 +181,8 @@ pub(crate) struct InitArgs {
     /// address are always included).
     #[arg(long)]
     pub(crate) server_name: Vec<String>,
-    /// langid (text, UDHR-style data), or logreg, 2nn, cnn (28x28 images).
+    /// langid (text, UDHR-style data), logreg, 2nn, cnn (28x28 images), or (community mode)
+    /// char-transformer[:LAYERS:WIDTH:HEADS:CONTEXT] (plain text).
     #[arg(long, default_value = "langid")]
     pub(crate) model: String,
     /// For langid: a UDHR corpus whose index.tsv lists the federation's languages.
@@ -208,15 +209,22 @@ pub(crate) struct InitArgs {
     /// Local batch size.
     #[arg(long, default_value_t = 32)]
     pub(crate) batch: u32,
-    /// Local learning rate.
-    #[arg(long, default_value_t = 0.05)]
-    pub(crate) lr: f32,
+    /// Local learning rate (default 0.05; 3e-3 for the char-transformer's AdamW).
+    #[arg(long)]
+    pub(crate) lr: Option<f32>,
     /// Seed for selection, the initial model and local shuffling.
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
-    /// The aggregation strategy (as `simulate --strategy`); the charter allows it.
-    #[arg(long, default_value = "fedavg")]
-    pub(crate) strategy: String,
+    /// The aggregation strategy (as `simulate --strategy`); the charter allows it. Default
+    /// fedavg, or diloco in community mode.
+    #[arg(long)]
+    pub(crate) strategy: Option<String>,
+    /// federated: members train on their own private data. community: workers pool compute
+    /// on a shared corpus (`--model char-transformer`, a folder of .txt files each worker
+    /// holds); each round the coordinator hands every worker present a shard and takes
+    /// DiLoCo's outer step, and workers may join and leave between rounds.
+    #[arg(long, default_value = "federated", value_parser = ["federated", "community"])]
+    pub(crate) mode: String,
     /// The charter's licence for members' contributions.
     #[arg(long, default_value = "unspecified")]
     pub(crate) data_licence: String,

@@ -58,14 +58,15 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
         fraction: 1.0,
         epochs: 3,
         batch: 32,
-        lr: 0.05,
+        lr: Some(0.05),
         seed: args.seed,
-        strategy: if args.private {
+        strategy: Some(if args.private {
             // Adaptive clipping from a generous bound: it settles on the median update norm.
             format!("dp-adaptive:100:{PRIVATE_NOISE_MULTIPLIER}")
         } else {
             "fedavg".into()
-        },
+        }),
+        mode: "federated".into(),
         data_licence: "the UDHR texts' own terms (see data/README.md)".into(),
         model_licence: "Apache-2.0".into(),
         steward: Vec::new(),

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use harambee_charter::{Charter, Enrolment, Member, PrivacyBudget, Role, SecureAggregationRule};
+use harambee_charter::{
+    Charter, Enrolment, Member, Mode, PrivacyBudget, Role, SecureAggregationRule,
+};
 use harambee_identity::Identity;
 use harambee_learn::udhr::load_corpus;
 use harambee_learn::{DataKind, ModelKind, ModelTask, Optimizer, digit_names};
@@ -21,6 +23,7 @@ use crate::cli::{InitArgs, JoinArgs, ServeArgs};
 /// Settings for a new federation, from `harambee init` or the demo.
 pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
     let model: ModelKind = args.model.parse()?;
+    let community = args.mode == "community";
     let (data, classes, optimizer) = match model {
         ModelKind::LangId => {
             let corpus = load_corpus(&args.classes_from, None).with_context(|| {
@@ -33,10 +36,22 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
                 Optimizer::AdamW { weight_decay: 0.0 },
             )
         }
-        ModelKind::CharTransformer(_) => bail!(
-            "the char-transformer trains in the simulator only (harambee simulate --dataset shakespeare); community mode over the network is not built yet"
+        ModelKind::CharTransformer(_) if !community => bail!(
+            "the char-transformer learns from a shared corpus: pass --mode community (or train it in the simulator, harambee simulate --dataset shakespeare)"
+        ),
+        ModelKind::CharTransformer(_) => (
+            DataKind::Text,
+            harambee_learn::shakespeare::alphabet(),
+            Optimizer::AdamW { weight_decay: 0.0 },
+        ),
+        _ if community => bail!(
+            "community mode trains --model char-transformer on a shared text corpus, not {model}"
         ),
         _ => (DataKind::Images, digit_names(), Optimizer::default()),
+    };
+    let default_lr = match model {
+        ModelKind::CharTransformer(_) => 3e-3,
+        _ => 0.05,
     };
     let listen = resolve_port(args.listen)?;
     let http = if args.no_dashboard {
@@ -57,7 +72,16 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
     server_names.dedup();
     let privacy: harambee_sim::PrivacySettings =
         args.privacy.as_deref().unwrap_or("none").parse()?;
-    let mut strategy = args.strategy.parse::<StrategyConfig>()?;
+    let strategy_name =
+        args.strategy
+            .as_deref()
+            .unwrap_or(if community { "diloco" } else { "fedavg" });
+    let mut strategy = strategy_name.parse::<StrategyConfig>()?;
+    if community && !matches!(strategy, StrategyConfig::DiLoCo { .. }) {
+        bail!(
+            "community mode combines workers with DiLoCo: use --strategy diloco[:H[:OUTER_LR[:MOMENTUM]]], not {strategy}"
+        );
+    }
     if let Some(placement) = privacy.noise {
         match &mut strategy {
             StrategyConfig::DpFedAvg { noise, .. } => *noise = placement,
@@ -95,7 +119,7 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
             fraction: args.fraction,
             epochs: args.epochs,
             batch_size: args.batch,
-            learning_rate: args.lr,
+            learning_rate: args.lr.unwrap_or(default_lr),
             secure_aggregation: privacy.secure_aggregation,
             secagg_range: args.secagg_range,
         },
@@ -128,11 +152,14 @@ pub(crate) fn charter_from(args: &InitArgs, config: &FederationConfig) -> Result
         .collect();
     let charter = Charter {
         name: config.name.clone(),
-        task: format!(
-            "{} over {} classes",
-            config.model.model,
-            config.model.classes.len()
-        ),
+        task: match config.model.data {
+            DataKind::Text => format!("{} character-level language model", config.model.model),
+            _ => format!(
+                "{} over {} classes",
+                config.model.model,
+                config.model.classes.len()
+            ),
+        },
         data_licence: args.data_licence.clone(),
         model_licence: args.model_licence.clone(),
         enrolment: if args.members_only {
@@ -159,6 +186,11 @@ pub(crate) fn charter_from(args: &InitArgs, config: &FederationConfig) -> Result
                     .max(2),
             }),
         members,
+        mode: if args.mode == "community" {
+            Mode::Community
+        } else {
+            Mode::Federated
+        },
     };
     charter.validate()?;
     Ok(charter)

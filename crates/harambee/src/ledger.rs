@@ -193,7 +193,8 @@ fn check_released_model(folder: &FederationFolder, entries: &[Vec<u8>], v: &mut 
     }
 }
 
-/// Whether a round's result depends only on its inputs (no state carried between rounds).
+/// Whether a round's result depends only on its inputs and base (no state carried between
+/// rounds), so that it can be replayed on its own.
 fn replayable(strategy: &StrategyConfig) -> bool {
     match strategy {
         StrategyConfig::FedAvg | StrategyConfig::FedProx { .. } => true,
@@ -212,6 +213,11 @@ fn replay(folder: &FederationFolder, state: &SqliteState, v: &mut Verification) 
         .into_iter()
         .map(|r| (r.round, r.global_blob))
         .collect();
+    // A strategy that carries state between rounds (server momentum, DiLoCo's outer
+    // Nesterov step) is replayed as one object from round 1 on; once a round cannot be
+    // replayed, the state every later round starts from is unknown.
+    let stateful = !replayable(&config.training.strategy);
+    let mut carried: Option<Box<dyn harambee_strategy::Strategy>> = None;
     for round in v.audit.rounds.clone() {
         let r = round.round;
         if config.training.secure_aggregation {
@@ -221,13 +227,31 @@ fn replay(folder: &FederationFolder, state: &SqliteState, v: &mut Verification) 
             ));
             continue;
         }
-        if !replayable(&config.training.strategy) {
+        if let StrategyConfig::DpFedAvg { .. } = config.training.strategy {
             v.not_replayed.push((
                 r,
-                format!("{} carries state between rounds", config.training.strategy),
+                "dp-fedavg adds noise only the coordinator drew: the inputs are checked, the sum cannot be recomputed".into(),
             ));
             continue;
         }
+        let mut strategy = if !stateful || r == 1 {
+            config.training.strategy.build(
+                config.training.fraction,
+                config.rounds.quorum,
+                config.fit(),
+            )?
+        } else if let Some(s) = carried.take() {
+            s
+        } else {
+            v.not_replayed.push((
+                r,
+                format!(
+                    "{} carries state between rounds, and an earlier round was not replayed",
+                    config.training.strategy
+                ),
+            ));
+            continue;
+        };
         let base = if r == 1 {
             trainer.init(config.rounds.seed)
         } else {
@@ -301,17 +325,13 @@ fn replay(folder: &FederationFolder, state: &SqliteState, v: &mut Verification) 
             }
             continue;
         }
-        let mut strategy = config.training.strategy.build(
-            config.training.fraction,
-            config.rounds.quorum,
-            config.fit(),
-        )?;
         let output = match strategy.aggregate_fit(r, &base, &results, &[])? {
             Aggregate::Updated(p) => p.digest(),
             Aggregate::KeepPrevious { .. } => base.digest(),
         };
         if output.to_hex() == round.output {
             v.replayed.push(r);
+            carried = Some(strategy);
         } else {
             v.replay_problems.push(format!(
                 "round {r}: recomputing the aggregate gives {output}, but the ledger records {}",
@@ -348,10 +368,16 @@ fn show(dir: &Path) -> Result<()> {
                 attempt,
                 selected,
                 base,
+                local_steps,
                 ..
             }) => {
+                let steps = if local_steps > 0 {
+                    format!(", {local_steps} inner steps each")
+                } else {
+                    String::new()
+                };
                 format!(
-                    "round {round} opened (attempt {attempt}): {} selected, base {}",
+                    "round {round} opened (attempt {attempt}): {} selected, base {}{steps}",
                     selected.len(),
                     short(&base)
                 )

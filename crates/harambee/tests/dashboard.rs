@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{COMMUNITIES, LANGUAGES, corpus, harambee, read, spawn, wait_exit, wait_for};
+use common::{
+    COMMUNITIES, LANGUAGES, corpus, harambee, join_command, read, spawn, wait_exit, wait_for,
+};
 use harambee_dashboard::DashboardClient;
 use harambee_dashboard::api::{CurrentRound, Member, Phase, RoundPage, TreeHeadInfo};
 use harambee_store::{SqliteState, StateStore};
@@ -107,16 +109,12 @@ impl Federation {
 
     fn join(&self, k: usize) -> Child {
         let home = self.root.path().join(format!("p{k}"));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_harambee"));
-        command
-            .arg("join")
-            .arg("--invite")
-            .arg(self.fed().join("invite.toml"))
-            .arg("--key")
-            .arg(home.join("key.pem"))
-            .arg("--data")
-            .arg(home.join("data"))
-            .args(["--name", &format!("p{k}"), "--give-up-after-s", "120"]);
+        let mut command = join_command(
+            &self.fed(),
+            &home.join("key.pem"),
+            &home.join("data"),
+            &format!("p{k}"),
+        );
         spawn(&mut command, &self.log(&format!("p{k}")))
     }
 

@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{COMMUNITIES, LANGUAGES, corpus, harambee, read, spawn, wait_exit, wait_for};
+use common::{
+    COMMUNITIES, LANGUAGES, corpus, harambee, join_command, read, spawn, wait_exit, wait_for,
+};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -110,17 +112,13 @@ impl Federation {
     /// order (and so participant ids) is the same in every run.
     fn join(&self, k: usize, extra: &[&str]) -> Child {
         let home = self.root.path().join(format!("p{k}"));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_harambee"));
-        command
-            .arg("join")
-            .arg("--invite")
-            .arg(self.fed().join("invite.toml"))
-            .arg("--key")
-            .arg(home.join("key.pem"))
-            .arg("--data")
-            .arg(home.join("data"))
-            .args(["--name", &format!("p{k}"), "--give-up-after-s", "120"])
-            .args(extra);
+        let mut command = join_command(
+            &self.fed(),
+            &home.join("key.pem"),
+            &home.join("data"),
+            &format!("p{k}"),
+        );
+        command.args(extra);
         let log = self.log(&format!("p{k}"));
         let child = spawn(&mut command, &log);
         wait_for(&log, "enrolled", Duration::from_secs(60));

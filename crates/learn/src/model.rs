@@ -48,8 +48,13 @@ impl ModelKind {
 }
 
 impl fmt::Display for ModelKind {
+    /// The name; the transformer with its shape (`char-transformer:2:64:4:64`), so that the
+    /// text parses back to the same model.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        match self {
+            ModelKind::CharTransformer(shape) => write!(f, "char-transformer:{shape}"),
+            other => f.write_str(other.name()),
+        }
     }
 }
 

@@ -20,6 +20,9 @@ pub enum DataKind {
     Udhr,
     /// 28×28 grey-scale images in IDX files (MNIST, Fashion-MNIST).
     Images,
+    /// Plain text, a folder of `*.txt` files, for the character-level language model: the
+    /// corpus community mode shards among its workers ([`crate::shakespeare`]'s alphabet).
+    Text,
 }
 
 /// The model and label set every participant of a federation shares.
@@ -45,6 +48,11 @@ impl ModelTask {
         let features = match self.data {
             DataKind::Udhr => Features::Tokens {
                 vocab: TextFeatures::default().buckets,
+                offsets: vec![0],
+                ids: Vec::new(),
+            },
+            DataKind::Text => Features::Tokens {
+                vocab: crate::shakespeare::alphabet().len(),
                 offsets: vec![0],
                 ids: Vec::new(),
             },
@@ -74,10 +82,19 @@ impl ModelTask {
 
     /// A participant's own data at `dir`, labelled by the task's classes. Text: every fifth
     /// sentence of each language is held out for evaluation. Images: the IDX train and test
-    /// files as they are.
+    /// files as they are. Plain text: chunks of the model's context, every tenth held out.
     pub fn load_local(&self, dir: &Path) -> Result<Split, LearnError> {
         match self.data {
             DataKind::Images => load_idx_dir(dir, self.classes.clone()),
+            DataKind::Text => {
+                let ModelKind::CharTransformer(shape) = self.model else {
+                    return Err(LearnError::InvalidSetting(format!(
+                        "plain text trains the char-transformer, not {}",
+                        self.model
+                    )));
+                };
+                crate::shakespeare::load_text_dir(dir, shape.context)
+            }
             DataKind::Udhr => {
                 let mut corpus = load_corpus(dir, None)?;
                 let labels =

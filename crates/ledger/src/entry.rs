@@ -60,6 +60,10 @@ pub enum Entry {
         learning_rate: f32,
         /// FedProx's μ.
         proximal_mu: f32,
+        /// Inner steps asked for (DiLoCo's H); absent when the round ran epochs instead, so
+        /// entries written before it existed keep their bytes.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        local_steps: u32,
     },
     /// A participant's update, as it vouched for it: digests and counts, never data.
     UpdateCommitment {
@@ -127,4 +131,10 @@ impl Entry {
             Entry::Genesis { .. } | Entry::Enrolment { .. } | Entry::Amendment { .. } => None,
         }
     }
+}
+
+/// Serde's test for leaving a zero count out of the canonical encoding.
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -121,6 +121,7 @@ fn small_ledger() -> (Ledger, Vec<harambee_ledger::TreeHead>, Identity) {
         amendment_threshold: 1,
         privacy: None,
         secure_aggregation: None,
+        mode: Default::default(),
         members: Vec::new(),
     };
     ledger.append(&Entry::Genesis {
@@ -147,6 +148,7 @@ fn small_ledger() -> (Ledger, Vec<harambee_ledger::TreeHead>, Identity) {
         batch_size: 10,
         learning_rate: 0.1,
         proximal_mu: 0.0,
+        local_steps: 0,
     });
     let mut inputs = Vec::new();
     for (i, m) in members.iter().enumerate() {
@@ -306,6 +308,7 @@ fn rounds_beyond_the_charters_privacy_budget_are_named() {
             delta: 1e-5,
         }),
         secure_aggregation: None,
+        mode: Default::default(),
         members: Vec::new(),
     };
     let result = |round: u64, epsilon: Option<f64>| {
@@ -327,6 +330,7 @@ fn rounds_beyond_the_charters_privacy_budget_are_named() {
             batch_size: 1,
             learning_rate: 0.1,
             proximal_mu: 0.0,
+            local_steps: 0,
         });
         ledger.append(&Entry::RoundResult {
             round,

@@ -1,10 +1,12 @@
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use harambee_identity::{Identity, UpdateStatement};
-use harambee_learn::{DataKind, ModelKind, ModelTask, Optimizer, Split, Trainer, participant_seed};
+use harambee_learn::{
+    DataKind, InnerState, ModelKind, ModelTask, Optimizer, Split, Trainer, participant_seed,
+};
 use harambee_params::{Digest, Encoding, Layout, ParamSet};
 use harambee_proto::{CHUNK_BYTES, CoordinatorClient, Invite, v1};
 use harambee_strategy::FitConfig;
@@ -257,6 +259,7 @@ pub async fn join(options: JoinOptions) -> Result<JoinReport, ParticipantError> 
     let ctx = RoundContext {
         session: &session,
         trainer,
+        inner: Arc::default(),
         split,
         spec: &spec,
         federation: &federation,
@@ -305,6 +308,8 @@ pub(crate) enum RoundEnd {
 struct RoundContext<'a> {
     session: &'a Session,
     trainer: Arc<dyn Trainer>,
+    /// The local optimiser's state between rounds (stateless optimisers keep none).
+    inner: Arc<Mutex<Option<InnerState>>>,
     split: Split,
     spec: &'a v1::ModelSpec,
     federation: &'a str,
@@ -317,26 +322,40 @@ impl RoundContext<'_> {
             return Ok(RoundEnd::MovedOn);
         };
         let base = global.digest();
-        self.report_evaluation(task.round.saturating_sub(1), &global, base)
-            .await;
+        self.report_evaluation(task, &global, base).await;
         let config = task.config.unwrap_or_default();
         let fit = FitConfig {
             epochs: config.epochs,
             batch_size: config.batch_size,
             learning_rate: config.learning_rate,
             proximal_mu: config.proximal_mu,
-            // The wire config has no step count yet: community mode over the network is not built.
-            local_steps: 0,
+            local_steps: config.local_steps,
         };
         let seed = participant_seed(self.spec.seed, task.round, self.participant);
         let trainer = Arc::clone(&self.trainer);
         let train = Arc::clone(&self.split.train);
+        let examples = shard(train.len(), task.shard.as_ref())?;
+        if let Some(s) = &task.shard {
+            tracing::info!(
+                round = task.round,
+                shard = s.index,
+                of = s.count,
+                chunks = examples.len(),
+                steps = fit.local_steps,
+                "training on a shard"
+            );
+        }
         // Secure aggregation masks the difference from the global model, kept here.
         let global_copy = task.secagg.as_ref().map(|_| global.clone());
+        let inner = Arc::clone(&self.inner);
         let heartbeat = self.heartbeat_while_training();
         let outcome = tokio::task::spawn_blocking(move || {
-            let all: Vec<usize> = (0..train.len()).collect();
-            trainer.train(&global, &train, &all, &fit, seed)
+            // The inner optimiser's moments carry over from round to round (DiLoCo's workers
+            // keep their AdamW state); a fresh process starts them anew.
+            let mut inner = inner
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            trainer.train_resuming(&global, &train, &examples, &fit, seed, &mut inner)
         })
         .await;
         heartbeat.abort();
@@ -481,12 +500,26 @@ impl RoundContext<'_> {
         }
     }
 
-    /// Federated evaluation: how the round's starting model does on this member's held-out data.
-    async fn report_evaluation(&self, round: u64, global: &ParamSet, digest: Digest) {
+    /// Federated evaluation: how the round's starting model (the previous round's result)
+    /// does on this member's held-out data. In community mode every worker holds the same
+    /// held-out chunks, so each evaluates only its shard of them: the coordinator's weighted
+    /// mean is then the loss on all of them, computed once.
+    async fn report_evaluation(&self, task: &v1::Task, global: &ParamSet, digest: Digest) {
+        let round = task.round.saturating_sub(1);
         if round == 0 || self.split.test.is_empty() {
             return;
         }
-        let Ok(eval) = self.trainer.evaluate_all(global, &self.split.test) else {
+        let Ok(held_out) = shard(self.split.test.len(), task.shard.as_ref()) else {
+            return;
+        };
+        let (trainer, test, params) = (
+            Arc::clone(&self.trainer),
+            Arc::clone(&self.split.test),
+            global.clone(),
+        );
+        let evaluated =
+            tokio::task::spawn_blocking(move || trainer.evaluate(&params, &test, &held_out)).await;
+        let Ok(Ok(eval)) = evaluated else {
             return;
         };
         let report = v1::EvaluationReport {
@@ -506,6 +539,30 @@ impl RoundContext<'_> {
             );
         }
     }
+}
+
+/// The training examples of `shard` (every `count`-th from `index`), or all of them when the
+/// round names no shard.
+fn shard(examples: usize, shard: Option<&v1::Shard>) -> Result<Vec<usize>, ParticipantError> {
+    let Some(s) = shard else {
+        return Ok((0..examples).collect());
+    };
+    if s.count == 0 || s.index >= s.count {
+        return Err(ParticipantError::Setup(format!(
+            "the coordinator assigned shard {} of {}, which does not exist",
+            s.index, s.count
+        )));
+    }
+    let picked: Vec<usize> = (s.index as usize..examples)
+        .step_by(s.count as usize)
+        .collect();
+    if picked.is_empty() {
+        return Err(ParticipantError::Setup(format!(
+            "shard {} of {} of {examples} training chunks is empty: the corpus here is too small",
+            s.index, s.count
+        )));
+    }
+    Ok(picked)
 }
 
 /// The update as a stream: its header, then its bytes in chunks, cut lazily.

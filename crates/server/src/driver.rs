@@ -38,6 +38,9 @@ pub(crate) struct OpenTask {
     pub(crate) deadline: Instant,
     /// Secure aggregation's settings for the round (the index is each participant's own).
     pub(crate) secagg: Option<v1::SecAggSettings>,
+    /// Community mode: each selected worker trains on the shard numbered by its rank among
+    /// the selected, of as many shards as there are selected workers.
+    pub(crate) sharded: bool,
 }
 
 /// What long polls watch: the open round, or the end.
@@ -284,7 +287,7 @@ impl Driver {
     pub(crate) fn model_spec(&self) -> v1::ModelSpec {
         let m = &self.config.model;
         v1::ModelSpec {
-            model: m.model.name().into(),
+            model: m.model.to_string(),
             dataset: serde_json::to_value(m.data)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
@@ -811,8 +814,13 @@ impl Driver {
         if !(r.accuracy.is_finite() && (0.0..=1.0).contains(&r.accuracy)) {
             return Err(Status::invalid_argument("accuracy must be in [0, 1]"));
         }
+        if !(r.loss.is_finite() && r.loss >= 0.0) {
+            return Err(Status::invalid_argument(
+                "loss must be finite and not negative",
+            ));
+        }
         self.state
-            .record_evaluation(r.round, id.0, r.examples, r.accuracy)
+            .record_evaluation(r.round, id.0, r.examples, r.accuracy, r.loss)
             .map_err(|e| self.storage_failed(e.into()))
     }
 
@@ -914,6 +922,7 @@ impl Driver {
                                 .secure
                                 .as_ref()
                                 .and_then(|s| s.settings_for(open.participants.first()?.0)),
+                            sharded: self.charter.mode == harambee_charter::Mode::Community,
                         }),
                         finished: None,
                     });
@@ -1119,6 +1128,7 @@ impl Driver {
             batch_size: open.config.batch_size,
             learning_rate: open.config.learning_rate,
             proximal_mu: open.config.proximal_mu,
+            local_steps: open.config.local_steps,
         });
         let updates = self.state.updates(open.round, open.attempt)?;
         // Under secure aggregation no one's update was seen; the inputs are the signed

@@ -235,6 +235,7 @@ fn task_for(board: &Board, id: u64, after: (u64, u32), parameter_bytes: u64) -> 
     if !open.selected.contains(&id) || (open.round, open.attempt) <= after {
         return None;
     }
+    let rank = open.selected.iter().position(|&p| p == id).unwrap_or(0) as u32;
     Some(v1::Task {
         kind: v1::task::Kind::Train as i32,
         round: open.round,
@@ -245,6 +246,7 @@ fn task_for(board: &Board, id: u64, after: (u64, u32), parameter_bytes: u64) -> 
             batch_size: open.config.batch_size,
             learning_rate: open.config.learning_rate,
             proximal_mu: open.config.proximal_mu,
+            local_steps: open.config.local_steps,
         }),
         deadline_ms: open
             .deadline
@@ -254,8 +256,12 @@ fn task_for(board: &Board, id: u64, after: (u64, u32), parameter_bytes: u64) -> 
         message: String::new(),
         // Each participant's index is its rank among the selected (both sides sort by id).
         secagg: open.secagg.clone().map(|settings| v1::SecAggSettings {
-            index: open.selected.iter().position(|&p| p == id).unwrap_or(0) as u32,
+            index: rank,
             ..settings
+        }),
+        shard: open.sharded.then_some(v1::Shard {
+            index: rank,
+            count: open.selected.len() as u32,
         }),
     })
 }

@@ -71,6 +71,7 @@ fn charter(members_only: Option<&Identity>) -> Charter {
         amendment_threshold: 1,
         privacy: None,
         secure_aggregation: None,
+        mode: Default::default(),
         members: members_only
             .map(|m| Member {
                 name: "member".into(),

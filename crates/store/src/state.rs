@@ -102,6 +102,17 @@ pub struct StewardActionRecord {
     pub refusal: String,
 }
 
+/// What the participants' reports say about one round's result.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoundEvaluation {
+    /// The round whose result was evaluated.
+    pub round: u64,
+    /// Mean accuracy, weighted by the examples each participant evaluated.
+    pub accuracy: f64,
+    /// Mean loss, weighted the same way (none where only older reports without one exist).
+    pub loss: Option<f64>,
+}
+
 /// Where a restarted coordinator picks up.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Checkpoint {
@@ -163,11 +174,12 @@ pub trait StateStore: Send + Sync {
         participant: u64,
         examples: u64,
         accuracy: f64,
+        loss: f64,
     ) -> Result<(), StoreError>;
     /// The example-weighted mean accuracy reported for a round, if any was.
     fn round_accuracy(&self, round: u64) -> Result<Option<f64>, StoreError>;
-    /// Every round's example-weighted mean accuracy, for the rounds evaluated, by round.
-    fn round_accuracies(&self) -> Result<Vec<(u64, f64)>, StoreError>;
+    /// Every evaluated round's example-weighted mean accuracy and loss, by round.
+    fn round_evaluations(&self) -> Result<Vec<RoundEvaluation>, StoreError>;
     /// Records a steward's request; `false` (and nothing stored) when its nonce was used
     /// before: a replay.
     fn record_steward_action(&self, action: &StewardActionRecord) -> Result<bool, StoreError>;
@@ -197,7 +209,7 @@ CREATE TABLE IF NOT EXISTS tree_heads (
     signature BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS evaluations (
     round INTEGER NOT NULL, participant INTEGER NOT NULL, examples INTEGER NOT NULL,
-    accuracy REAL NOT NULL, PRIMARY KEY (round, participant));
+    accuracy REAL NOT NULL, loss REAL, PRIMARY KEY (round, participant));
 CREATE TABLE IF NOT EXISTS steward_actions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, nonce TEXT NOT NULL UNIQUE, steward TEXT NOT NULL,
     timestamp_ms INTEGER NOT NULL, action TEXT NOT NULL, participant INTEGER,
@@ -231,6 +243,7 @@ impl SqliteState {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
+        add_evaluation_loss(&conn).map_err(db)?;
         Ok(Self {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
@@ -246,6 +259,17 @@ impl SqliteState {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut conn).map_err(|e| sql(&self.path, e))
     }
+}
+
+/// Databases made before evaluations carried a loss gain the column (empty for old rows).
+fn add_evaluation_loss(conn: &Connection) -> rusqlite::Result<()> {
+    let has_loss = conn
+        .prepare("SELECT 1 FROM pragma_table_info('evaluations') WHERE name = 'loss'")?
+        .exists([])?;
+    if !has_loss {
+        conn.execute_batch("ALTER TABLE evaluations ADD COLUMN loss REAL")?;
+    }
+    Ok(())
 }
 
 fn sql(path: &Path, error: rusqlite::Error) -> StoreError {
@@ -571,16 +595,18 @@ impl StateStore for SqliteState {
         participant: u64,
         examples: u64,
         accuracy: f64,
+        loss: f64,
     ) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
-                "INSERT OR REPLACE INTO evaluations (round, participant, examples, accuracy)
-                 VALUES (?1, ?2, ?3, ?4)",
+                "INSERT OR REPLACE INTO evaluations (round, participant, examples, accuracy, loss)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![
                     to_i64(round),
                     to_i64(participant),
                     to_i64(examples),
-                    accuracy
+                    accuracy,
+                    loss
                 ],
             )?;
             Ok(())
@@ -598,13 +624,22 @@ impl StateStore for SqliteState {
         })
     }
 
-    fn round_accuracies(&self) -> Result<Vec<(u64, f64)>, StoreError> {
+    fn round_evaluations(&self) -> Result<Vec<RoundEvaluation>, StoreError> {
         self.with(|c| {
+            // SUM skips the losses of rows recorded before the column existed; the loss is
+            // the mean over the reports that carry one.
             let mut stmt = c.prepare(
-                "SELECT round, SUM(accuracy * examples) / SUM(examples) FROM evaluations
-                 WHERE examples > 0 GROUP BY round ORDER BY round",
+                "SELECT round, SUM(accuracy * examples) / SUM(examples),
+                        SUM(loss * examples) / SUM(CASE WHEN loss IS NULL THEN 0 ELSE examples END)
+                 FROM evaluations WHERE examples > 0 GROUP BY round ORDER BY round",
             )?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?;
+            let rows = stmt.query_map([], |r| {
+                Ok(RoundEvaluation {
+                    round: r.get::<_, i64>(0)? as u64,
+                    accuracy: r.get(1)?,
+                    loss: r.get(2)?,
+                })
+            })?;
             rows.collect()
         })
     }

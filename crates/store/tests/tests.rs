@@ -185,12 +185,48 @@ mod state {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteState::open(&dir.path().join("s.db")).unwrap();
         assert_eq!(s.round_accuracy(1).unwrap(), None);
-        s.record_evaluation(1, 0, 10, 1.0).unwrap();
-        s.record_evaluation(1, 1, 30, 0.0).unwrap();
+        s.record_evaluation(1, 0, 10, 1.0, 2.0).unwrap();
+        s.record_evaluation(1, 1, 30, 0.0, 6.0).unwrap();
         assert!((s.round_accuracy(1).unwrap().unwrap() - 0.25).abs() < 1e-12);
-        s.record_evaluation(3, 0, 10, 0.5).unwrap();
-        s.record_evaluation(2, 0, 0, 0.9).unwrap();
-        assert_eq!(s.round_accuracies().unwrap(), vec![(1, 0.25), (3, 0.5)]);
+        s.record_evaluation(3, 0, 10, 0.5, 1.0).unwrap();
+        s.record_evaluation(2, 0, 0, 0.9, 1.0).unwrap();
+        let by_round: Vec<(u64, f64, Option<f64>)> = s
+            .round_evaluations()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.round, e.accuracy, e.loss))
+            .collect();
+        assert_eq!(by_round, vec![(1, 0.25, Some(5.0)), (3, 0.5, Some(1.0))]);
+    }
+
+    #[test]
+    fn a_database_from_before_evaluation_losses_gains_the_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let old = rusqlite::Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE evaluations (
+                 round INTEGER NOT NULL, participant INTEGER NOT NULL, examples INTEGER NOT NULL,
+                 accuracy REAL NOT NULL, PRIMARY KEY (round, participant));
+             INSERT INTO evaluations VALUES (1, 0, 10, 0.5);",
+        )
+        .unwrap();
+        drop(old);
+        let s = SqliteState::open(&path).unwrap();
+        let first = s.round_evaluations().unwrap();
+        assert_eq!((first[0].accuracy, first[0].loss), (0.5, None));
+        s.record_evaluation(2, 0, 10, 0.75, 1.5).unwrap();
+        assert_eq!(s.round_evaluations().unwrap()[1].loss, Some(1.5));
+        drop(s);
+        // Opening it again finds the column and leaves it be.
+        assert_eq!(
+            SqliteState::open(&path)
+                .unwrap()
+                .round_evaluations()
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]

@@ -92,6 +92,22 @@ pub(crate) fn harambee(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `harambee join` with the federation's invite, a key, a data folder and a display name,
+/// giving up after two minutes without an answer.
+pub(crate) fn join_command(fed: &Path, key: &Path, data: &Path, name: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_harambee"));
+    command
+        .arg("join")
+        .arg("--invite")
+        .arg(fed.join("invite.toml"))
+        .arg("--key")
+        .arg(key)
+        .arg("--data")
+        .arg(data)
+        .args(["--name", name, "--give-up-after-s", "120"]);
+    command
+}
+
 /// Spawns a command with its output (and `RUST_LOG=info`) in `log`.
 pub(crate) fn spawn(command: &mut Command, log: &Path) -> Child {
     let file = fs::File::create(log).unwrap();

@@ -16,7 +16,7 @@ use harambee_dashboard::{
     AdminError, Authorised, FederationView, Gauges, StewardAction, ViewError, unix_ms,
 };
 use harambee_ledger::Entry;
-use harambee_store::StewardActionRecord;
+use harambee_store::{RoundEvaluation, StewardActionRecord};
 use harambee_strategy::ParticipantId;
 use tokio::sync::Notify;
 
@@ -301,11 +301,12 @@ impl Driver {
     }
 
     fn round_rows(&self) -> Result<Vec<RoundRow>, ViewError> {
-        let accuracy: HashMap<u64, f64> = self
+        let evaluations: HashMap<u64, RoundEvaluation> = self
             .state
-            .round_accuracies()
+            .round_evaluations()
             .map_err(unavailable)?
             .into_iter()
+            .map(|e| (e.round, e))
             .collect();
         let epsilon = if self.charter.privacy.is_some() {
             self.epsilons()
@@ -321,7 +322,8 @@ impl Driver {
                 round: r.round,
                 contributors: r.contributors,
                 train_loss: r.train_loss,
-                accuracy: accuracy.get(&r.round).copied(),
+                accuracy: evaluations.get(&r.round).map(|e| e.accuracy),
+                validation_loss: evaluations.get(&r.round).and_then(|e| e.loss),
                 global_digest: r.global_digest.to_hex(),
                 epsilon: epsilon.get(&r.round).copied(),
             })
