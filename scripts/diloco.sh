@@ -6,6 +6,11 @@
 # bundled four plays. Needs a release build. Writes runs under $OUT, then the table (stdout),
 # docs/diloco.svg and docs/results/diloco.csv through scripts/diloco_plot.py.
 #
+# DATASET=udhr-text runs the same comparison on the bundled UDHR declarations of the African
+# and Indian languages (those of the language-identification task) as byte-level text, prints
+# each language's bits per character after each run, and writes docs/diloco-udhr.svg and
+# docs/results/diloco-udhr.csv.
+#
 # Synchronous data parallelism (average the gradients every step, one shared AdamW) is run as
 # one participant with a batch of WORKERS × BATCH: the mean of the workers' mean gradients is
 # the mean gradient of their union, so the updates are the same; its bytes are counted as
@@ -13,7 +18,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 H=${HARAMBEE:-target/release/harambee}
-OUT=${OUT:-runs/diloco}
+DATASET=${DATASET:-shakespeare}
+case "$DATASET" in
+    shakespeare) NAME=diloco; VOCAB=96; UNIT=char; data=() ;;
+    udhr-text) NAME=diloco-udhr; VOCAB=256; UNIT=byte
+               data=(--data-dir data/udhr --languages africa,india) ;;
+    *) echo "DATASET is shakespeare or udhr-text" >&2; exit 2 ;;
+esac
+OUT=${OUT:-runs/$NAME}
 STEPS=${STEPS:-1000}
 WORKERS=${WORKERS:-4}
 BATCH=${BATCH:-16}
@@ -22,7 +34,7 @@ MODEL=${MODEL:-char-transformer:2:64:4:64}
 EVAL=${EVAL:-50} # inner steps between evaluations (H = 100 evaluates every outer step)
 mkdir -p "$OUT"
 
-common=(--dataset shakespeare --model "$MODEL" --optimizer adamw --lr "$LR" --seed 1 --fraction 1)
+common=(--dataset "$DATASET" "${data[@]}" --model "$MODEL" --optimizer adamw --lr "$LR" --seed 1 --fraction 1)
 
 run() { # name, then flags
     local dir="$OUT/$1"; shift
@@ -39,4 +51,4 @@ for h in 10 50 100; do
     run "diloco-$h" --clients "$WORKERS" --batch "$BATCH" --strategy "diloco:$h" \
         --rounds $((STEPS / h)) --eval-every "$every"
 done
-python3 scripts/diloco_plot.py "$OUT" "$WORKERS" "$EVAL"
+python3 scripts/diloco_plot.py "$OUT" "$WORKERS" "$EVAL" "$NAME" "$VOCAB" "$UNIT"

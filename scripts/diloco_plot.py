@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Table and plot for docs/diloco.md from the runs of scripts/diloco.sh (standard library only).
 
-Usage: diloco_plot.py RUNS_DIR WORKERS EVAL_STEPS
+Usage: diloco_plot.py RUNS_DIR WORKERS EVAL_STEPS [NAME [VOCAB [UNIT]]]
 Reads RUNS_DIR/{single,sync,diloco-10,diloco-50,diloco-100}/rounds.csv and summary.json,
-prints a markdown table, writes docs/diloco.svg and docs/results/diloco.csv.
+prints a markdown table, writes docs/NAME.svg and docs/results/NAME.csv (NAME: diloco).
+VOCAB (96) places the untrained model's loss, ln VOCAB; UNIT (char) names what the loss is
+per. When the runs' summaries carry a per-language table (udhr-text), prints it too.
 """
 import csv
 import json
@@ -18,11 +20,11 @@ RUNS = [("sync", "synchronous data-parallel (H=1)", "#000000"),
         ("single", "single worker", "#9467bd")]
 
 
-def load(root, name, workers, eval_steps):
+def load(root, name, workers, eval_steps, vocab):
     """Points (inner steps per worker, cumulative bytes, validation loss, cumulative wall
     seconds) of one run; the first is the uniform guess before training."""
     per_round = int(name.split("-")[1]) if name.startswith("diloco") else eval_steps
-    points, total, steps, wall = [(0, 0, math.log(96), 0.0)], 0, 0, 0.0
+    points, total, steps, wall = [(0, 0, math.log(vocab), 0.0)], 0, 0, 0.0
     with open(os.path.join(root, name, "rounds.csv")) as f:
         for row in csv.DictReader(f):
             steps += per_round
@@ -45,11 +47,11 @@ def loss_at(points, step):
     return [p[2] for p in points if p[0] <= step][-1]
 
 
-def table(data, workers):
+def table(data, workers, unit):
     steps = max(p[0] for p in data["sync"][0])
     sync_bytes = data["sync"][0][-1][1]
     print(f"| run | syncs | MB sent (all {workers} workers) | vs sync | "
-          f"val loss @ {steps // 4} | @ {steps // 2} | @ {steps} | bits/char @ {steps} | wall s |")
+          f"val loss @ {steps // 4} | @ {steps // 2} | @ {steps} | bits/{unit} @ {steps} | wall s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, label, _ in RUNS:
         points = data[name][0]
@@ -66,7 +68,21 @@ def table(data, workers):
               f"{last[2]:.3f} | {last[2] / math.log(2):.3f} | {last[3]:.0f} |")
 
 
-def svg(data, path):
+def per_language(data):
+    """Bits per character of each language after the runs, one column per run."""
+    tables = {name: data[name][1].get("per_language") for name, _, _ in RUNS}
+    if not all(tables.values()):
+        return
+    print("\n| language | region | bytes/char | " + " | ".join(label for _, label, _ in RUNS) + " |")
+    print("|---|---|---|" + "---|" * len(RUNS))
+    rows = {name: {l["code"]: l for l in t} for name, t in tables.items()}
+    for lang in tables["sync"]:
+        cells = [f'{rows[name][lang["code"]]["bits_per_char"]:.3f}' for name, _, _ in RUNS]
+        print(f'| {lang["name"]} ({lang["code"]}) | {lang["region"]} | '
+              f'{lang["bytes"] / lang["chars"]:.2f} | ' + " | ".join(cells) + " |")
+
+
+def svg(data, path, unit):
     w, h, pad = 460, 340, 60
     lo = min(p[2] for d in data.values() for p in d[0])
     hi = max(p[2] for d in data.values() for p in d[0] if p[0] > 0)
@@ -98,7 +114,7 @@ def svg(data, path):
             out.append(f'<text x="{x:.1f}" y="{bottom + 16}" text-anchor="middle">{text}</text>')
         out.append(f'<text x="{(left + right) / 2}" y="{bottom + 32}" text-anchor="middle">{key}</text>')
         out.append(f'<text x="{x0 + 14}" y="{(pad / 2 + bottom) / 2}" text-anchor="middle" '
-                   f'transform="rotate(-90 {x0 + 14} {(pad / 2 + bottom) / 2})">validation loss (nats/char)</text>')
+                   f'transform="rotate(-90 {x0 + 14} {(pad / 2 + bottom) / 2})">validation loss (nats/{unit})</text>')
         return left, right
 
     def line(left, right, pts, color):
@@ -108,9 +124,12 @@ def svg(data, path):
     x_steps = lambda s: s / steps
     l, r = panel(0, "against inner steps per worker", x_steps,
                  [(steps * i / 4, f"{int(steps * i / 4)}") for i in range(5)], "inner steps per worker")
+    drawn = []
     for name, _, color in RUNS:
-        # The untrained point (ln 96) would stretch the axis; curves start at the first evaluation.
-        line(l, r, [(x_steps(p[0]), p[2]) for p in data[name][0] if p[0] > 0], color)
+        # The untrained point (ln VOCAB) would stretch the axis; curves start at the first evaluation.
+        pts = [(x_steps(p[0]), p[2]) for p in data[name][0] if p[0] > 0]
+        line(l, r, pts, color)
+        drawn += [(l + (r - l) * x, y_of(loss)) for x, loss in pts]
     lmin, lmax = math.floor(math.log10(bmin)), math.ceil(math.log10(bmax))
     x_bytes = lambda b: (math.log10(b) - lmin) / (lmax - lmin)
     l, r = panel(w, "against bytes communicated (log scale)", x_bytes,
@@ -119,9 +138,16 @@ def svg(data, path):
         pts = [(x_bytes(p[1]), p[2]) for p in data[name][0] if p[1] > 0]
         if pts:
             line(l, r, pts, color)
+    # The legend goes in the corner of the first panel that the curves leave emptier: the
+    # lower left, or the upper right.
+    corners = [(pad + 15, h - 1.5 * pad + pad / 2 - 90), (w - 215, pad / 2 + 10)]
+
+    def crossings(corner):
+        x0, y0 = corner
+        return sum(x0 - 5 <= x <= x0 + 200 and y0 - 8 <= y <= y0 + 16 * len(RUNS) for x, y in drawn)
+    x0, y0 = min(corners, key=crossings)
     for i, (name, label, color) in enumerate(RUNS):
-        # Lower left of the first panel, which the falling curves leave empty.
-        x, y = pad + 15, h - 1.5 * pad + pad / 2 - 90 + 16 * i
+        x, y = x0, y0 + 16 * i
         out.append(f'<line x1="{x}" y1="{y}" x2="{x + 20}" y2="{y}" stroke="{color}" stroke-width="2"/>')
         out.append(f'<text x="{x + 25}" y="{y + 4}">{label}</text>')
     out.append("</svg>")
@@ -131,14 +157,18 @@ def svg(data, path):
 
 def main():
     root, workers, eval_steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    data = {name: load(root, name, workers, eval_steps) for name, _, _ in RUNS}
+    out_name = sys.argv[4] if len(sys.argv) > 4 else "diloco"
+    vocab = int(sys.argv[5]) if len(sys.argv) > 5 else 96
+    unit = sys.argv[6] if len(sys.argv) > 6 else "char"
+    data = {name: load(root, name, workers, eval_steps, vocab) for name, _, _ in RUNS}
     # Compare at the DiLoCo runs' length, whatever longer baselines were run.
     limit = max(p[0] for name in data if name.startswith("diloco") for p in data[name][0])
     data = {n: ([p for p in pts if p[0] <= limit], s) for n, (pts, s) in data.items()}
-    table(data, workers)
-    svg(data, "docs/diloco.svg")
+    table(data, workers, unit)
+    per_language(data)
+    svg(data, f"docs/{out_name}.svg", unit)
     os.makedirs("docs/results", exist_ok=True)
-    with open("docs/results/diloco.csv", "w", newline="") as f:
+    with open(f"docs/results/{out_name}.csv", "w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["run", "inner_steps_per_worker", "bytes_all_workers", "val_loss"])
         for name, _, _ in RUNS:

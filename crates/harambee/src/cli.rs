@@ -327,14 +327,15 @@ pub(crate) struct SimulateArgs {
     /// A TOML file with the settings (see docs/simulate.md).
     #[arg(long)]
     pub(crate) config: Option<PathBuf>,
-    /// mnist, fashion-mnist, udhr or shakespeare.
+    /// mnist, fashion-mnist, udhr, shakespeare, or udhr-text (the UDHR languages as byte-level
+    /// text for the char-transformer).
     #[arg(long)]
     pub(crate) dataset: Option<String>,
     /// Data directory (default: data/full/NAME if fetched, else the bundled data/NAME).
     #[arg(long)]
     pub(crate) data_dir: Option<PathBuf>,
     /// logreg, 2nn, cnn, langid, or char-transformer[:LAYERS:WIDTH:HEADS:CONTEXT] (with
-    /// --dataset shakespeare).
+    /// --dataset shakespeare or udhr-text).
     #[arg(long)]
     pub(crate) model: Option<String>,
     /// Number of virtual participants (K).
@@ -346,6 +347,10 @@ pub(crate) struct SimulateArgs {
     /// Local epochs (E).
     #[arg(long)]
     pub(crate) epochs: Option<u32>,
+    /// UDHR languages to keep (udhr, udhr-text): comma-separated codes, or regions (africa,
+    /// india, world) standing for all of theirs. All by default.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) languages: Option<Vec<String>>,
     /// Local optimiser steps per round instead of epochs (DiLoCo's H comes with
     /// --strategy diloco:H).
     #[arg(long)]

@@ -58,10 +58,18 @@ pub(crate) fn run(args: SimulateArgs, process_start: Instant) -> Result<()> {
     match (config.model, last_loss) {
         // A language model's figure is its loss; next-character accuracy per character of
         // the alphabet would be a 96-line table of little use.
-        (harambee_learn::ModelKind::CharTransformer(_), Some(loss)) => println!(
-            "\nvalidation loss {loss:.4} nats/char ({:.4} bits/char)",
-            loss / std::f64::consts::LN_2
-        ),
+        (harambee_learn::ModelKind::CharTransformer(_), Some(loss)) => {
+            let unit = if summary.per_language.is_empty() {
+                "char"
+            } else {
+                "byte"
+            };
+            println!(
+                "\nvalidation loss {loss:.4} nats/{unit} ({:.4} bits/{unit})",
+                loss / std::f64::consts::LN_2
+            );
+            print_per_language(&summary.per_language);
+        }
         _ => print_per_class(&sim, &summary),
     }
     print_summary(&summary, config.out.as_deref());
@@ -71,6 +79,27 @@ pub(crate) fn run(args: SimulateArgs, process_start: Instant) -> Result<()> {
         compare_with_local(&sim, &summary)?;
     }
     Ok(())
+}
+
+/// The multilingual model's bits per character, language by language.
+fn print_per_language(languages: &[harambee_sim::LanguageLoss]) {
+    if languages.is_empty() {
+        return;
+    }
+    println!(
+        "\n{:<36} {:>7} {:>10} {:>10} {:>10}",
+        "language", "region", "bytes/char", "bits/byte", "bits/char"
+    );
+    for l in languages {
+        println!(
+            "{:<36} {:>7} {:>10.2} {:>10.3} {:>10.3}",
+            format!("{} ({})", l.name, l.code),
+            l.region,
+            l.bytes as f64 / l.chars.max(1) as f64,
+            l.nats_per_byte / std::f64::consts::LN_2,
+            l.bits_per_char
+        );
+    }
 }
 
 /// What secure aggregation cost over the run.
@@ -247,6 +276,7 @@ fn config_from(args: SimulateArgs) -> Result<SimConfig> {
     set!(quorum);
     set!(attackers);
     set!(secagg_range);
+    set!(languages);
     if let Some(v) = args.attack.as_deref() {
         c.attack = Some(v.parse()?);
     }

@@ -24,17 +24,12 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// The command docs/diloco.md gives, on the bundled plays and a tiny model.
-#[test]
-fn simulate_runs_diloco_on_the_char_transformer() {
-    let dir = tempfile::tempdir().unwrap();
-    let out_dir = dir.path().join("run");
-    let out = harambee(&[
-        "simulate",
-        "--dataset",
-        "shakespeare",
-        "--data-dir",
-        "data/shakespeare",
+/// `harambee simulate` with DiLoCo (H = 3) over two workers of a tiny char-transformer,
+/// plus `data` (the data set, rounds, output).
+fn tiny_diloco(data: &[&str]) -> Output {
+    let mut args = vec!["simulate"];
+    args.extend(data);
+    args.extend([
         "--model",
         "char-transformer:1:16:2:16",
         "--optimizer",
@@ -49,6 +44,20 @@ fn simulate_runs_diloco_on_the_char_transformer() {
         "8",
         "--strategy",
         "diloco:3",
+    ]);
+    harambee(&args)
+}
+
+/// The command docs/diloco.md gives, on the bundled plays and a tiny model.
+#[test]
+fn simulate_runs_diloco_on_the_char_transformer() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let out = tiny_diloco(&[
+        "--dataset",
+        "shakespeare",
+        "--data-dir",
+        "data/shakespeare",
         "--rounds",
         "2",
         "--out",
@@ -69,6 +78,30 @@ fn simulate_runs_diloco_on_the_char_transformer() {
     ]);
     assert!(!refused.status.success());
     assert!(text(&refused).contains("go together"), "{}", text(&refused));
+}
+
+/// The multilingual comparison's command on a tiny model: the Indian languages' table.
+#[test]
+fn simulate_reports_bits_per_character_for_each_udhr_language() {
+    let out = tiny_diloco(&[
+        "--dataset",
+        "udhr-text",
+        "--data-dir",
+        "data/udhr",
+        "--languages",
+        "india",
+        "--rounds",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = text(&out);
+    assert!(
+        shown.contains("nats/byte") && shown.contains("bits/char"),
+        "{shown}"
+    );
+    let rows = shown.lines().filter(|l| l.contains(" india ")).count();
+    assert_eq!(rows, 10, "{shown}");
+    assert!(shown.contains("Hindi (hin)"), "{shown}");
 }
 
 #[test]

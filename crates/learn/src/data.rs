@@ -108,8 +108,8 @@ impl Dataset {
         }
     }
 
-    /// Token ids of example `i`.
-    pub(crate) fn tokens(&self, i: usize) -> &[u32] {
+    /// Token ids of example `i` (empty for images and dense vectors).
+    pub fn tokens(&self, i: usize) -> &[u32] {
         match &self.features {
             Features::Tokens { offsets, ids, .. } => &ids[offsets[i]..offsets[i + 1]],
             Features::Dense { .. } | Features::Pixels { .. } => &[],

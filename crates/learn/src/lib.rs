@@ -9,7 +9,8 @@
 //!   AdamW state can carry over between rounds ([`InnerState`]), as DiLoCo's workers need.
 //! - Data: [`Dataset`] (dense vectors, images or token lists, with labels), the IDX loader for
 //!   MNIST and Fashion-MNIST ([`load_idx_dir`]), the UDHR corpus loader ([`udhr`]), plain text as chunks
-//!   of characters ([`shakespeare`]), and
+//!   of characters ([`shakespeare`]), the declarations as byte-level text labelled by language
+//!   ([`multilingual`]), and
 //!   [`Partition`]ers: IID, Dirichlet(α), McMahan's shards, and natural (few classes each).
 //! - [`ModelTask`]: a networked federation's model and labels without data, from which the
 //!   coordinator builds the model and each participant labels its own examples.
@@ -33,6 +34,7 @@ mod data;
 mod error;
 mod idx;
 mod model;
+pub mod multilingual;
 mod native;
 mod partition;
 pub mod shakespeare;

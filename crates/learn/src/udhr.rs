@@ -31,7 +31,8 @@ pub struct Corpus {
     pub sentences: Vec<(usize, String)>,
 }
 
-/// Loads the corpus at `dir`, keeping only `only` (codes) when given, in the index's order.
+/// Loads the corpus at `dir`, keeping only `only` when given (language codes, or region names
+/// such as `africa` standing for all of theirs), in the index's order.
 pub fn load_corpus(dir: &Path, only: Option<&[String]>) -> Result<Corpus, LearnError> {
     let index_path = dir.join("index.tsv");
     let index = fs::read_to_string(&index_path).map_err(|error| LearnError::Io {
@@ -48,7 +49,7 @@ pub fn load_corpus(dir: &Path, only: Option<&[String]>) -> Result<Corpus, LearnE
                 reason: format!("line {}: expected 3 tab-separated columns", n + 1),
             });
         };
-        if only.is_some_and(|o| !o.iter().any(|c| c == code)) {
+        if only.is_some_and(|o| !o.iter().any(|c| c == code || c == region)) {
             continue;
         }
         let path = dir.join("declaration").join(format!("{code}.html"));
@@ -71,9 +72,10 @@ pub fn load_corpus(dir: &Path, only: Option<&[String]>) -> Result<Corpus, LearnE
             region: region.into(),
         });
     }
-    if let Some(missing) =
-        only.and_then(|o| o.iter().find(|c| !languages.iter().any(|l| &l.code == *c)))
-    {
+    if let Some(missing) = only.and_then(|o| {
+        o.iter()
+            .find(|c| !languages.iter().any(|l| &l.code == *c || &l.region == *c))
+    }) {
         return Err(LearnError::InvalidSetting(format!(
             "language {missing:?} is not in {}",
             index_path.display()

@@ -573,3 +573,114 @@ mod charlm {
         assert!(gap(&once.params, &fresh.params) > 1e-3);
     }
 }
+
+/// The UDHR declarations as byte-level text, and bits per character by language.
+mod multilingual {
+    use super::*;
+    use harambee_learn::multilingual::{VOCAB, byte_split, language_text, per_language};
+    use harambee_learn::{TransformerShape, trainer_for};
+
+    const CONTEXT: usize = 16;
+
+    fn corpus() -> harambee_learn::udhr::Corpus {
+        let only = ["swh", "hin"].map(String::from);
+        load_corpus(&repo_data("udhr"), Some(&only)).unwrap()
+    }
+
+    #[test]
+    fn each_language_is_cut_into_overlapping_byte_chunks_a_tenth_held_out() {
+        let corpus = corpus();
+        let split = byte_split(&corpus, CONTEXT);
+        for (label, _) in corpus.languages.iter().enumerate() {
+            let text = language_text(&corpus, label);
+            // Train and held-out chunks of a language, back in text order, rebuild its text.
+            let mut chunks: Vec<(usize, &[u32])> = Vec::new();
+            for (set, stride) in [(&split.train, 0), (&split.test, 1)] {
+                for i in (0..set.len()).filter(|&i| set.labels[i] as usize == label) {
+                    chunks.push((stride, set.tokens(i)));
+                }
+            }
+            let held = chunks.iter().filter(|(s, _)| *s == 1).count();
+            let all = chunks.len();
+            assert_eq!(held, all / 10, "{label}: {held} of {all} held out");
+            let in_order: Vec<&[u32]> = {
+                let (mut train, mut test) = (
+                    chunks.iter().filter(|(s, _)| *s == 0).map(|c| c.1),
+                    chunks.iter().filter(|(s, _)| *s == 1).map(|c| c.1),
+                );
+                (0..all)
+                    .map(|k| {
+                        if k % 10 == 9 {
+                            test.next()
+                        } else {
+                            train.next()
+                        }
+                        .unwrap()
+                    })
+                    .collect()
+            };
+            for (k, chunk) in in_order.iter().enumerate() {
+                assert_eq!(chunk.len(), CONTEXT + 1);
+                let bytes: Vec<u8> = chunk.iter().map(|&b| b as u8).collect();
+                assert_eq!(&bytes[..], &text[k * CONTEXT..=(k + 1) * CONTEXT]);
+            }
+        }
+        let harambee_learn::Features::Tokens { vocab, .. } = split.train.features else {
+            panic!("byte chunks are tokens");
+        };
+        assert_eq!(vocab, VOCAB);
+    }
+
+    #[test]
+    fn bits_per_character_count_every_byte_of_a_character() {
+        let corpus = corpus();
+        let split = byte_split(&corpus, CONTEXT);
+        let shape = TransformerShape {
+            layers: 1,
+            width: 16,
+            heads: 2,
+            context: CONTEXT,
+        };
+        let t = trainer_for(
+            ModelKind::CharTransformer(shape),
+            &split.train,
+            Optimizer::AdamW { weight_decay: 0.0 },
+            0,
+            false,
+        )
+        .unwrap();
+        let params = t.init(3);
+        let table = per_language(t.as_ref(), &params, &split.test, &corpus.languages).unwrap();
+        let [swahili, hindi] = &table[..] else {
+            panic!("{table:?}")
+        };
+        // Swahili is ASCII: a byte is a character. Devanagari takes three bytes a character.
+        assert_eq!(swahili.bytes, swahili.chars);
+        let ratio = hindi.bytes as f64 / hindi.chars as f64;
+        assert!((2.0..3.0).contains(&ratio), "{ratio}");
+        for l in &table {
+            let expect = l.nats_per_byte * l.bytes as f64 / l.chars as f64 / 2f64.ln();
+            assert!((l.bits_per_char - expect).abs() < 1e-9);
+            // Untrained: about a uniform guess over 256 bytes, 8 bits a byte.
+            assert!((l.nats_per_byte / 2f64.ln() - 8.0).abs() < 1.0, "{l:?}");
+        }
+        // The languages' bytes together are the held-out set's.
+        let all: Vec<usize> = (0..split.test.len()).collect();
+        let whole = t.evaluate(&params, &split.test, &all).unwrap();
+        let bytes: usize = table.iter().map(|l| l.bytes).sum();
+        let nats: f64 = table.iter().map(|l| l.nats_per_byte * l.bytes as f64).sum();
+        assert_eq!(bytes, split.test.len() * CONTEXT);
+        assert!((nats / bytes as f64 - whole.loss).abs() < 1e-4);
+    }
+
+    #[test]
+    fn a_region_stands_for_all_its_languages() {
+        let india = load_corpus(&repo_data("udhr"), Some(&["india".to_string()])).unwrap();
+        assert_eq!(india.languages.len(), 10);
+        assert!(india.languages.iter().all(|l| l.region == "india"));
+        let mixed = ["africa", "eng"].map(String::from);
+        let mixed = load_corpus(&repo_data("udhr"), Some(&mixed)).unwrap();
+        assert_eq!(mixed.languages.len(), 16);
+        assert!(load_corpus(&repo_data("udhr"), Some(&["atlantis".to_string()])).is_err());
+    }
+}

@@ -583,3 +583,24 @@ fn update_stream(
         });
     tokio_stream::iter(header.chain(data))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn shards_partition_the_examples_and_impossible_ones_are_refused() {
+        assert_eq!(shard(5, None).unwrap(), vec![0, 1, 2, 3, 4]);
+        let of = |index, count| v1::Shard { index, count };
+        let mut seen: Vec<usize> = (0..3)
+            .flat_map(|i| shard(10, Some(&of(i, 3))).unwrap())
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        assert_eq!(shard(10, Some(&of(1, 3))).unwrap(), vec![1, 4, 7]);
+        for bad in [of(0, 0), of(3, 3), of(7, 8)] {
+            assert!(shard(5, Some(&bad)).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -10,6 +10,10 @@
 //! In a federation that runs secure aggregation the update never leaves the machine as it
 //! is: the participant masks it and takes part in the four signed steps of SecAgg+.
 //!
+//! In community mode (a community charter) the member is a worker on a shared corpus: each
+//! task names its shard of the training chunks and a number of inner steps, and the local
+//! optimiser's state carries over from one round to the next.
+//!
 //! Network errors and coordinator restarts are retried with exponential backoff. The last
 //! finished (round, attempt) is kept in a small state file, so a restarted participant does
 //! not train a round twice; if it retrains one whose update was already acknowledged, the

@@ -20,6 +20,9 @@ pub enum DatasetName {
     Udhr,
     /// Shakespeare's plays as plain text, for the character-level language model.
     Shakespeare,
+    /// The UDHR's languages as byte-level text, for the character-level language model,
+    /// with bits per character reported language by language.
+    UdhrText,
 }
 
 impl DatasetName {
@@ -30,6 +33,7 @@ impl DatasetName {
             DatasetName::FashionMnist => "fashion-mnist",
             DatasetName::Udhr => "udhr",
             DatasetName::Shakespeare => "shakespeare",
+            DatasetName::UdhrText => "udhr-text",
         }
     }
 }
@@ -49,8 +53,9 @@ impl FromStr for DatasetName {
             "fashion-mnist" | "fashion" => Ok(DatasetName::FashionMnist),
             "udhr" => Ok(DatasetName::Udhr),
             "shakespeare" => Ok(DatasetName::Shakespeare),
+            "udhr-text" => Ok(DatasetName::UdhrText),
             other => Err(SimError::InvalidSetting(format!(
-                "unknown dataset {other:?}; known: mnist, fashion-mnist, udhr, shakespeare"
+                "unknown dataset {other:?}; known: mnist, fashion-mnist, udhr, shakespeare, udhr-text"
             ))),
         }
     }
@@ -218,9 +223,13 @@ impl SimConfig {
             return bad("distributed noise needs secure aggregation (--privacy secagg,distributed-dp): without it the coordinator would see each update with only a share of the noise".into());
         }
         let char_model = matches!(self.model, ModelKind::CharTransformer(_));
-        if char_model != (self.dataset == DatasetName::Shakespeare) {
+        let text = matches!(
+            self.dataset,
+            DatasetName::Shakespeare | DatasetName::UdhrText
+        );
+        if char_model != text {
             return bad(format!(
-                "--model {} cannot train on --dataset {}: the char-transformer and shakespeare go together",
+                "--model {} cannot train on --dataset {}: the char-transformer and the text sets (shakespeare, udhr-text) go together",
                 self.model, self.dataset
             ));
         }

@@ -33,6 +33,7 @@ mod workload;
 pub use attack::Attack;
 pub use config::{DatasetName, PrivacySettings, SimConfig};
 pub use error::SimError;
+pub use harambee_learn::multilingual::LanguageLoss;
 pub use metrics::{MetricsWriter, RoundRecord, Summary, peak_rss_bytes};
 pub use secure::{SecAggCost, range_for, secure_sum, session_for};
 pub use simulation::{LocalBaseline, Observer, Simulation};

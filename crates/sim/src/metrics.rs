@@ -69,6 +69,10 @@ pub struct Summary {
     pub peak_rss_bytes: u64,
     /// Per class (digit, language): (correct, total) on the test set after the last round.
     pub per_class: Vec<(String, usize, usize)>,
+    /// The multilingual language model (`udhr-text`): each language's held-out bits per
+    /// character after the last round.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_language: Vec<harambee_learn::multilingual::LanguageLoss>,
     /// Digest of the final global parameters.
     pub final_digest: String,
     /// The configuration that produced this.

@@ -14,7 +14,8 @@ use harambee_strategy::{Failure, FailureReason, FitConfig, FitResult, Participan
 use rayon::prelude::*;
 
 use crate::metrics::{RoundRecord, Summary, peak_rss_bytes};
-use crate::{SimConfig, SimError, Workload};
+use crate::{DatasetName, SimConfig, SimError, Workload};
+use harambee_learn::multilingual::LanguageLoss;
 
 /// Sees each round as it completes (a progress display, a metrics file).
 pub trait Observer {
@@ -184,7 +185,25 @@ impl Simulation {
         if let Some(e) = self.core.error() {
             return Err(self.stopped(e.clone()));
         }
-        Ok(self.summary(progress))
+        let mut summary = self.summary(progress);
+        summary.per_language = self.per_language()?;
+        Ok(summary)
+    }
+
+    /// For the multilingual language model: the final model's bits per character on each
+    /// language's held-out text.
+    fn per_language(&self) -> Result<Vec<LanguageLoss>, SimError> {
+        match (&self.workload.languages, self.config.dataset) {
+            (Some(languages), DatasetName::UdhrText) => {
+                Ok(harambee_learn::multilingual::per_language(
+                    self.trainer.as_ref(),
+                    self.core.global(),
+                    &self.workload.split.test,
+                    languages,
+                )?)
+            }
+            _ => Ok(Vec::new()),
+        }
     }
 
     /// One attempt at a round: train who is present, hand the results to the core, and let
@@ -369,6 +388,7 @@ impl Simulation {
             mean_round_s: progress.round_seconds / progress.rounds.max(1) as f64,
             peak_rss_bytes: peak_rss_bytes(),
             per_class,
+            per_language: Vec::new(),
             final_digest: self.core.global().digest().to_hex(),
             config: self.config.clone(),
         }

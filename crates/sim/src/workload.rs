@@ -41,16 +41,27 @@ impl Workload {
                     Some(corpus.languages),
                 )
             }
-            DatasetName::Shakespeare => {
+            DatasetName::Shakespeare | DatasetName::UdhrText => {
                 let ModelKind::CharTransformer(shape) = config.model else {
-                    return Err(SimError::InvalidSetting(
-                        "shakespeare is for --model char-transformer".into(),
-                    ));
+                    return Err(SimError::InvalidSetting(format!(
+                        "{} is for --model char-transformer",
+                        config.dataset
+                    )));
                 };
-                (
-                    harambee_learn::shakespeare::load_text_dir(dir, shape.context)?,
-                    None,
-                )
+                if config.dataset == DatasetName::Shakespeare {
+                    (
+                        harambee_learn::shakespeare::load_text_dir(dir, shape.context)?,
+                        None,
+                    )
+                } else {
+                    let only =
+                        (!config.languages.is_empty()).then_some(config.languages.as_slice());
+                    let corpus = load_corpus(dir, only)?;
+                    (
+                        harambee_learn::multilingual::byte_split(&corpus, shape.context),
+                        Some(corpus.languages),
+                    )
+                }
             }
         };
         Ok(Self {
@@ -65,7 +76,7 @@ fn default_dir(dataset: DatasetName) -> Result<PathBuf, SimError> {
     let folder = match dataset {
         DatasetName::Mnist => "mnist",
         DatasetName::FashionMnist => "fashion-mnist",
-        DatasetName::Udhr => "udhr",
+        DatasetName::Udhr | DatasetName::UdhrText => "udhr",
         DatasetName::Shakespeare => "shakespeare",
     };
     let mut candidates = Vec::new();

@@ -481,6 +481,26 @@ mod diloco {
     }
 
     #[test]
+    fn the_multilingual_model_reports_bits_per_character_by_language() {
+        let mut c = config("diloco:5", 0);
+        c.dataset = DatasetName::UdhrText;
+        c.data_dir = Some(bundled("udhr"));
+        c.languages = vec!["yor".into(), "tam".into()];
+        c.rounds = 2;
+        let (summary, records) = run(c);
+        let codes: Vec<&str> = summary
+            .per_language
+            .iter()
+            .map(|l| l.code.as_str())
+            .collect();
+        assert_eq!(codes, ["yor", "tam"]);
+        // Tamil script takes about three bytes a character; Yoruba's tone marks some more.
+        let tamil = &summary.per_language[1];
+        assert!(tamil.bits_per_char > 2.0 * tamil.nats_per_byte / 2f64.ln());
+        assert!(records[1].loss.unwrap() < records[0].loss.unwrap());
+    }
+
+    #[test]
     fn the_char_transformer_and_shakespeare_go_together() {
         let mut c = config("diloco", 0);
         c.dataset = DatasetName::Mnist;
