@@ -1,6 +1,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
-use harambee_charter::{Amendment, Charter};
+use harambee_charter::{Amendment, Charter, Mode};
 use harambee_identity::{PublicKey, SignedUpdate, UpdateStatement};
 use harambee_params::Digest;
 
@@ -257,8 +257,16 @@ fn check_entries(a: &mut Audit, parsed: &[Option<Entry>], federation: &str, mut 
                 attempt,
                 selected,
                 base,
+                local_steps,
                 ..
             } => {
+                if charter.mode == Mode::Community && *local_steps == 0 {
+                    a.find(
+                        at,
+                        Some(*round),
+                        format!("round {round} runs under a community charter but asks for no inner steps (local_steps)"),
+                    );
+                }
                 if let Some(out) = &last_output
                     && out != base
                 {

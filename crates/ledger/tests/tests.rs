@@ -366,3 +366,53 @@ fn rounds_beyond_the_charters_privacy_budget_are_named() {
         within.findings
     );
 }
+
+#[test]
+fn a_community_round_without_inner_steps_is_named() {
+    let coordinator = Identity::generate().unwrap();
+    let charter = harambee_charter::Charter {
+        name: "community".into(),
+        task: "char-transformer".into(),
+        data_licence: "public domain".into(),
+        model_licence: "Apache-2.0".into(),
+        enrolment: harambee_charter::Enrolment::Invite,
+        strategies: vec!["diloco".into()],
+        min_quorum: 1,
+        max_deadline_s: 60.0,
+        max_rounds: 5,
+        amendment_threshold: 1,
+        privacy: None,
+        secure_aggregation: None,
+        mode: harambee_charter::Mode::Community,
+        members: Vec::new(),
+    };
+    let findings = |local_steps: u32| {
+        let mut ledger = Ledger::default();
+        ledger.append(&Entry::Genesis {
+            federation_id: "fed".into(),
+            name: "community".into(),
+            config_sha256: "00".repeat(32),
+            charter: String::from_utf8(charter.canonical_bytes()).unwrap(),
+            coordinator_key: coordinator.public().to_string(),
+        });
+        ledger.append(&Entry::RoundOpen {
+            round: 1,
+            attempt: 0,
+            selected: vec![],
+            base: Digest::of_bytes(b"base").to_hex(),
+            epochs: 1,
+            batch_size: 16,
+            learning_rate: 3e-3,
+            proximal_mu: 0.0,
+            local_steps,
+        });
+        let head = ledger.sign_head(&coordinator, 1);
+        audit(ledger.entries(), &[head], Some(&coordinator.public()))
+            .findings
+            .into_iter()
+            .filter(|f| f.problem.contains("inner steps"))
+            .count()
+    };
+    assert_eq!(findings(0), 1);
+    assert_eq!(findings(50), 0);
+}
