@@ -151,7 +151,8 @@ function svg(name, attributes, parent) {
   return el;
 }
 
-// The chart: accuracy (0 to 100%, left axis) and training loss (0 to its maximum, right axis).
+// The chart: accuracy (0 to 100%, left axis); training loss and, where participants report
+// it, validation loss (0 to the larger maximum, right axis).
 function renderChart(points) {
   const chart = $("chart");
   for (const el of [...chart.children]) {
@@ -160,7 +161,9 @@ function renderChart(points) {
   chart.dataset.points = String(points.length);
   const [w, h, left, right, top, bottom] = [640, 260, 44, 44, 12, 28];
   const n = Math.max(1, ...points.map((p) => p.round));
-  const maxLoss = Math.max(1e-9, ...points.map((p) => p.train_loss));
+  const validated = points.filter((p) => p.validation_loss != null);
+  const maxLoss = Math.max(1e-9, ...points.map((p) => p.train_loss),
+    ...validated.map((p) => p.validation_loss));
   const x = (round) => left + (n === 1 ? (w - left - right) / 2 : (round - 1) * (w - left - right) / (n - 1));
   const yAcc = (a) => top + (1 - a) * (h - top - bottom);
   const yLoss = (l) => top + (1 - l / maxLoss) * (h - top - bottom);
@@ -181,6 +184,7 @@ function renderChart(points) {
   const rated = points.filter((p) => p.accuracy != null);
   svg("polyline", { class: "acc", points: rated.map((p) => x(p.round) + "," + yAcc(p.accuracy)).join(" ") }, chart);
   svg("polyline", { class: "loss", points: points.map((p) => x(p.round) + "," + yLoss(p.train_loss)).join(" ") }, chart);
+  svg("polyline", { class: "val", points: validated.map((p) => x(p.round) + "," + yLoss(p.validation_loss)).join(" ") }, chart);
   for (const p of rated) {
     const dot = svg("circle", { cx: x(p.round), cy: yAcc(p.accuracy), r: 4, class: "acc", "data-round": p.round }, chart);
     svg("title", {}, dot).textContent = "round " + p.round + ": accuracy " + percent(p.accuracy);
@@ -188,6 +192,10 @@ function renderChart(points) {
   for (const p of points) {
     const mark = svg("rect", { x: x(p.round) - 3.5, y: yLoss(p.train_loss) - 3.5, width: 7, height: 7, class: "loss", "data-round": p.round }, chart);
     svg("title", {}, mark).textContent = "round " + p.round + ": training loss " + number(p.train_loss);
+  }
+  for (const p of validated) {
+    const ring = svg("circle", { cx: x(p.round), cy: yLoss(p.validation_loss), r: 3.5, class: "val", "data-round": p.round }, chart);
+    svg("title", {}, ring).textContent = "round " + p.round + ": validation loss " + number(p.validation_loss);
   }
   const last = points[points.length - 1];
   text("chart-desc", last ?
@@ -201,6 +209,7 @@ function renderChart(points) {
     cell(row, String(p.round));
     cell(row, percent(p.accuracy));
     cell(row, number(p.train_loss));
+    cell(row, p.validation_loss == null ? "–" : number(p.validation_loss));
     body.append(row);
   }
 }

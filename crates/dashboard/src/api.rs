@@ -279,6 +279,8 @@ pub struct ChartPoint {
     pub accuracy: Option<f64>,
     /// Its contributors' mean training loss.
     pub train_loss: f64,
+    /// Its model's loss on held-out data, once reported.
+    pub validation_loss: Option<f64>,
 }
 
 impl From<&RoundRow> for ChartPoint {
@@ -287,6 +289,7 @@ impl From<&RoundRow> for ChartPoint {
             round: r.round,
             accuracy: r.accuracy,
             train_loss: r.train_loss,
+            validation_loss: r.validation_loss,
         }
     }
 }

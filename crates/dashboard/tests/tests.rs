@@ -302,7 +302,7 @@ mod shapes {
         };
         assert_eq!(
             serde_json::to_value(ChartPoint::from(&row)).unwrap(),
-            json!({"round": 4, "accuracy": null, "train_loss": 0.25})
+            json!({"round": 4, "accuracy": null, "train_loss": 0.25, "validation_loss": 2.0})
         );
     }
 
