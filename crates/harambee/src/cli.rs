@@ -1,6 +1,6 @@
 //! Command-line arguments.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -424,18 +424,26 @@ pub(crate) struct DemoArgs {
     /// Keep the federation's outputs here (default: a fresh directory under runs/).
     #[arg(long)]
     pub(crate) dir: Option<PathBuf>,
-    /// Participants ("language communities").
-    #[arg(long, default_value_t = 8)]
-    pub(crate) participants: usize,
-    /// Rounds.
-    #[arg(long, default_value_t = 10)]
-    pub(crate) rounds: u64,
+    /// Participants: language communities (default 8), or with --community the workers
+    /// present at the start (default 3).
+    #[arg(long)]
+    pub(crate) participants: Option<usize>,
+    /// Rounds (default 10; 20 with --community).
+    #[arg(long)]
+    pub(crate) rounds: Option<u64>,
     /// Seed.
     #[arg(long, default_value_t = 7)]
     pub(crate) seed: u64,
-    /// The UDHR corpus (index.tsv and declaration/); the bundled 40 languages by default.
-    #[arg(long, default_value = "data/udhr")]
-    pub(crate) data_dir: PathBuf,
+    /// The UDHR corpus (index.tsv and declaration/; default the bundled 40 languages), or
+    /// with --community a folder of .txt files (default the plays, data/full/shakespeare if
+    /// fetched, else the bundled four).
+    #[arg(long)]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Community compute instead: volunteers pool their machines to train a character-level
+    /// language model on Shakespeare with DiLoCo; one worker leaves and a new one joins
+    /// while it trains.
+    #[arg(long, conflicts_with_all = ["simulated", "private"])]
+    pub(crate) community: bool,
     /// Simulate the communities in this process instead of running a coordinator and
     /// participant processes over gRPC (and compare with each community training alone).
     #[arg(long)]
@@ -447,6 +455,32 @@ pub(crate) struct DemoArgs {
     /// Keep the coordinator and its dashboard up after training, until Ctrl-C.
     #[arg(long, conflicts_with = "simulated")]
     pub(crate) stay: bool,
+}
+
+impl DemoArgs {
+    /// Participants, or the mode's default.
+    pub(crate) fn participants(&self) -> usize {
+        self.participants
+            .unwrap_or(if self.community { 3 } else { 8 })
+    }
+
+    /// Rounds, or the mode's default.
+    pub(crate) fn rounds(&self) -> u64 {
+        self.rounds.unwrap_or(if self.community { 20 } else { 10 })
+    }
+
+    /// The data, or the mode's bundled default.
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| {
+            if !self.community {
+                PathBuf::from("data/udhr")
+            } else if Path::new("data/full/shakespeare").is_dir() {
+                PathBuf::from("data/full/shakespeare")
+            } else {
+                PathBuf::from("data/shakespeare")
+            }
+        })
+    }
 }
 
 /// `harambee bench`.

@@ -30,14 +30,17 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
     if args.simulated {
         return crate::demo_sim::run(args, process_start);
     }
-    if args.participants < 2 {
+    if args.community {
+        return crate::demo_community::run(args);
+    }
+    if args.participants() < 2 {
         bail!("--participants must be at least 2: a federation of one is local training");
     }
     let dir = args.dir.clone().unwrap_or_else(default_dir);
-    let corpus = load_corpus(&args.data_dir, None).with_context(|| {
+    let corpus = load_corpus(&args.data_dir(), None).with_context(|| {
         format!(
             "reading {} (run from the repository root, or pass --data-dir)",
-            args.data_dir.display()
+            args.data_dir().display()
         )
     })?;
     let languages = corpus.languages.clone();
@@ -50,10 +53,10 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
         public_url: None,
         server_name: Vec::new(),
         model: "langid".into(),
-        classes_from: args.data_dir.clone(),
-        rounds: args.rounds,
-        min_participants: args.participants,
-        quorum: args.participants.div_ceil(2),
+        classes_from: args.data_dir(),
+        rounds: args.rounds(),
+        min_participants: args.participants(),
+        quorum: args.participants().div_ceil(2),
         deadline_s: 120.0,
         fraction: 1.0,
         epochs: 3,
@@ -85,46 +88,28 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
     let charter = crate::federation::charter_from(&init, &config)?;
     let dashboard = config.http;
     let invite = folder.init(config, &charter)?;
-    println!("{}", headline(args.participants, &languages));
+    println!("{}", headline(args.participants(), &languages));
     println!(
         "A coordinator and {} participant processes talk gRPC over TLS on loopback; each community keeps its texts.",
-        args.participants
+        args.participants()
     );
     println!(
         "Federation folder (state, blobs, keys, logs, final model): {}\n",
         dir.display()
     );
 
-    let communities = assign_languages(languages.len(), args.participants);
+    let communities = assign_languages(languages.len(), args.participants());
     let exe = std::env::current_exe().context("finding the harambee executable")?;
-    let mut serve = Command::new(&exe);
-    serve.arg("serve").arg(&dir).args(["--linger-s", "2"]);
-    if args.stay {
-        serve.arg("--stay");
-    }
-    let mut coordinator = spawn_logged(&mut serve, &dir.join("coordinator.log"))?;
+    let mut coordinator = serve(&exe, &dir, args.stay)?;
     let mut participants = Vec::new();
     for (k, held) in communities.iter().enumerate() {
         let home = dir.join("participants").join(format!("community-{k}"));
         let data = home.join("data");
-        write_community_data(&args.data_dir, &languages, held, &data)?;
-        let key = home.join("key.pem");
-        Identity::generate()?.save(&key)?;
+        write_community_data(&args.data_dir(), &languages, held, &data)?;
         let codes: Vec<&str> = held.iter().map(|&i| languages[i].code.as_str()).collect();
         println!("  community {k}: {}", codes.join(", "));
-        let child = spawn_logged(
-            Command::new(&exe)
-                .arg("join")
-                .arg("--invite")
-                .arg(folder.invite_path())
-                .arg("--key")
-                .arg(&key)
-                .arg("--data")
-                .arg(&data)
-                .args(["--name", &format!("community-{k}")]),
-            &home.join("join.log"),
-        )?;
-        participants.push(child);
+        let name = format!("community-{k}");
+        participants.push(join(&exe, &folder, &home, &data, &name)?);
     }
     println!(
         "\nStatus: {} (gRPC GetStatus; logs in {})",
@@ -137,9 +122,77 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
     println!();
 
     let runtime = tokio::runtime::Runtime::new()?;
-    let status = runtime.block_on(watch_progress(&invite, args.rounds, &mut coordinator));
-    for mut p in participants {
-        let _ = wait_or_kill(&mut p, Duration::from_secs(10));
+    let line = |r: &v1::RoundStatus| {
+        let accuracy = if r.accuracy >= 0.0 {
+            format!("{:5.1}%", 100.0 * r.accuracy)
+        } else {
+            "  n/a ".into()
+        };
+        format!(
+            "{} updates, train loss {:.3}, accuracy on the communities' held-out text {accuracy}",
+            r.contributors, r.train_loss
+        )
+    };
+    let rounds = RoundReport {
+        line: &line,
+        after: &mut |_| Ok(()),
+    };
+    let status = runtime.block_on(watch_progress(
+        &invite,
+        args.rounds(),
+        &mut coordinator,
+        rounds,
+    ));
+    conclude(
+        Ending {
+            status,
+            members: participants,
+            dir: &dir,
+            stay: args.stay.then_some(dashboard).flatten(),
+            runtime: &runtime,
+            coordinator: &mut coordinator,
+        },
+        |_| report(&args, &folder, &languages),
+    )?;
+    if args.private {
+        print_privacy(args.rounds());
+    }
+    Ok(())
+}
+
+/// How a networked demo's federation ended, and what to do about it.
+pub(crate) struct Ending<'a> {
+    /// The coordinator's last status, or why watching it failed.
+    pub(crate) status: Result<v1::FederationStatus>,
+    /// The member processes, which end once the federation does.
+    pub(crate) members: Vec<Child>,
+    /// The federation folder.
+    pub(crate) dir: &'a Path,
+    /// With `--stay`: the dashboard's address, to keep serving until Ctrl-C.
+    pub(crate) stay: Option<std::net::SocketAddr>,
+    /// The runtime that waits for Ctrl-C.
+    pub(crate) runtime: &'a tokio::runtime::Runtime,
+    /// The coordinator process, stopped at the end.
+    pub(crate) coordinator: &'a mut Child,
+}
+
+/// Ends a networked demo: when the federation finished, `report` on it and verify its
+/// ledger as an auditor would; with `--stay`, keep the coordinator and its dashboard up until
+/// Ctrl-C; then stop the coordinator.
+pub(crate) fn conclude(
+    ending: Ending<'_>,
+    report: impl FnOnce(&v1::FederationStatus) -> Result<()>,
+) -> Result<()> {
+    let Ending {
+        status,
+        members,
+        dir,
+        stay,
+        runtime,
+        coordinator,
+    } = ending;
+    for mut member in members {
+        let _ = wait_or_kill(&mut member, Duration::from_secs(10));
     }
     let outcome = status.and_then(|status| {
         if status.phase != "finished" {
@@ -150,24 +203,18 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
                 dir.join("coordinator.log").display()
             );
         }
-        report(&args, &folder, &languages)?;
-        verify_ledger(&dir)
+        report(&status)?;
+        verify_ledger(dir)
     });
-    if args.stay && outcome.is_ok() {
-        if let Some(http) = dashboard {
-            println!(
-                "\nThe coordinator and its dashboard stay up: http://{http}/ (Ctrl-C to stop)"
-            );
-        }
+    if let Some(http) = stay
+        && outcome.is_ok()
+    {
+        println!("\nThe coordinator and its dashboard stay up: http://{http}/ (Ctrl-C to stop)");
         runtime.block_on(tokio::signal::ctrl_c())?;
     }
     // With --stay the coordinator only stops when told; otherwise it has ended by now.
-    let _ = wait_or_kill(&mut coordinator, Duration::from_secs(10));
-    outcome?;
-    if args.private {
-        print_privacy(args.rounds);
-    }
-    Ok(())
+    let _ = wait_or_kill(coordinator, Duration::from_secs(10));
+    outcome
 }
 
 /// What `--private` protected, in numbers, without overselling it.
@@ -285,7 +332,43 @@ fn write_community_data(
     Ok(())
 }
 
-fn spawn_logged(command: &mut Command, log: &Path) -> Result<Child> {
+/// Starts `harambee serve` on the federation in `dir`, its log in `coordinator.log` there.
+pub(crate) fn serve(exe: &Path, dir: &Path, stay: bool) -> Result<Child> {
+    let mut command = Command::new(exe);
+    command.arg("serve").arg(dir).args(["--linger-s", "2"]);
+    if stay {
+        command.arg("--stay");
+    }
+    spawn_logged(&mut command, &dir.join("coordinator.log"))
+}
+
+/// Starts `harambee join` as a member named `name` with a fresh key in `home` (where its log
+/// goes too) and its data at `data`.
+pub(crate) fn join(
+    exe: &Path,
+    folder: &FederationFolder,
+    home: &Path,
+    data: &Path,
+    name: &str,
+) -> Result<Child> {
+    fs::create_dir_all(home).with_context(|| format!("creating {}", home.display()))?;
+    let key = home.join("key.pem");
+    Identity::generate()?.save(&key)?;
+    spawn_logged(
+        Command::new(exe)
+            .arg("join")
+            .arg("--invite")
+            .arg(folder.invite_path())
+            .arg("--key")
+            .arg(&key)
+            .arg("--data")
+            .arg(data)
+            .args(["--name", name]),
+        &home.join("join.log"),
+    )
+}
+
+pub(crate) fn spawn_logged(command: &mut Command, log: &Path) -> Result<Child> {
     let file = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     command
         .stdin(Stdio::null())
@@ -295,7 +378,7 @@ fn spawn_logged(command: &mut Command, log: &Path) -> Result<Child> {
         .context("starting a harambee process")
 }
 
-fn wait_or_kill(child: &mut Child, patience: Duration) -> Result<()> {
+pub(crate) fn wait_or_kill(child: &mut Child, patience: Duration) -> Result<()> {
     let until = Instant::now() + patience;
     while Instant::now() < until {
         if child.try_wait()?.is_some() {
@@ -320,11 +403,20 @@ pub(crate) async fn status_client(invite: &Invite) -> Result<CoordinatorClient<C
     Ok(CoordinatorClient::new(channel))
 }
 
+/// What the demo prints about a completed round, and does after printing it.
+pub(crate) struct RoundReport<'a> {
+    /// The line for a completed round.
+    pub(crate) line: &'a dyn Fn(&v1::RoundStatus) -> String,
+    /// Called with each round once its line is printed.
+    pub(crate) after: &'a mut dyn FnMut(u64) -> Result<()>,
+}
+
 /// Polls the coordinator's status, drawing a bar per round, until the federation ends.
-async fn watch_progress(
+pub(crate) async fn watch_progress(
     invite: &Invite,
     rounds: u64,
     coordinator: &mut Child,
+    report: RoundReport<'_>,
 ) -> Result<v1::FederationStatus> {
     let mut client = status_client(invite).await?;
     let style = ProgressStyle::with_template(
@@ -365,16 +457,9 @@ async fn watch_progress(
             if let Some((_, b)) = bar.take() {
                 b.finish_and_clear();
             }
-            let accuracy = if r.accuracy >= 0.0 {
-                format!("{:5.1}%", 100.0 * r.accuracy)
-            } else {
-                "  n/a ".into()
-            };
-            println!(
-                "round {:>3}/{rounds}: {} updates, train loss {:.3}, accuracy on the communities' held-out text {accuracy}",
-                r.round, r.contributors, r.train_loss
-            );
+            println!("round {:>3}/{rounds}: {}", r.round, (report.line)(r));
             printed += 1;
+            (report.after)(r.round)?;
         }
         if over {
             if let Some((_, b)) = bar.take() {
@@ -412,7 +497,7 @@ fn report(args: &DemoArgs, folder: &FederationFolder, languages: &[Language]) ->
     let params = ParamSet::from_safetensors(&bytes)?;
     let workload = Workload::load(&SimConfig {
         dataset: DatasetName::Udhr,
-        data_dir: Some(args.data_dir.clone()),
+        data_dir: Some(args.data_dir()),
         ..SimConfig::default()
     })?;
     let task: &ModelTask = &config.model;
@@ -424,7 +509,7 @@ fn report(args: &DemoArgs, folder: &FederationFolder, languages: &[Language]) ->
         100.0 * eval.accuracy,
         eval.examples,
         languages.len(),
-        assign_languages(languages.len(), args.participants)[0].len()
+        assign_languages(languages.len(), args.participants())[0].len()
     );
     println!(
         "Final model: {} (safetensors, digest {})",

@@ -16,19 +16,19 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
     // The bundled 40-language corpus: the demo's languages are chosen, not all 532.
     let probe = SimConfig {
         dataset: DatasetName::Udhr,
-        data_dir: Some(args.data_dir.clone()),
+        data_dir: Some(args.data_dir()),
         ..SimConfig::default()
     };
     let workload = Workload::load(&probe)?;
     let languages = workload.languages.clone().unwrap_or_default();
     let config = SimConfig {
         data_dir: Some(workload.source.clone()),
-        rounds: args.rounds,
+        rounds: args.rounds(),
         seed: args.seed,
         out: Some(dir.clone()),
-        ..SimConfig::language_communities(args.participants, languages.len())
+        ..SimConfig::language_communities(args.participants(), languages.len())
     };
-    println!("{}", crate::demo::headline(args.participants, &languages));
+    println!("{}", crate::demo::headline(args.participants(), &languages));
     println!(
         "Each community keeps its own texts; only model parameters travel. Output: {}\n",
         dir.display()
@@ -65,7 +65,7 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
         .with_context(|| format!("writing {}", model.display()))?;
 
     crate::demo::print_language_table(&languages, summary.per_class.iter().map(|c| (c.1, c.2)));
-    let ids: Vec<ParticipantId> = (0..args.participants as u64).map(ParticipantId).collect();
+    let ids: Vec<ParticipantId> = (0..args.participants() as u64).map(ParticipantId).collect();
     let local = sim.local_baselines(&ids)?;
     let best_local = local
         .iter()

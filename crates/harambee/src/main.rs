@@ -10,6 +10,7 @@ mod bench;
 mod charter;
 mod cli;
 mod demo;
+mod demo_community;
 mod demo_sim;
 mod export;
 mod federation;

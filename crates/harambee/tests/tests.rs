@@ -263,6 +263,45 @@ fn the_simulated_demo_trains_languages_and_compares_with_local_training() {
     assert!(dir.path().join("model.safetensors").is_file());
 }
 
+/// `demo --community`: worker processes pool compute on the bundled plays; one leaves and one
+/// joins partway, and the ledger recomputes every DiLoCo round.
+#[test]
+fn the_community_demo_trains_on_while_a_worker_leaves_and_another_joins() {
+    let dir = tempfile::tempdir().unwrap();
+    let fed = dir.path().join("fed");
+    let out = harambee(&[
+        "demo",
+        "--community",
+        "--participants",
+        "2",
+        "--rounds",
+        "4",
+        "--dir",
+        fed.to_str().unwrap(),
+    ]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    for needle in [
+        "worker-1 left (killed)",
+        "worker-2 joined",
+        "round   4/4",
+        "4 of 4 rounds recomputed",
+        "Signed tree head: size",
+    ] {
+        assert!(t.contains(needle), "missing {needle}: {t}");
+    }
+    let released: f64 = t
+        .split("Released model: ")
+        .nth(1)
+        .and_then(|rest| rest.split(" nats").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    // A uniform guess over the 96 characters costs ln 96 = 4.56 nats.
+    assert!(released < 3.5, "{t}");
+    let charter = std::fs::read_to_string(fed.join("charter.toml")).unwrap();
+    assert!(charter.contains("mode = \"community\""), "{charter}");
+}
+
 /// README command 1: a coordinator and participant processes over gRPC with TLS.
 #[test]
 fn the_demo_runs_a_networked_federation_of_processes() {

@@ -830,23 +830,28 @@ impl Driver {
             .state
             .closed_rounds()
             .map_err(|e| Status::internal(e.to_string()))?;
+        let evaluations: std::collections::HashMap<u64, harambee_store::RoundEvaluation> = self
+            .state
+            .round_evaluations()
+            .map_err(|e| Status::internal(e.to_string()))?
+            .into_iter()
+            .map(|e| (e.round, e))
+            .collect();
         let completed = rounds
             .iter()
             .map(|r| {
-                Ok(v1::RoundStatus {
+                // A round's result is evaluated by the next round's participants.
+                let evaluation = evaluations.get(&r.round);
+                v1::RoundStatus {
                     round: r.round,
                     contributors: r.contributors,
                     global_digest: r.global_digest.0.to_vec(),
-                    // A round's result is evaluated by the next round's participants.
-                    accuracy: self
-                        .state
-                        .round_accuracy(r.round)
-                        .map_err(|e| Status::internal(e.to_string()))?
-                        .unwrap_or(-1.0),
+                    accuracy: evaluation.map_or(-1.0, |e| e.accuracy),
                     train_loss: r.train_loss,
-                })
+                    validation_loss: evaluation.and_then(|e| e.loss).unwrap_or(-1.0),
+                }
             })
-            .collect::<Result<Vec<_>, Status>>()?;
+            .collect::<Vec<_>>();
         let board = self.board.borrow();
         let error = self
             .core

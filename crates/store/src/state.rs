@@ -176,8 +176,6 @@ pub trait StateStore: Send + Sync {
         accuracy: f64,
         loss: f64,
     ) -> Result<(), StoreError>;
-    /// The example-weighted mean accuracy reported for a round, if any was.
-    fn round_accuracy(&self, round: u64) -> Result<Option<f64>, StoreError>;
     /// Every evaluated round's example-weighted mean accuracy and loss, by round.
     fn round_evaluations(&self) -> Result<Vec<RoundEvaluation>, StoreError>;
     /// Records a steward's request; `false` (and nothing stored) when its nonce was used
@@ -610,17 +608,6 @@ impl StateStore for SqliteState {
                 ],
             )?;
             Ok(())
-        })
-    }
-
-    fn round_accuracy(&self, round: u64) -> Result<Option<f64>, StoreError> {
-        self.with(|c| {
-            c.query_row(
-                "SELECT SUM(accuracy * examples) / SUM(examples) FROM evaluations
-                 WHERE round = ?1 AND examples > 0",
-                [to_i64(round)],
-                |r| r.get(0),
-            )
         })
     }
 

@@ -184,10 +184,10 @@ mod state {
     fn evaluations_are_weighted_by_examples() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteState::open(&dir.path().join("s.db")).unwrap();
-        assert_eq!(s.round_accuracy(1).unwrap(), None);
+        assert!(s.round_evaluations().unwrap().is_empty());
         s.record_evaluation(1, 0, 10, 1.0, 2.0).unwrap();
         s.record_evaluation(1, 1, 30, 0.0, 6.0).unwrap();
-        assert!((s.round_accuracy(1).unwrap().unwrap() - 0.25).abs() < 1e-12);
+        assert!((s.round_evaluations().unwrap()[0].accuracy - 0.25).abs() < 1e-12);
         s.record_evaluation(3, 0, 10, 0.5, 1.0).unwrap();
         s.record_evaluation(2, 0, 0, 0.9, 1.0).unwrap();
         let by_round: Vec<(u64, f64, Option<f64>)> = s
