@@ -23,20 +23,9 @@ use crate::{Dataset, Features, LearnError, Split, Trainer};
 /// The byte alphabet's size.
 pub const VOCAB: usize = 256;
 
-/// Names of the 256 byte values: the character for printable ASCII, `0xNN` otherwise.
-pub fn alphabet() -> Vec<String> {
-    (0..=255u8)
-        .map(|b| {
-            if b.is_ascii_graphic() || b == b' ' {
-                char::from(b).to_string()
-            } else {
-                format!("0x{b:02x}")
-            }
-        })
-        .collect()
-}
-
-/// The corpus as labelled byte chunks of `context + 1`, every tenth of each language held out.
+/// The corpus as byte chunks of `context + 1` labelled by language (the datasets' classes are
+/// the language codes, so partitions by class deal languages), every tenth chunk of each
+/// language held out.
 pub fn byte_split(corpus: &Corpus, context: usize) -> Split {
     let step = context.max(1);
     let (mut train, mut held) = (Chunks::default(), Chunks::default());
@@ -48,9 +37,10 @@ pub fn byte_split(corpus: &Corpus, context: usize) -> Split {
             target.push(&text[s..s + step + 1], label as u32);
         }
     }
+    let codes: Vec<String> = corpus.languages.iter().map(|l| l.code.clone()).collect();
     Split {
-        train: Arc::new(train.into_dataset()),
-        test: Arc::new(held.into_dataset()),
+        train: Arc::new(train.into_dataset(codes.clone())),
+        test: Arc::new(held.into_dataset(codes)),
     }
 }
 
@@ -84,7 +74,7 @@ impl Chunks {
         self.labels.push(label);
     }
 
-    fn into_dataset(mut self) -> Dataset {
+    fn into_dataset(mut self, class_names: Vec<String>) -> Dataset {
         if self.offsets.is_empty() {
             self.offsets.push(0);
         }
@@ -95,7 +85,7 @@ impl Chunks {
                 ids: self.ids,
             },
             labels: self.labels,
-            class_names: alphabet(),
+            class_names,
         }
     }
 }

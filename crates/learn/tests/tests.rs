@@ -674,6 +674,28 @@ mod multilingual {
     }
 
     #[test]
+    fn the_classes_are_the_languages_so_a_natural_split_deals_languages() {
+        let corpus = corpus();
+        let split = byte_split(&corpus, CONTEXT);
+        assert_eq!(split.train.class_names, ["swh", "hin"]);
+        let parts = Partition::Natural {
+            classes_per_participant: 1,
+        }
+        .split(&split.train, 2, 3)
+        .unwrap();
+        let mut held: Vec<u32> = parts
+            .iter()
+            .map(|part| {
+                let first = split.train.labels[part[0]];
+                assert!(part.iter().all(|&i| split.train.labels[i] == first));
+                first
+            })
+            .collect();
+        held.sort_unstable();
+        assert_eq!(held, [0, 1], "each community holds one whole language");
+    }
+
+    #[test]
     fn a_region_stands_for_all_its_languages() {
         let india = load_corpus(&repo_data("udhr"), Some(&["india".to_string()])).unwrap();
         assert_eq!(india.languages.len(), 10);

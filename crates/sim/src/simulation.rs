@@ -367,8 +367,12 @@ impl Simulation {
 
     fn summary(&self, progress: Progress) -> Summary {
         let names = &self.workload.split.test.class_names;
+        // A language model's per-class figures are per next symbol; they name the classes
+        // only where the alphabet is the label set (the plays), not where labels are
+        // languages (udhr-text, which reports per language instead).
         let per_class = progress
             .last_eval
+            .filter(|e| e.per_class.len() == names.len())
             .map(|e| {
                 e.per_class
                     .iter()
