@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    COMMUNITIES, LANGUAGES, corpus, harambee, join_command, read, spawn, wait_exit, wait_for,
+    COMMUNITIES, LANGUAGES, corpus, harambee, join_community, read, spawn, wait_exit, wait_for,
 };
 use harambee_dashboard::DashboardClient;
 use harambee_dashboard::api::{CurrentRound, Member, Phase, RoundPage, TreeHeadInfo};
@@ -108,14 +108,10 @@ impl Federation {
     }
 
     fn join(&self, k: usize) -> Child {
-        let home = self.root.path().join(format!("p{k}"));
-        let mut command = join_command(
-            &self.fed(),
-            &home.join("key.pem"),
-            &home.join("data"),
-            &format!("p{k}"),
-        );
-        spawn(&mut command, &self.log(&format!("p{k}")))
+        spawn(
+            &mut join_community(self.root.path(), k),
+            &self.log(&format!("p{k}")),
+        )
     }
 
     fn state(&self) -> SqliteState {

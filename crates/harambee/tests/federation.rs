@@ -5,7 +5,7 @@
 mod common;
 
 use common::{
-    COMMUNITIES, LANGUAGES, corpus, harambee, join_command, read, spawn, wait_exit, wait_for,
+    COMMUNITIES, LANGUAGES, corpus, harambee, join_community, read, spawn, wait_exit, wait_for,
 };
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -111,13 +111,7 @@ impl Federation {
     /// `harambee join` for community `k`; returns once it has enrolled, so that enrolment
     /// order (and so participant ids) is the same in every run.
     fn join(&self, k: usize, extra: &[&str]) -> Child {
-        let home = self.root.path().join(format!("p{k}"));
-        let mut command = join_command(
-            &self.fed(),
-            &home.join("key.pem"),
-            &home.join("data"),
-            &format!("p{k}"),
-        );
+        let mut command = join_community(self.root.path(), k);
         command.args(extra);
         let log = self.log(&format!("p{k}"));
         let child = spawn(&mut command, &log);

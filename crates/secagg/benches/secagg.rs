@@ -1,8 +1,12 @@
 //! Cost of secure aggregation's hot parts: the mask stream and a whole round.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::keys_and_shares;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use harambee_secagg::{Client, Config, Server};
+use harambee_secagg::Config;
 use rand::SeedableRng;
 
 /// The 2NN's parameter count (784·200 + 200 + 200·200 + 200 + 200·10 + 10).
@@ -17,19 +21,7 @@ fn round(c: &mut Criterion) {
         group.bench_function(format!("round_{n}_participants_2nn"), |b| {
             b.iter(|| {
                 let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
-                let mut server = Server::new(config.clone()).unwrap();
-                let mut clients: Vec<Client> = (0..n)
-                    .map(|i| Client::new(config.clone(), i, &mut rng).unwrap())
-                    .collect();
-                for c in &mut clients {
-                    server.receive_keys(c.advertise().unwrap()).unwrap();
-                }
-                let rosters = server.close_keys().unwrap();
-                for c in &mut clients {
-                    let sealed = c.share_keys(&rosters[&c.id()], &mut rng).unwrap();
-                    server.receive_shares(c.id(), sealed).unwrap();
-                }
-                let inboxes = server.close_shares().unwrap();
+                let (mut clients, mut server, inboxes) = keys_and_shares(&config, &mut rng);
                 let input = vec![7u32; DIM];
                 for c in &mut clients {
                     server

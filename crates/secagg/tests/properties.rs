@@ -1,8 +1,11 @@
 //! Property tests: Shamir sharing, mask cancellation, and the decoder of untrusted shares.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::keys_and_shares;
 use harambee_secagg::shamir::{self, MODULUS, ShamirError, Share};
-use harambee_secagg::{Client, Config, FixedPoint, Server, SharePair};
+use harambee_secagg::{Config, FixedPoint, SharePair};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -66,17 +69,7 @@ proptest! {
         config.min_survivors = config.threshold;
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let inputs: Vec<Vec<u32>> = (0..n).map(|_| (0..dim).map(|_| rand::Rng::random(&mut rng)).collect()).collect();
-        let mut clients: Vec<Client> = (0..n).map(|i| Client::new(config.clone(), i, &mut rng).unwrap()).collect();
-        let mut server = Server::new(config.clone()).unwrap();
-        for c in &mut clients {
-            server.receive_keys(c.advertise().unwrap()).unwrap();
-        }
-        let rosters = server.close_keys().unwrap();
-        for c in &mut clients {
-            let sealed = c.share_keys(&rosters[&c.id()], &mut rng).unwrap();
-            server.receive_shares(c.id(), sealed).unwrap();
-        }
-        let inboxes = server.close_shares().unwrap();
+        let (mut clients, mut server, inboxes) = keys_and_shares(&config, &mut rng);
         // Drop whoever the bits say, but never so many that the round must fail.
         let most = (n - config.min_survivors) as usize;
         let dropped: Vec<u32> = (0..n).filter(|i| drop_mask >> i & 1 == 1).take(most).collect();

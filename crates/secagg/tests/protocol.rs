@@ -2,7 +2,11 @@
 //! threshold, tampering, and what the server gets to see.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
+
+use common::{Inboxes, keys_and_shares};
 
 use harambee_secagg::{Client, Config, SecAggError, Server, Sum, Survivors};
 use rand::{Rng, SeedableRng};
@@ -253,24 +257,9 @@ fn the_server_sees_masked_vectors_unlike_the_inputs() {
 /// clients, the server and each client's inbox, ready for step 3.
 fn shared_round(n: u32, session: u8, dimension: usize) -> (Config, Vec<Client>, Server, Inboxes) {
     let config = Config::recommended([session; 32], n, dimension);
-    let mut rng = ChaCha20Rng::seed_from_u64(11);
-    let mut clients: Vec<Client> = (0..n)
-        .map(|i| Client::new(config.clone(), i, &mut rng).unwrap())
-        .collect();
-    let mut server = Server::new(config.clone()).unwrap();
-    for c in &mut clients {
-        server.receive_keys(c.advertise().unwrap()).unwrap();
-    }
-    let rosters = server.close_keys().unwrap();
-    for c in &mut clients {
-        let sealed = c.share_keys(&rosters[&c.id()], &mut rng).unwrap();
-        server.receive_shares(c.id(), sealed).unwrap();
-    }
-    let inboxes = server.close_shares().unwrap();
+    let (clients, server, inboxes) = keys_and_shares(&config, &mut ChaCha20Rng::seed_from_u64(11));
     (config, clients, server, inboxes)
 }
-
-type Inboxes = std::collections::BTreeMap<u32, Vec<harambee_secagg::SealedShare>>;
 
 #[test]
 fn altered_misdirected_or_replayed_shares_are_refused() {

@@ -108,6 +108,18 @@ pub(crate) fn join_command(fed: &Path, key: &Path, data: &Path, name: &str) -> C
     command
 }
 
+/// `harambee join` for community `k` of the federation at `root/fed`: its key, data and name
+/// under `root/p{k}`, as the process tests lay them out.
+pub(crate) fn join_community(root: &Path, k: usize) -> Command {
+    let home = root.join(format!("p{k}"));
+    join_command(
+        &root.join("fed"),
+        &home.join("key.pem"),
+        &home.join("data"),
+        &format!("p{k}"),
+    )
+}
+
 /// Spawns a command with its output (and `RUST_LOG=info`) in `log`.
 pub(crate) fn spawn(command: &mut Command, log: &Path) -> Child {
     let file = fs::File::create(log).unwrap();
