@@ -55,6 +55,10 @@ pub struct Coordinator {
     /// could not reopen at once (too few participants, or paused) must not reuse an attempt
     /// number, because updates are recorded per (round, attempt).
     next_attempt: u32,
+    /// Members selected for an attempt that ended without a word from them. They are chosen
+    /// only when too few others are left, until they deliver or call again: a swarm of
+    /// silent members (a Sybil with an invite) cannot keep rounds from reaching their quorum.
+    silent: BTreeSet<ParticipantId>,
 }
 
 impl Coordinator {
@@ -72,6 +76,7 @@ impl Coordinator {
             now: Tick(0),
             paused: false,
             next_attempt: 0,
+            silent: BTreeSet::new(),
         }
     }
 
@@ -163,6 +168,7 @@ impl Coordinator {
         }
         let outcome = match event {
             Event::Enrol(p) => {
+                self.silent.remove(&p);
                 if self.participants.insert(p) {
                     EventOutcome::Enrolled
                 } else {
@@ -192,6 +198,7 @@ impl Coordinator {
             } => match self.validate(round, &result) {
                 Ok(()) => {
                     if let Phase::Training(open) = &mut self.phase {
+                        self.silent.remove(&result.participant);
                         open.results.insert(result.participant, (result, digest));
                     }
                     EventOutcome::Accepted
@@ -240,6 +247,7 @@ impl Coordinator {
         }
         for p in &open.selected {
             if !open.results.contains_key(p) && !open.failures.contains_key(p) {
+                self.silent.insert(*p);
                 open.failures.insert(
                     *p,
                     Failure {
@@ -280,6 +288,11 @@ impl Coordinator {
     /// The current global parameters.
     pub fn global(&self) -> &Arc<ParamSet> {
         &self.global
+    }
+
+    /// Rounds closed so far: the results a participant can have evaluated.
+    pub fn completed(&self) -> u64 {
+        self.next_round.saturating_sub(1)
     }
 
     /// The round that is open, if one is.
@@ -414,16 +427,26 @@ impl Coordinator {
 
     fn open_round_now(&mut self, attempt: u32) {
         let round = self.next_round;
-        let available: Vec<ParticipantId> = self.participants.iter().copied().collect();
+        let everyone = self.participants.len();
         let wanted = self
             .strategy
-            .sample_size(available.len())
-            .clamp(1, available.len());
+            .sample_size(everyone)
+            .clamp(1, everyone.max(1));
+        let (responsive, silent): (Vec<ParticipantId>, Vec<ParticipantId>) = self
+            .participants
+            .iter()
+            .partition(|p| !self.silent.contains(p));
         let mut rng = ChaCha20Rng::seed_from_u64(selection_seed(self.config.seed, round, attempt));
-        let mut chosen: Vec<ParticipantId> = index::sample(&mut rng, available.len(), wanted)
-            .into_iter()
-            .map(|i| available[i])
-            .collect();
+        let mut sample = |pool: &[ParticipantId], n: usize| -> Vec<ParticipantId> {
+            index::sample(&mut rng, pool.len(), n.min(pool.len()))
+                .into_iter()
+                .map(|i| pool[i])
+                .collect()
+        };
+        // Members who answer first; silent ones only fill the places left.
+        let mut chosen = sample(&responsive, wanted);
+        let missing = wanted - chosen.len();
+        chosen.extend(sample(&silent, missing));
         chosen.sort();
         self.open_with(attempt, chosen);
     }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use harambee_identity::{Identity, UpdateStatement};
 use harambee_params::{Digest, Encoding, Layout};
+use harambee_proto::auth::{self, method};
 use harambee_proto::{CoordinatorClient, Invite, v1};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
@@ -37,12 +38,17 @@ async fn participant(invite: Arc<Invite>, latencies: Arc<Mutex<Vec<Duration>>>) 
     let key = me.public().to_bytes().to_vec();
     let mut c = client(&invite);
     let spec = c
-        .enrol(v1::EnrolRequest {
-            public_key: key.clone(),
-            invite_token: invite.token.clone(),
-            name: String::new(),
-            signature: me.sign_enrolment(&invite.federation_id).to_vec(),
-        })
+        .enrol(call(
+            &me,
+            &invite.federation_id,
+            method::ENROL,
+            v1::EnrolRequest {
+                public_key: key.clone(),
+                invite_token: invite.token.clone(),
+                name: String::new(),
+                signature: me.sign_enrolment(&invite.federation_id).to_vec(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -58,12 +64,17 @@ async fn participant(invite: Arc<Invite>, latencies: Arc<Mutex<Vec<Duration>>>) 
     let mut done = (0, 0);
     loop {
         let task = c
-            .get_task(v1::TaskRequest {
-                public_key: key.clone(),
-                after_round: done.0,
-                after_attempt: done.1,
-                wait_ms: 20_000,
-            })
+            .get_task(call(
+                &me,
+                &invite.federation_id,
+                method::GET_TASK,
+                v1::TaskRequest {
+                    public_key: key.clone(),
+                    after_round: done.0,
+                    after_attempt: done.1,
+                    wait_ms: 20_000,
+                },
+            ))
             .await
             .unwrap()
             .into_inner();
@@ -75,11 +86,16 @@ async fn participant(invite: Arc<Invite>, latencies: Arc<Mutex<Vec<Duration>>>) 
         }
         done = (task.round, task.attempt);
         let mut stream = c
-            .fetch_parameters(v1::FetchRequest {
-                public_key: key.clone(),
-                digest: task.base_digest.clone(),
-                offset: 0,
-            })
+            .fetch_parameters(call(
+                &me,
+                &invite.federation_id,
+                method::FETCH_PARAMETERS,
+                v1::FetchRequest {
+                    public_key: key.clone(),
+                    digest: task.base_digest.clone(),
+                    offset: 0,
+                },
+            ))
             .await
             .unwrap()
             .into_inner();
@@ -110,14 +126,20 @@ async fn participant(invite: Arc<Invite>, latencies: Arc<Mutex<Vec<Duration>>>) 
             total_bytes: data.len() as u64,
             signature: signed.signature.to_vec(),
         };
+        let body = auth::body_digest(&header);
         let parts = [
             v1::update_chunk::Part::Header(header),
             v1::update_chunk::Part::Data(data),
         ];
         let started = Instant::now();
+        let stream = tokio_stream::iter(parts.map(|p| v1::UpdateChunk { part: Some(p) }));
         let reply = c
-            .submit_update(tokio_stream::iter(
-                parts.map(|p| v1::UpdateChunk { part: Some(p) }),
+            .submit_update(auth::prove(
+                &me,
+                &invite.federation_id,
+                method::SUBMIT_UPDATE,
+                body,
+                stream,
             ))
             .await;
         match reply {
@@ -127,6 +149,16 @@ async fn participant(invite: Arc<Invite>, latencies: Arc<Mutex<Vec<Duration>>>) 
             Err(s) => panic!("upload failed: {s:?}"),
         }
     }
+}
+
+/// A unary request signed by `id`: every call proves its sender.
+fn call<M: prost::Message>(
+    id: &Identity,
+    federation: &str,
+    method: &str,
+    m: M,
+) -> tonic::Request<M> {
+    auth::signed(id, federation, method, m)
 }
 
 fn peak_rss_mb(pid: u32) -> Option<f64> {

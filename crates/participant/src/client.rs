@@ -8,6 +8,7 @@ use harambee_learn::{
     DataKind, InnerState, ModelKind, ModelTask, Optimizer, Split, Trainer, participant_seed,
 };
 use harambee_params::{Digest, Encoding, Layout, ParamSet};
+use harambee_proto::auth::{body_digest, method};
 use harambee_proto::{CHUNK_BYTES, CoordinatorClient, Invite, v1};
 use harambee_strategy::FitConfig;
 use tokio_stream::StreamExt;
@@ -63,9 +64,12 @@ fn transient(status: &Status) -> bool {
     )
 }
 
+#[derive(Clone)]
 pub(crate) struct Session {
     client: CoordinatorClient<Channel>,
-    pub(crate) identity: Identity,
+    pub(crate) identity: Arc<Identity>,
+    /// The federation every call's proof names.
+    federation: String,
     give_up_after: Duration,
 }
 
@@ -105,6 +109,22 @@ impl Session {
     pub(crate) fn key(&self) -> Vec<u8> {
         self.identity.public().to_bytes().to_vec()
     }
+
+    /// `inner` as a request that proves this member makes the call now (see
+    /// [`harambee_proto::auth::prove`]); each retry signs anew.
+    pub(crate) fn prove<T>(&self, method: &str, body: [u8; 32], inner: T) -> tonic::Request<T> {
+        harambee_proto::auth::prove(&self.identity, &self.federation, method, body, inner)
+    }
+
+    /// A copy for a spawned task (the key is shared, not copied).
+    pub(crate) fn for_task(&self) -> Session {
+        self.clone()
+    }
+
+    /// A unary request with its proof (see [`Session::prove`]).
+    pub(crate) fn signed<M: prost::Message>(&self, method: &str, message: M) -> tonic::Request<M> {
+        self.prove(method, body_digest(&message), message)
+    }
 }
 
 pub(crate) enum RetryError {
@@ -131,8 +151,14 @@ fn channel(options: &JoinOptions) -> Result<Channel, ParticipantError> {
         .unwrap_or_else(|| options.invite.coordinator.clone());
     let url = if options.insecure {
         url.replacen("https://", "http://", 1)
-    } else {
+    } else if url.starts_with("https://") {
         url
+    } else {
+        // Never fall back to clear text on a URL's say-so: the update, the key's calls and
+        // the model would all travel readable and alterable.
+        return Err(ParticipantError::Setup(format!(
+            "coordinator {url}: only https:// is used; pass --insecure to speak plain text to an --insecure coordinator"
+        )));
     };
     let bad =
         |e: tonic::transport::Error| ParticipantError::Setup(format!("coordinator {url}: {e}"));
@@ -203,7 +229,8 @@ pub async fn join(options: JoinOptions) -> Result<JoinReport, ParticipantError> 
         client: CoordinatorClient::new(channel(&options)?)
             .max_decoding_message_size(2 * CHUNK_BYTES)
             .max_encoding_message_size(2 * CHUNK_BYTES),
-        identity: options.identity,
+        identity: Arc::new(options.identity),
+        federation: options.invite.federation_id.clone(),
         give_up_after: options.give_up_after,
     };
     let federation = options.invite.federation_id.clone();
@@ -215,7 +242,7 @@ pub async fn join(options: JoinOptions) -> Result<JoinReport, ParticipantError> 
     };
     let reply = session
         .retry("enrolment", |mut c| {
-            let r = enrol.clone();
+            let r = session.signed(method::ENROL, enrol.clone());
             async move { c.enrol(r).await.map(tonic::Response::into_inner) }
         })
         .await
@@ -274,7 +301,7 @@ pub async fn join(options: JoinOptions) -> Result<JoinReport, ParticipantError> 
         };
         let next = session
             .retry("a task", |mut c| {
-                let r = request.clone();
+                let r = session.signed(method::GET_TASK, request.clone());
                 async move { c.get_task(r).await.map(tonic::Response::into_inner) }
             })
             .await
@@ -397,7 +424,11 @@ impl RoundContext<'_> {
         let result = self
             .session
             .retry("the update", |mut c| {
-                let stream = update_stream(header.clone(), Arc::clone(&bytes));
+                let stream = self.session.prove(
+                    method::SUBMIT_UPDATE,
+                    body_digest(&header),
+                    update_stream(header.clone(), Arc::clone(&bytes)),
+                );
                 async move {
                     c.submit_update(stream)
                         .await
@@ -438,14 +469,17 @@ impl RoundContext<'_> {
     /// Tells the coordinator every few seconds that this participant is alive, so long
     /// local training is not mistaken for a vanished participant.
     fn heartbeat_while_training(&self) -> tokio::task::JoinHandle<()> {
-        let mut client = self.session.client.clone();
-        let key = self.session.key();
+        let session = self.session.for_task();
         tokio::spawn(async move {
+            let mut client = session.client.clone();
             loop {
                 tokio::time::sleep(Duration::from_secs(10)).await;
-                let beat = v1::HeartbeatRequest {
-                    public_key: key.clone(),
-                };
+                let beat = session.signed(
+                    method::HEARTBEAT,
+                    v1::HeartbeatRequest {
+                        public_key: session.key(),
+                    },
+                );
                 if let Err(s) = client.heartbeat(beat).await {
                     tracing::debug!(error = s.message(), "heartbeat not delivered");
                 }
@@ -463,11 +497,14 @@ impl RoundContext<'_> {
         let fetched = self
             .session
             .retry("the parameters", |mut c| {
-                let request = v1::FetchRequest {
-                    public_key: key.clone(),
-                    digest: want.0.to_vec(),
-                    offset: 0,
-                };
+                let request = self.session.signed(
+                    method::FETCH_PARAMETERS,
+                    v1::FetchRequest {
+                        public_key: key.clone(),
+                        digest: want.0.to_vec(),
+                        offset: 0,
+                    },
+                );
                 let layout = layout.clone();
                 async move {
                     let mut stream = c.fetch_parameters(request).await?.into_inner();
@@ -531,6 +568,7 @@ impl RoundContext<'_> {
             loss: eval.loss,
         };
         let mut client = self.session.client.clone();
+        let report = self.session.signed(method::REPORT_EVALUATION, report);
         if let Err(s) = client.report_evaluation(report).await {
             tracing::debug!(
                 round,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use harambee_identity::{PublicKey, UpdateStatement};
 use harambee_params::{Digest, ParamSet};
+use harambee_proto::auth::{body_digest, method};
 use harambee_proto::secagg::{self as wire, signing_bytes, step};
 use harambee_proto::{CHUNK_BYTES, v1};
 use harambee_secagg::{Client, FixedPoint, KeyAdvert, Survivors};
@@ -238,7 +239,7 @@ impl StepCall<'_> {
         };
         self.session
             .retry("a secure-aggregation step", |mut c| {
-                let r = request.clone();
+                let r = self.session.signed(method::SEC_AGG_STEP, request.clone());
                 async move { c.sec_agg_step(r).await.map(tonic::Response::into_inner) }
             })
             .await
@@ -274,7 +275,11 @@ async fn send_masked(
     };
     let reply = session
         .retry("the masked update", |mut c| {
-            let stream = masked_stream(header.clone(), Arc::clone(&bytes));
+            let stream = session.prove(
+                method::SEC_AGG_MASKED,
+                body_digest(&header),
+                masked_stream(header.clone(), Arc::clone(&bytes)),
+            );
             async move {
                 c.sec_agg_masked(stream)
                     .await

@@ -49,6 +49,26 @@ impl Invite {
             reason,
         };
         let text = toml::to_string_pretty(self).map_err(|e| err(e.to_string()))?;
-        std::fs::write(path, text).map_err(|e| err(e.to_string()))
+        write_private(path, text.as_bytes()).map_err(|e| err(e.to_string()))
     }
+}
+
+/// Writes a file that only its owner may read: an invite holds the secret that admits a
+/// member, so it must not be left readable by every user of the steward's machine.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        options.mode(0o600);
+        // An existing file keeps its mode through `open`: narrow it first.
+        if path.exists() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }

@@ -24,6 +24,8 @@ pub fn chunks(bytes: &[u8], offset: usize) -> impl Iterator<Item = (usize, &[u8]
         .map(move |(i, c)| (start + i * CHUNK_BYTES, c))
 }
 
+pub mod auth;
 mod invite;
 pub mod secagg;
+pub use auth::{CallProof, ProofError};
 pub use invite::{Invite, InviteError};

@@ -108,6 +108,23 @@ pub struct Limits {
     /// Under secure aggregation: how long each protocol step after the first waits for
     /// participants before it closes without them.
     pub secagg_step_s: f64,
+    /// The largest sample count one update may claim (its FedAvg weight) and the most
+    /// examples one evaluation report may name. Bounded so that no participant can overflow
+    /// a sum or outweigh the federation by a number alone.
+    pub max_samples: u64,
+    /// Members the coordinator enrols at most: a Sybil with an invite cannot flood it.
+    pub max_participants: u64,
+    /// How far a call's timestamp may be from the coordinator's clock, in seconds; calls are
+    /// refused as replays within this window too.
+    pub clock_skew_s: f64,
+    /// Connections served at once; more are closed as they arrive.
+    pub max_connections: usize,
+    /// Concurrent calls (HTTP/2 streams) on one connection.
+    pub max_streams_per_connection: u32,
+    /// Seconds a client has to finish its TLS handshake.
+    pub handshake_timeout_s: f64,
+    /// Seconds any one call may last (a long poll, an upload), after which it is cut.
+    pub request_timeout_s: f64,
 }
 
 impl Default for Limits {
@@ -120,6 +137,13 @@ impl Default for Limits {
             keep_update_rounds: None,
             liveness_timeout_s: 90.0,
             secagg_step_s: 20.0,
+            max_samples: 10_000_000,
+            max_participants: 10_000,
+            clock_skew_s: 300.0,
+            max_connections: 4096,
+            max_streams_per_connection: 64,
+            handshake_timeout_s: 10.0,
+            request_timeout_s: 600.0,
         }
     }
 }
@@ -172,6 +196,35 @@ impl FederationConfig {
         }
         if !(self.limits.liveness_timeout_s.is_finite() && self.limits.liveness_timeout_s > 0.0) {
             return bad("limits.liveness_timeout_s must be positive".into());
+        }
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if !(positive(self.limits.clock_skew_s)
+            && positive(self.limits.handshake_timeout_s)
+            && positive(self.limits.request_timeout_s))
+        {
+            return bad(
+                "limits.clock_skew_s, handshake_timeout_s and request_timeout_s must be positive"
+                    .into(),
+            );
+        }
+        if self.limits.request_timeout_s * 1000.0 <= f64::from(self.limits.max_wait_ms) {
+            return bad("limits.request_timeout_s must be longer than limits.max_wait_ms".into());
+        }
+        // Sample counts are summed in u64 and weighted in f64: keep each one exact in f64 and
+        // any sum of them far from overflowing.
+        if self.limits.max_samples == 0 || self.limits.max_samples > 1 << 40 {
+            return bad("limits.max_samples must be between 1 and 2^40".into());
+        }
+        if self.limits.max_participants < self.rounds.min_participants as u64 {
+            return bad(format!(
+                "limits.max_participants ({}) is below rounds.min_participants ({})",
+                self.limits.max_participants, self.rounds.min_participants
+            ));
+        }
+        if self.limits.max_connections == 0 || self.limits.max_streams_per_connection == 0 {
+            return bad(
+                "limits.max_connections and max_streams_per_connection must be at least 1".into(),
+            );
         }
         if self.limits.max_message_bytes < harambee_proto::CHUNK_BYTES + 4096 {
             return bad(format!(

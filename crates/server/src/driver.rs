@@ -403,6 +403,23 @@ impl Driver {
         Ok((index, number))
     }
 
+    /// Whether `key` may send a masked update for (`round`, `attempt`) now: checked before
+    /// a single byte of it is read.
+    pub(crate) fn check_masked_caller(
+        &mut self,
+        key: &[u8; 32],
+        round: u64,
+        attempt: u32,
+    ) -> Result<(), Status> {
+        let id = self.participant(key)?;
+        let secure = self.secure_round(round, attempt)?;
+        secure.index_of(id).map(|_| ()).ok_or_else(|| {
+            Status::permission_denied(format!(
+                "participant {id} was not selected for round {round}"
+            ))
+        })
+    }
+
     /// Step 3 of secure aggregation: a masked update with its signed commitment.
     pub(crate) fn secagg_masked(
         &mut self,
@@ -566,12 +583,17 @@ impl Driver {
     }
 
     /// Enrols a key that proved it holds its secret half.
-    pub(crate) fn enrol(
-        &mut self,
-        key: &PublicKey,
-        name: &str,
-    ) -> Result<ParticipantId, ServerError> {
-        let (record, new) = self.state.enrol(&key.to_bytes(), name)?;
+    pub(crate) fn enrol(&mut self, key: &PublicKey, name: &str) -> Result<ParticipantId, Status> {
+        let max = self.config.limits.max_participants;
+        if !self.keys.contains_key(&key.to_bytes()) && self.keys.len() as u64 >= max {
+            return Err(Status::resource_exhausted(format!(
+                "the federation is full: it enrols at most {max} members (limits.max_participants)"
+            )));
+        }
+        let (record, new) = self
+            .state
+            .enrol(&key.to_bytes(), name)
+            .map_err(|e| self.storage_failed(e.into()))?;
         let id = ParticipantId(record.id);
         self.keys.insert(record.public_key, id);
         self.names.insert(record.id, record.name);
@@ -581,8 +603,14 @@ impl Driver {
         if new {
             tracing::info!(participant = id.0, name, "enrolled");
         }
-        self.process_actions()?;
+        self.process_actions().map_err(|e| self.storage_failed(e))?;
         Ok(id)
+    }
+
+    /// Whether a key is enrolled (removed members too: their calls are refused later, by
+    /// name).
+    pub(crate) fn is_enrolled(&self, key: &[u8; 32]) -> bool {
+        self.keys.contains_key(key)
     }
 
     /// The participant behind a key, or why there is none.
@@ -689,6 +717,13 @@ impl Driver {
         let encoding: Encoding = h.encoding.parse().map_err(|_| {
             Status::invalid_argument(format!("unknown encoding {:?}; use f32 or f16", h.encoding))
         })?;
+        let max = self.config.limits.max_samples;
+        if h.num_samples == 0 || h.num_samples > max {
+            return Err(Status::out_of_range(format!(
+                "num_samples {} is outside 1..={max} (limits.max_samples)",
+                h.num_samples
+            )));
+        }
         let expected = (self.layout.num_values() * encoding.bytes_per_value()) as u64;
         if h.total_bytes != expected {
             return Err(Status::invalid_argument(format!(
@@ -811,6 +846,21 @@ impl Driver {
     /// Records a participant's evaluation of a round's result.
     pub(crate) fn evaluation(&mut self, r: &v1::EvaluationReport) -> Result<(), Status> {
         let id = self.participant(&r.public_key)?;
+        let max = self.config.limits.max_samples;
+        if r.examples == 0 || r.examples > max {
+            return Err(Status::out_of_range(format!(
+                "examples {} is outside 1..={max} (limits.max_samples)",
+                r.examples
+            )));
+        }
+        // Only a model that exists can be evaluated: a round already closed.
+        let closed = self.core.completed();
+        if r.round == 0 || r.round > closed {
+            return Err(Status::out_of_range(format!(
+                "round {} is not a closed round (1..={closed})",
+                r.round
+            )));
+        }
         if !(r.accuracy.is_finite() && (0.0..=1.0).contains(&r.accuracy)) {
             return Err(Status::invalid_argument("accuracy must be in [0, 1]"));
         }
@@ -994,8 +1044,7 @@ impl Driver {
                         }])?;
                     }
                     let bytes = global.to_safetensors()?;
-                    std::fs::write(&self.model_path, bytes)
-                        .map_err(|e| ServerError::io(&self.model_path, e))?;
+                    write_atomically(&self.model_path, &bytes)?;
                     self.state.finish(error.as_deref())?;
                     match &error {
                         Some(e) => tracing::error!(error = %e, "federation failed"),
@@ -1184,7 +1233,9 @@ impl Driver {
             return Ok(());
         };
         for update in self.state.updates_of_round(expired)? {
-            self.blobs.remove(&update.blob)?;
+            if !self.state.blob_in_use(&update.blob, expired)? {
+                self.blobs.remove(&update.blob)?;
+            }
         }
         Ok(())
     }
@@ -1249,6 +1300,26 @@ fn refusal_status(r: Refusal) -> Status {
         }
         _ => Status::invalid_argument(message),
     }
+}
+
+/// Writes a file so that a crash leaves the old one or the new one, never a torn mix: a
+/// temporary file beside it, synced, renamed over it, and the directory synced.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), ServerError> {
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    let mut file = std::fs::File::create(&tmp).map_err(|e| ServerError::io(&tmp, e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| ServerError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| ServerError::io(path, e))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| ServerError::io(dir, e))
 }
 
 fn head_record(head: &TreeHead) -> HeadRecord {

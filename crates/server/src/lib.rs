@@ -26,6 +26,8 @@ mod driver;
 mod error;
 mod fault;
 mod folder;
+mod gate;
+mod listener;
 mod privacy;
 mod secure;
 mod serve;

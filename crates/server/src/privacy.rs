@@ -17,7 +17,7 @@ fn noise_multiplier(config: &FederationConfig) -> Option<f64> {
 }
 
 /// Participant-level ε after `rounds` rounds at the charter's δ, when the charter sets a
-/// budget and the strategy adds noise.
+/// budget and the strategy adds noise. Without amplification by subsampling (see the body).
 pub(crate) fn epsilon_after(
     charter: &Charter,
     config: &FederationConfig,
@@ -26,7 +26,10 @@ pub(crate) fn epsilon_after(
     let budget = charter.privacy?;
     let z = noise_multiplier(config)?;
     let mut accountant = RdpAccountant::default();
-    accountant.compose_subsampled_gaussian(config.training.fraction, z, rounds);
+    // No amplification by sampling: the selection follows from the federation's seed and is
+    // published in the ledger, so anyone who reads it knows who took part in each round. The
+    // ε claimed must hold against that reader, so every round counts as if all took part.
+    accountant.compose_subsampled_gaussian(1.0, z, rounds);
     Some(accountant.epsilon(budget.delta).0)
 }
 

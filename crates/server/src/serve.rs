@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use harambee_proto::CoordinatorServer;
 use tokio::sync::Notify;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use crate::driver::{CoordinatorView, Driver};
@@ -85,9 +84,14 @@ pub async fn serve_with(
     let timer = Arc::new(Notify::new());
     let service = Service::new(Arc::clone(&driver), Arc::clone(&timer));
 
+    let limits = &config.limits;
     let mut builder = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)));
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        // No call outlives this (the longest long poll is shorter, validate() checks).
+        .timeout(Duration::from_secs_f64(limits.request_timeout_s))
+        .max_concurrent_streams(limits.max_streams_per_connection)
+        .concurrency_limit_per_connection(limits.max_streams_per_connection as usize);
     if options.insecure {
         tracing::warn!(
             "--insecure: plain-text gRPC; anyone on the network path can read and alter the traffic"
@@ -96,8 +100,9 @@ pub async fn serve_with(
         let (cert, key, _) = folder.tls_paths();
         let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| ServerError::io(p, e));
         let identity = Identity::from_pem(read(&cert)?, read(&key)?);
+        let handshake = Duration::from_secs_f64(limits.handshake_timeout_s);
         builder = builder
-            .tls_config(ServerTlsConfig::new().identity(identity))
+            .tls_config(ServerTlsConfig::new().identity(identity).timeout(handshake))
             .map_err(|e| ServerError::Tls(e.to_string()))?;
     }
     let listen = options.listen.unwrap_or(config.listen);
@@ -154,7 +159,10 @@ pub async fn serve_with(
     });
     builder
         .add_service(svc)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            crate::listener::counted(listener, config.limits.max_connections),
+            shutdown,
+        )
         .await
         .map_err(|e| ServerError::Transport(e.to_string()))?;
     timer_task.abort();

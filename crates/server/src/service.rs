@@ -1,13 +1,12 @@
 //! The gRPC face of the driver: decode, check cheaply, hand to the driver under its lock.
 
-use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use harambee_identity::PublicKey;
-use harambee_proto::{CHUNK_BYTES, CoordinatorService, v1};
+use harambee_proto::auth::{body_digest, method};
+use harambee_proto::{CHUNK_BYTES, CallProof, CoordinatorService, v1};
 use tokio::sync::{Notify, watch};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Code, Request, Response, Status, Streaming};
@@ -16,12 +15,13 @@ use harambee_dashboard::{Metrics, RefusalReason};
 
 use crate::driver::{Board, Driver};
 use crate::folder::token_hash;
+use crate::gate::{Call, Caller, Gate, same_key, unix_ms};
 
 /// The coordinator's gRPC service.
 pub(crate) struct Service {
     driver: Arc<Mutex<Driver>>,
     board: watch::Receiver<Board>,
-    limiter: Arc<DefaultKeyedRateLimiter<[u8; 32]>>,
+    gate: Gate,
     max_wait_ms: u32,
     federation_id: String,
     token_sha256: String,
@@ -44,15 +44,10 @@ impl Service {
                 d.metrics(),
             )
         };
-        let per_second =
-            NonZeroU32::new(config.limits.requests_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(config.limits.burst.max(1)).unwrap_or(NonZeroU32::MIN);
         Self {
             driver,
             board,
-            limiter: Arc::new(RateLimiter::keyed(
-                Quota::per_second(per_second).allow_burst(burst),
-            )),
+            gate: Gate::new(&config.federation_id, &config.limits),
             max_wait_ms: config.limits.max_wait_ms,
             federation_id: config.federation_id.clone(),
             token_sha256: config.invite_token_sha256.clone(),
@@ -76,17 +71,40 @@ impl Service {
         Ok(out)
     }
 
-    /// Refuses a key that sends too fast.
-    fn rate_limit(&self, key: &[u8]) -> Result<[u8; 32], Status> {
-        let key: [u8; 32] = key
-            .try_into()
-            .map_err(|_| Status::invalid_argument("public_key must be 32 bytes"))?;
-        self.limiter.check_key(&key).map_err(|_| {
-            Status::resource_exhausted(
-                "rate limit: too many requests from this key; back off and retry",
-            )
-        })?;
-        Ok(key)
+    /// A unary call's body, once its connection is within its rate and its proof shows
+    /// that the key the body names made the call now.
+    fn authenticate<M: prost::Message>(
+        &self,
+        request: Request<M>,
+        method: &str,
+        caller: Caller,
+        named_key: impl FnOnce(&M) -> &[u8],
+    ) -> Result<M, Status> {
+        self.gate.throttle(request.remote_addr())?;
+        let proof = CallProof::of(&request);
+        let body = body_digest(request.get_ref());
+        let key = self.check_proof(proof, method, &body, caller)?;
+        let body = request.into_inner();
+        same_key(named_key(&body), &key)?;
+        Ok(body)
+    }
+
+    /// The key a call's proof shows, once it checks out (see `Gate::verify`).
+    fn check_proof(
+        &self,
+        proof: Result<Option<CallProof>, harambee_proto::ProofError>,
+        method: &str,
+        body: &[u8; 32],
+        caller: Caller,
+    ) -> Result<[u8; 32], Status> {
+        let call = Call {
+            method,
+            body,
+            caller,
+            now_ms: unix_ms(),
+        };
+        self.gate
+            .verify(proof, call, |key| lock(&self.driver).is_enrolled(key))
     }
 
     /// Receives, checks and stores one update (see the driver's `accept`).
@@ -94,6 +112,8 @@ impl Service {
         &self,
         request: Request<Streaming<v1::UpdateChunk>>,
     ) -> Result<Response<v1::SubmitReply>, Status> {
+        self.gate.throttle(request.remote_addr())?;
+        let proof = CallProof::of(&request);
         let mut stream = request.into_inner();
         let header = match stream.message().await? {
             Some(v1::UpdateChunk {
@@ -106,7 +126,13 @@ impl Service {
             }
             None => return Err(Status::invalid_argument("empty update stream")),
         };
-        self.rate_limit(&header.public_key)?;
+        let key = self.check_proof(
+            proof,
+            method::SUBMIT_UPDATE,
+            &body_digest(&header),
+            Caller::Member,
+        )?;
+        same_key(&header.public_key, &key)?;
         let h = header.clone();
         self.with_driver(move |d| d.check_header(&h).map(|_| ()))
             .await??;
@@ -272,8 +298,10 @@ impl CoordinatorService for Service {
         &self,
         request: Request<v1::EnrolRequest>,
     ) -> Result<Response<v1::EnrolReply>, Status> {
-        let r = request.into_inner();
-        let key = self.rate_limit(&r.public_key)?;
+        let r = self.authenticate(request, method::ENROL, Caller::Stranger, |r| &r.public_key)?;
+        let key: [u8; 32] = r.public_key[..]
+            .try_into()
+            .map_err(|_| Status::invalid_argument("public_key must be 32 bytes"))?;
         if token_hash(&r.invite_token) != self.token_sha256 {
             return Err(Status::permission_denied(
                 "the invite token is not valid for this federation",
@@ -302,10 +330,7 @@ impl CoordinatorService for Service {
             ));
         }
         let name = r.name.clone();
-        let id = self
-            .with_driver(move |d| d.enrol(&public, &name))
-            .await?
-            .map_err(|e| Status::unavailable(format!("could not store the enrolment: {e}")))?;
+        let id = self.with_driver(move |d| d.enrol(&public, &name)).await??;
         Ok(Response::new(v1::EnrolReply {
             federation_id: self.federation_id.clone(),
             participant_id: id.0,
@@ -318,8 +343,7 @@ impl CoordinatorService for Service {
         &self,
         request: Request<v1::TaskRequest>,
     ) -> Result<Response<v1::Task>, Status> {
-        let r = request.into_inner();
-        self.rate_limit(&r.public_key)?;
+        let r = self.authenticate(request, method::GET_TASK, Caller::Member, |r| &r.public_key)?;
         let id = {
             let mut d = lock(&self.driver);
             let id = d.participant(&r.public_key)?.0;
@@ -366,8 +390,9 @@ impl CoordinatorService for Service {
         &self,
         request: Request<v1::FetchRequest>,
     ) -> Result<Response<Self::FetchParametersStream>, Status> {
-        let r = request.into_inner();
-        self.rate_limit(&r.public_key)?;
+        let r = self.authenticate(request, method::FETCH_PARAMETERS, Caller::Member, |r| {
+            &r.public_key
+        })?;
         let bytes = {
             let mut d = lock(&self.driver);
             d.participant(&r.public_key)?;
@@ -411,8 +436,9 @@ impl CoordinatorService for Service {
         &self,
         request: Request<v1::EvaluationReport>,
     ) -> Result<Response<v1::EvaluationReply>, Status> {
-        let r = request.into_inner();
-        self.rate_limit(&r.public_key)?;
+        let r = self.authenticate(request, method::REPORT_EVALUATION, Caller::Member, |r| {
+            &r.public_key
+        })?;
         self.with_driver(move |d| d.evaluation(&r)).await??;
         Ok(Response::new(v1::EvaluationReply {}))
     }
@@ -421,8 +447,9 @@ impl CoordinatorService for Service {
         &self,
         request: Request<v1::HeartbeatRequest>,
     ) -> Result<Response<v1::HeartbeatReply>, Status> {
-        let r = request.into_inner();
-        self.rate_limit(&r.public_key)?;
+        let r = self.authenticate(request, method::HEARTBEAT, Caller::Member, |r| {
+            &r.public_key
+        })?;
         lock(&self.driver).participant(&r.public_key)?;
         let round = self.board.borrow().open.as_ref().map_or(0, |o| o.round);
         Ok(Response::new(v1::HeartbeatReply { round }))
@@ -432,8 +459,9 @@ impl CoordinatorService for Service {
         &self,
         request: Request<v1::SecAggRequest>,
     ) -> Result<Response<v1::SecAggReply>, Status> {
-        let r = request.into_inner();
-        self.rate_limit(&r.public_key)?;
+        let r = self.authenticate(request, method::SEC_AGG_STEP, Caller::Member, |r| {
+            &r.public_key
+        })?;
         let (round, attempt) = (r.round, r.attempt);
         let mut progress = lock(&self.driver).secure_progress();
         let (index, step) = self.with_driver(move |d| d.secagg_step(&r)).await??;
@@ -445,6 +473,8 @@ impl CoordinatorService for Service {
         &self,
         request: Request<Streaming<v1::MaskedChunk>>,
     ) -> Result<Response<v1::SecAggReply>, Status> {
+        self.gate.throttle(request.remote_addr())?;
+        let proof = CallProof::of(&request);
         let mut stream = request.into_inner();
         let header = match stream.message().await? {
             Some(v1::MaskedChunk {
@@ -457,7 +487,13 @@ impl CoordinatorService for Service {
             }
             None => return Err(Status::invalid_argument("empty masked-update stream")),
         };
-        self.rate_limit(&header.public_key)?;
+        let key = self.check_proof(
+            proof,
+            method::SEC_AGG_MASKED,
+            &body_digest(&header),
+            Caller::Member,
+        )?;
+        same_key(&header.public_key, &key)?;
         let total = usize::try_from(header.total_bytes).unwrap_or(usize::MAX);
         let expected = 4 * self.masked_words();
         if total != expected && total != expected + 4 {
@@ -465,6 +501,10 @@ impl CoordinatorService for Service {
                 "wrong shape: a masked update is {expected} bytes (or 4 more with the clip report), not {total}"
             )));
         }
+        // The caller must be selected for this very secure round before its bytes are read.
+        let (round, attempt) = (header.round, header.attempt);
+        self.with_driver(move |d| d.check_masked_caller(&key, round, attempt))
+            .await??;
         let mut bytes = Vec::with_capacity(total);
         while let Some(chunk) = stream.message().await? {
             match chunk.part {
@@ -508,8 +548,10 @@ impl CoordinatorService for Service {
 
     async fn get_status(
         &self,
-        _request: Request<v1::StatusRequest>,
+        request: Request<v1::StatusRequest>,
     ) -> Result<Response<v1::FederationStatus>, Status> {
+        // Public, as the dashboard is: what any observer may read; limited per connection.
+        self.gate.throttle(request.remote_addr())?;
         let driver = Arc::clone(&self.driver);
         let status = tokio::task::spawn_blocking(move || lock(&driver).status())
             .await

@@ -8,6 +8,7 @@ use harambee_charter::{Charter, Enrolment, Member, Role};
 use harambee_identity::{Identity, UpdateStatement};
 use harambee_learn::{DataKind, ModelKind, ModelTask, Optimizer, digit_names};
 use harambee_params::{Digest, Encoding, ParamSet};
+use harambee_proto::auth::{self, method};
 use harambee_proto::{CoordinatorClient, Invite, v1};
 use harambee_server::{
     FederationConfig, FederationFolder, Limits, RoundSettings, ServeOptions, TrainingSettings,
@@ -126,12 +127,17 @@ fn client(r: &Running) -> CoordinatorClient<Channel> {
 }
 
 async fn enrol(c: &mut CoordinatorClient<Channel>, r: &Running, id: &Identity) -> v1::EnrolReply {
-    c.enrol(v1::EnrolRequest {
-        public_key: id.public().to_bytes().to_vec(),
-        invite_token: r.invite.token.clone(),
-        name: "p".into(),
-        signature: id.sign_enrolment(&r.invite.federation_id).to_vec(),
-    })
+    c.enrol(call(
+        &id,
+        &r.invite.federation_id,
+        method::ENROL,
+        v1::EnrolRequest {
+            public_key: id.public().to_bytes().to_vec(),
+            invite_token: r.invite.token.clone(),
+            name: "p".into(),
+            signature: id.sign_enrolment(&r.invite.federation_id).to_vec(),
+        },
+    ))
     .await
     .unwrap()
     .into_inner()
@@ -177,14 +183,39 @@ fn update(
     (header, bytes)
 }
 
+/// Submits an update's parts, the call signed by `id` over the header (if the first part
+/// is one).
 async fn submit(
     c: &mut CoordinatorClient<Channel>,
+    r: &Running,
+    id: &Identity,
     parts: Vec<v1::update_chunk::Part>,
 ) -> Result<v1::SubmitReply, tonic::Status> {
+    let body = match parts.first() {
+        Some(v1::update_chunk::Part::Header(h)) => auth::body_digest(h),
+        _ => [0; 32],
+    };
     let stream = tokio_stream::iter(parts.into_iter().map(|p| v1::UpdateChunk { part: Some(p) }));
-    c.submit_update(stream)
+    let request = auth::prove(
+        id,
+        &r.invite.federation_id,
+        method::SUBMIT_UPDATE,
+        body,
+        stream,
+    );
+    c.submit_update(request)
         .await
         .map(tonic::Response::into_inner)
+}
+
+/// A unary request signed by `id` (the proof every call carries).
+fn call<M: prost::Message>(
+    id: &Identity,
+    federation: &str,
+    method: &str,
+    message: M,
+) -> tonic::Request<M> {
+    auth::signed(id, federation, method, message)
 }
 
 fn chunks(header: v1::UpdateHeader, bytes: &[u8]) -> Vec<v1::update_chunk::Part> {
@@ -197,13 +228,23 @@ fn chunks(header: v1::UpdateHeader, bytes: &[u8]) -> Vec<v1::update_chunk::Part>
         .collect()
 }
 
-async fn fetch_global(c: &mut CoordinatorClient<Channel>, id: &Identity, digest: &[u8]) -> Vec<u8> {
+async fn fetch_global(
+    c: &mut CoordinatorClient<Channel>,
+    r: &Running,
+    id: &Identity,
+    digest: &[u8],
+) -> Vec<u8> {
     let mut stream = c
-        .fetch_parameters(v1::FetchRequest {
-            public_key: id.public().to_bytes().to_vec(),
-            digest: digest.to_vec(),
-            offset: 0,
-        })
+        .fetch_parameters(call(
+            &id,
+            &r.invite.federation_id,
+            method::FETCH_PARAMETERS,
+            v1::FetchRequest {
+                public_key: id.public().to_bytes().to_vec(),
+                digest: digest.to_vec(),
+                offset: 0,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -226,22 +267,32 @@ async fn bad_input_is_refused_with_a_clear_status_and_changes_nothing() {
 
     // Enrolment: a wrong token or a signature by another key is refused.
     let refused = c
-        .enrol(v1::EnrolRequest {
-            public_key: a.public().to_bytes().to_vec(),
-            invite_token: "not the token".into(),
-            name: "a".into(),
-            signature: a.sign_enrolment(&r.invite.federation_id).to_vec(),
-        })
+        .enrol(call(
+            &a,
+            &r.invite.federation_id,
+            method::ENROL,
+            v1::EnrolRequest {
+                public_key: a.public().to_bytes().to_vec(),
+                invite_token: "not the token".into(),
+                name: "a".into(),
+                signature: a.sign_enrolment(&r.invite.federation_id).to_vec(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     let refused = c
-        .enrol(v1::EnrolRequest {
-            public_key: a.public().to_bytes().to_vec(),
-            invite_token: r.invite.token.clone(),
-            name: "a".into(),
-            signature: b.sign_enrolment(&r.invite.federation_id).to_vec(),
-        })
+        .enrol(call(
+            &a,
+            &r.invite.federation_id,
+            method::ENROL,
+            v1::EnrolRequest {
+                public_key: a.public().to_bytes().to_vec(),
+                invite_token: r.invite.token.clone(),
+                name: "a".into(),
+                signature: b.sign_enrolment(&r.invite.federation_id).to_vec(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
@@ -249,12 +300,17 @@ async fn bad_input_is_refused_with_a_clear_status_and_changes_nothing() {
     let spec = enrol(&mut c, &r, &a).await.model.unwrap();
     enrol(&mut c, &r, &b).await;
     let task = c
-        .get_task(v1::TaskRequest {
-            public_key: a.public().to_bytes().to_vec(),
-            after_round: 0,
-            after_attempt: 0,
-            wait_ms: 5000,
-        })
+        .get_task(call(
+            &a,
+            &r.invite.federation_id,
+            method::GET_TASK,
+            v1::TaskRequest {
+                public_key: a.public().to_bytes().to_vec(),
+                after_round: 0,
+                after_attempt: 0,
+                wait_ms: 5000,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -269,7 +325,10 @@ async fn bad_input_is_refused_with_a_clear_status_and_changes_nothing() {
     }))
     .unwrap();
     let global = Encoding::F32
-        .decode(&layout, &fetch_global(&mut c, &a, &task.base_digest).await)
+        .decode(
+            &layout,
+            &fetch_global(&mut c, &r, &a, &task.base_digest).await,
+        )
         .unwrap();
     assert_eq!(global.digest(), base);
     let mut trained = global.clone();
@@ -291,7 +350,7 @@ async fn bad_input_is_refused_with_a_clear_status_and_changes_nothing() {
     // A truncated stream.
     let (h, bytes) = update(&r, &a, 1, base, &trained);
     expect(
-        submit(&mut c, chunks(h.clone(), &bytes[..bytes.len() / 2])).await,
+        submit(&mut c, &r, &a, chunks(h.clone(), &bytes[..bytes.len() / 2])).await,
         &[Code::InvalidArgument],
         "truncated",
     );
@@ -301,7 +360,7 @@ async fn bad_input_is_refused_with_a_clear_status_and_changes_nothing() {
         ..h.clone()
     };
     expect(
-        submit(&mut c, chunks(short, &bytes[4..])).await,
+        submit(&mut c, &r, &a, chunks(short, &bytes[4..])).await,
         &[Code::InvalidArgument],
         "wrong shape",
     );
@@ -311,7 +370,7 @@ async fn bad_input_is_refused_with_a_clear_status_and_changes_nothing() {
         poisoned.values_mut()[3] = bad;
         let (h, bytes) = update(&r, &a, 1, base, &poisoned);
         expect(
-            submit(&mut c, chunks(h, &bytes)).await,
+            submit(&mut c, &r, &a, chunks(h, &bytes)).await,
             &[Code::InvalidArgument],
             "NaN or infinite",
         );
@@ -319,7 +378,7 @@ async fn bad_input_is_refused_with_a_clear_status_and_changes_nothing() {
     // An oversized message: one chunk beyond the message limit.
     let mut huge = vec![v1::update_chunk::Part::Header(h.clone())];
     huge.push(v1::update_chunk::Part::Data(vec![0u8; 2 << 20]));
-    let status = submit(&mut c, huge).await.unwrap_err();
+    let status = submit(&mut c, &r, &a, huge).await.unwrap_err();
     assert!(
         matches!(
             status.code(),
@@ -330,7 +389,7 @@ async fn bad_input_is_refused_with_a_clear_status_and_changes_nothing() {
     // A wrong round.
     let (h2, bytes2) = update(&r, &a, 2, base, &trained);
     expect(
-        submit(&mut c, chunks(h2, &bytes2)).await,
+        submit(&mut c, &r, &a, chunks(h2, &bytes2)).await,
         &[Code::FailedPrecondition],
         "round 1",
     );
@@ -338,7 +397,7 @@ async fn bad_input_is_refused_with_a_clear_status_and_changes_nothing() {
     let mut forged = h.clone();
     forged.signature[5] ^= 1;
     expect(
-        submit(&mut c, chunks(forged, &bytes)).await,
+        submit(&mut c, &r, &a, chunks(forged, &bytes)).await,
         &[Code::Unauthenticated],
         "signature",
     );
@@ -347,7 +406,7 @@ async fn bad_input_is_refused_with_a_clear_status_and_changes_nothing() {
         ..h.clone()
     };
     expect(
-        submit(&mut c, chunks(unsigned, &bytes)).await,
+        submit(&mut c, &r, &a, chunks(unsigned, &bytes)).await,
         &[Code::Unauthenticated],
         "signature",
     );
@@ -358,14 +417,14 @@ async fn bad_input_is_refused_with_a_clear_status_and_changes_nothing() {
         ..h.clone()
     };
     expect(
-        submit(&mut c, chunks(transplanted, &bytes)).await,
+        submit(&mut c, &r, &a, chunks(transplanted, &bytes)).await,
         &[Code::Unauthenticated],
         "signature",
     );
     // An unknown key.
     let (hu, bu) = update(&r, &stranger, 1, base, &trained);
     expect(
-        submit(&mut c, chunks(hu, &bu)).await,
+        submit(&mut c, &r, &stranger, chunks(hu, &bu)).await,
         &[Code::PermissionDenied],
         "unknown key",
     );
@@ -373,6 +432,8 @@ async fn bad_input_is_refused_with_a_clear_status_and_changes_nothing() {
     expect(
         submit(
             &mut c,
+            &r,
+            &a,
             vec![v1::update_chunk::Part::Data(bytes[..10].to_vec())],
         )
         .await,
@@ -383,18 +444,20 @@ async fn bad_input_is_refused_with_a_clear_status_and_changes_nothing() {
     let mut altered = bytes.clone();
     altered[100] ^= 0x40;
     expect(
-        submit(&mut c, chunks(h.clone(), &altered)).await,
+        submit(&mut c, &r, &a, chunks(h.clone(), &altered)).await,
         &[Code::InvalidArgument],
         "altered",
     );
     assert_eq!(received(&mut c).await, 0, "nothing bad may count");
 
     // The genuine update is accepted once; its replay is refused.
-    let reply = submit(&mut c, chunks(h.clone(), &bytes)).await.unwrap();
+    let reply = submit(&mut c, &r, &a, chunks(h.clone(), &bytes))
+        .await
+        .unwrap();
     assert!(reply.accepted);
     assert_eq!(received(&mut c).await, 1);
     expect(
-        submit(&mut c, chunks(h, &bytes)).await,
+        submit(&mut c, &r, &a, chunks(h, &bytes)).await,
         &[Code::AlreadyExists],
         "replay",
     );
@@ -450,12 +513,17 @@ async fn the_charter_is_enforced_on_enrolment_and_at_start() {
     assert_eq!(reply.charter_sha256, r.invite.charter_sha256);
     let outsider = Identity::generate().unwrap();
     let refused = c
-        .enrol(v1::EnrolRequest {
-            public_key: outsider.public().to_bytes().to_vec(),
-            invite_token: r.invite.token.clone(),
-            name: "outsider".into(),
-            signature: outsider.sign_enrolment(&r.invite.federation_id).to_vec(),
-        })
+        .enrol(call(
+            &outsider,
+            &r.invite.federation_id,
+            method::ENROL,
+            v1::EnrolRequest {
+                public_key: outsider.public().to_bytes().to_vec(),
+                invite_token: r.invite.token.clone(),
+                name: "outsider".into(),
+                signature: outsider.sign_enrolment(&r.invite.federation_id).to_vec(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);

@@ -72,7 +72,12 @@ impl BlobStore for FsBlobStore {
             return Ok(digest);
         }
         let dir = path.parent().unwrap_or(&self.root);
-        fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        if !dir.is_dir() {
+            fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+            // A new directory's own entry must be durable too, or a blob renamed into it can
+            // vanish with it after a power loss.
+            sync_dir(&self.root)?;
+        }
         // Write aside, sync, then rename: a crash leaves either no blob or the whole blob.
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let tmp = dir.join(format!(".tmp-{}-{n}", std::process::id()));

@@ -146,6 +146,11 @@ pub trait StateStore: Send + Sync {
     fn updates(&self, round: u64, attempt: u32) -> Result<Vec<UpdateRecord>, StoreError>;
     /// Every acknowledged update of a round, all attempts.
     fn updates_of_round(&self, round: u64) -> Result<Vec<UpdateRecord>, StoreError>;
+    /// Whether anything still kept refers to a blob: an update of a round after `expired`, a
+    /// round's global parameters, or the strategy's state. Blobs are content-addressed, so one
+    /// blob can stand for several things (an update that returns its base unchanged is the
+    /// previous round's global model): retention deletes one only when nothing refers to it.
+    fn blob_in_use(&self, blob: &Digest, expired: u64) -> Result<bool, StoreError>;
     /// Records a completed round, the new global parameters and the strategy's state, in one
     /// transaction.
     fn close_round(
@@ -429,6 +434,18 @@ impl StateStore for SqliteState {
         })
     }
 
+    fn blob_in_use(&self, blob: &Digest, expired: u64) -> Result<bool, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT EXISTS(SELECT 1 FROM updates WHERE blob = ?1 AND round > ?2)
+                     OR EXISTS(SELECT 1 FROM rounds WHERE global_blob = ?1)
+                     OR EXISTS(SELECT 1 FROM strategy_state WHERE blob = ?1)",
+                params![&blob.0[..], to_i64(expired)],
+                |r| r.get::<_, bool>(0),
+            )
+        })
+    }
+
     fn updates_of_round(&self, round: u64) -> Result<Vec<UpdateRecord>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare(
@@ -614,10 +631,12 @@ impl StateStore for SqliteState {
     fn round_evaluations(&self) -> Result<Vec<RoundEvaluation>, StoreError> {
         self.with(|c| {
             // SUM skips the losses of rows recorded before the column existed; the loss is
-            // the mean over the reports that carry one.
+            // the mean over the reports that carry one. TOTAL, not SUM, over the counts: it
+            // sums in floating point, so no report, however large its count, can make the
+            // query fail with an integer overflow (and with it the status and the API).
             let mut stmt = c.prepare(
-                "SELECT round, SUM(accuracy * examples) / SUM(examples),
-                        SUM(loss * examples) / SUM(CASE WHEN loss IS NULL THEN 0 ELSE examples END)
+                "SELECT round, TOTAL(accuracy * examples) / TOTAL(examples),
+                        SUM(loss * examples) / TOTAL(CASE WHEN loss IS NULL THEN 0 ELSE examples END)
                  FROM evaluations WHERE examples > 0 GROUP BY round ORDER BY round",
             )?;
             let rows = stmt.query_map([], |r| {

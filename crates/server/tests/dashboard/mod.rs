@@ -15,7 +15,8 @@ use harambee_store::{SqliteState, StateStore};
 use tonic::Code;
 use tonic::transport::Channel;
 
-use super::{Running, chunks, client, enrol, fetch_global, submit, update};
+use super::{Running, call, chunks, client, enrol, fetch_global, submit, update};
+use harambee_proto::auth::method;
 
 /// A federation of two participants, three rounds, quorum 1, with a steward and a dashboard.
 async fn start_with_dashboard(steward: &Identity) -> (Running, String, FederationFolder) {
@@ -67,12 +68,17 @@ async fn train(
     after: u64,
 ) -> Trained {
     let task = c
-        .get_task(v1::TaskRequest {
-            public_key: id.public().to_bytes().to_vec(),
-            after_round: after,
-            after_attempt: 0,
-            wait_ms: 5000,
-        })
+        .get_task(call(
+            &id,
+            &r.invite.federation_id,
+            method::GET_TASK,
+            v1::TaskRequest {
+                public_key: id.public().to_bytes().to_vec(),
+                after_round: after,
+                after_attempt: 0,
+                wait_ms: 5000,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -86,7 +92,7 @@ async fn train(
     }))
     .unwrap();
     let global: ParamSet = Encoding::F32
-        .decode(&layout, &fetch_global(c, id, &task.base_digest).await)
+        .decode(&layout, &fetch_global(c, r, id, &task.base_digest).await)
         .unwrap();
     let mut trained = global.clone();
     trained.values_mut()[0] += 0.25;
@@ -175,19 +181,21 @@ async fn the_api_and_metrics_match_the_state_and_stewards_really_pause_resume_an
     assert_eq!(round.selected, vec![0, 1]);
     let mut forged = ta.header.clone();
     forged.signature[3] ^= 1;
-    let refused = submit(&mut c, chunks(forged, &ta.bytes)).await.unwrap_err();
+    let refused = submit(&mut c, &r, &a, chunks(forged, &ta.bytes))
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated);
-    submit(&mut c, chunks(ta.header.clone(), &ta.bytes))
+    submit(&mut c, &r, &a, chunks(ta.header.clone(), &ta.bytes))
         .await
         .unwrap();
     let members: Vec<Member> = get(&d, "/api/members").await;
     assert_eq!(members[0].state, MemberState::Uploaded);
     assert_eq!(members[1].state, MemberState::Training);
-    let replay = submit(&mut c, chunks(ta.header.clone(), &ta.bytes))
+    let replay = submit(&mut c, &r, &a, chunks(ta.header.clone(), &ta.bytes))
         .await
         .unwrap_err();
     assert_eq!(replay.code(), Code::AlreadyExists);
-    submit(&mut c, chunks(tb.header.clone(), &tb.bytes))
+    submit(&mut c, &r, &b, chunks(tb.header.clone(), &tb.bytes))
         .await
         .unwrap();
 
@@ -285,20 +293,29 @@ async fn the_api_and_metrics_match_the_state_and_stewards_really_pause_resume_an
     let pause_again = signed(&info.federation_id, &steward, "/api/admin/pause", b"", 0xaa);
     let ta = train(&mut c, &r, &a, &spec, 1).await;
     let tb = train(&mut c, &r, &b, &spec, 1).await;
-    submit(&mut c, chunks(ta.header, &ta.bytes)).await.unwrap();
-    submit(&mut c, chunks(tb.header, &tb.bytes)).await.unwrap();
+    submit(&mut c, &r, &a, chunks(ta.header, &ta.bytes))
+        .await
+        .unwrap();
+    submit(&mut c, &r, &b, chunks(tb.header, &tb.bytes))
+        .await
+        .unwrap();
     let round: CurrentRound = get(&d, "/api/round").await;
     assert_eq!(
         (round.phase, round.round, round.paused),
         (Phase::Paused, 3, true)
     );
     let waiting = c
-        .get_task(v1::TaskRequest {
-            public_key: a.public().to_bytes().to_vec(),
-            after_round: 2,
-            after_attempt: 0,
-            wait_ms: 300,
-        })
+        .get_task(call(
+            &a,
+            &r.invite.federation_id,
+            method::GET_TASK,
+            v1::TaskRequest {
+                public_key: a.public().to_bytes().to_vec(),
+                after_round: 2,
+                after_attempt: 0,
+                wait_ms: 300,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -347,22 +364,29 @@ async fn the_api_and_metrics_match_the_state_and_stewards_really_pause_resume_an
     assert_eq!(reply.json::<AdminReply>().unwrap().removed, vec![1]);
     let members: Vec<Member> = get(&d, "/api/members").await;
     assert_eq!(members[1].state, MemberState::Removed);
-    let refused = submit(&mut c, chunks(tb.header, &tb.bytes))
+    let refused = submit(&mut c, &r, &b, chunks(tb.header, &tb.bytes))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
     assert!(refused.message().contains("removed"), "{refused:?}");
     let again = c
-        .enrol(v1::EnrolRequest {
-            public_key: b.public().to_bytes().to_vec(),
-            invite_token: r.invite.token.clone(),
-            name: "b again".into(),
-            signature: b.sign_enrolment(&r.invite.federation_id).to_vec(),
-        })
+        .enrol(call(
+            &b,
+            &r.invite.federation_id,
+            method::ENROL,
+            v1::EnrolRequest {
+                public_key: b.public().to_bytes().to_vec(),
+                invite_token: r.invite.token.clone(),
+                name: "b again".into(),
+                signature: b.sign_enrolment(&r.invite.federation_id).to_vec(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(again.code(), Code::PermissionDenied);
-    submit(&mut c, chunks(ta.header, &ta.bytes)).await.unwrap();
+    submit(&mut c, &r, &a, chunks(ta.header, &ta.bytes))
+        .await
+        .unwrap();
     let closed = state.closed_rounds().unwrap();
     assert_eq!(closed.len(), 3);
     assert_eq!(closed[2].contributors, 1, "round 3 closed without b");

@@ -1,0 +1,190 @@
+//! The door every call passes: a rate limit per connection before anything is known of the
+//! caller, then the caller's proof (its signature over the method, the body's digest, a
+//! timestamp and a fresh nonce; see `harambee_proto::auth`), then a rate limit per member.
+//!
+//! A public key is public (the ledger and the dashboard publish every member's), so it proves
+//! nothing; only a signature does. Because a member's limiter is charged only after its proof
+//! checks out, a flood sent under a victim's key costs the flooder's connection, never the
+//! victim. Memory is bounded: limiters forget idle keys, and a member's replay window holds
+//! only the nonces of its last few minutes, of calls whose signature verified.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use harambee_identity::PublicKey;
+use harambee_proto::{CallProof, ProofError};
+use tonic::Status;
+
+use crate::Limits;
+
+/// Keys a limiter tracks before it is asked to forget the idle ones.
+const TRACKED_KEYS: usize = 10_000;
+/// Calls remembered per member within the replay window; beyond it the member is sending
+/// faster than any participant needs to, and is refused until old nonces expire.
+const NONCES_PER_MEMBER: usize = 20_000;
+
+/// How strongly a call must prove its sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Caller {
+    /// An enrolled member: full proof, nonce remembered, member's rate limit.
+    Member,
+    /// A key asking to enrol: it signs like a member, but a stranger's nonces are not
+    /// remembered (enrolment is idempotent, and strangers must not grow our memory).
+    Stranger,
+}
+
+/// What a proof must cover: the method, the body's digest, who may call, and now.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Call<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) body: &'a [u8; 32],
+    pub(crate) caller: Caller,
+    pub(crate) now_ms: u64,
+}
+
+/// Authentication and rate limits, shared by every handler.
+pub(crate) struct Gate {
+    federation: String,
+    skew_ms: u64,
+    per_connection: DefaultKeyedRateLimiter<SocketAddr>,
+    per_member: DefaultKeyedRateLimiter<[u8; 32]>,
+    /// Per member, the (timestamp, nonce) pairs seen within the window.
+    seen: Mutex<HashMap<[u8; 32], BTreeSet<(u64, [u8; 16])>>>,
+}
+
+impl Gate {
+    pub(crate) fn new(federation: &str, limits: &Limits) -> Self {
+        let per_second =
+            NonZeroU32::new(limits.requests_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(limits.burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        // A connection carries one member's calls, plus its enrolment and status polls.
+        let per_connection = per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1));
+        let connection_burst = burst.saturating_mul(NonZeroU32::MIN.saturating_add(1));
+        Self {
+            federation: federation.to_string(),
+            skew_ms: (limits.clock_skew_s.max(1.0) * 1000.0) as u64,
+            per_connection: RateLimiter::keyed(
+                Quota::per_second(per_connection).allow_burst(connection_burst),
+            ),
+            per_member: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Charges the caller's connection; refuses it when it sends too fast.
+    pub(crate) fn throttle(&self, remote: Option<SocketAddr>) -> Result<(), Status> {
+        let remote = remote.unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
+        if self.per_connection.len() > TRACKED_KEYS {
+            self.per_connection.retain_recent();
+        }
+        self.per_connection.check_key(&remote).map_err(|_| {
+            Status::resource_exhausted(
+                "rate limit: too many requests on this connection; back off and retry",
+            )
+        })
+    }
+
+    /// Checks a call's proof and returns the key it proves; for a member's call, checks
+    /// that the key is enrolled (`is_member`) before anything of it is remembered, then
+    /// charges that member.
+    pub(crate) fn verify(
+        &self,
+        proof: Result<Option<CallProof>, ProofError>,
+        call: Call<'_>,
+        is_member: impl FnOnce(&[u8; 32]) -> bool,
+    ) -> Result<[u8; 32], Status> {
+        let Call {
+            method,
+            body,
+            caller,
+            now_ms,
+        } = call;
+        let proof = proof
+            .map_err(|e| Status::unauthenticated(format!("malformed call proof: {e}")))?
+            .ok_or_else(|| {
+                Status::unauthenticated(format!(
+                    "this call carries no proof of its sender ({}): sign it with the member's key (docs/protocol.md, \"Authentication\")",
+                    harambee_proto::auth::PROOF_METADATA
+                ))
+            })?;
+        if proof.timestamp_ms.abs_diff(now_ms) > self.skew_ms {
+            return Err(Status::unauthenticated(format!(
+                "the call is timestamped {} ms from the coordinator's clock (at most {} allowed): check this machine's clock",
+                proof.timestamp_ms as i128 - now_ms as i128,
+                self.skew_ms
+            )));
+        }
+        let key = PublicKey::from_bytes(&proof.key)
+            .map_err(|_| Status::unauthenticated("the call proof names no valid ed25519 key"))?;
+        key.verify_raw(&proof.message(&self.federation, method, body), &proof.signature)
+            .map_err(|_| {
+                Status::unauthenticated(
+                    "bad call signature: it must cover this federation, the method, the timestamp, the nonce and the request's digest",
+                )
+            })?;
+        if caller == Caller::Member {
+            if !is_member(&proof.key) {
+                return Err(Status::permission_denied(format!(
+                    "unknown key {}: enrol with an invite first",
+                    hex::encode(proof.key)
+                )));
+            }
+            self.remember(&proof, now_ms)?;
+            if self.per_member.len() > TRACKED_KEYS {
+                self.per_member.retain_recent();
+            }
+            self.per_member.check_key(&proof.key).map_err(|_| {
+                Status::resource_exhausted(
+                    "rate limit: too many requests from this member; back off and retry",
+                )
+            })?;
+        }
+        Ok(proof.key)
+    }
+
+    /// Refuses a (timestamp, nonce) already seen from this key; forgets those older than the
+    /// window, which the timestamp check refuses anyway.
+    fn remember(&self, proof: &CallProof, now_ms: u64) -> Result<(), Status> {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let window = seen.entry(proof.key).or_default();
+        let horizon = now_ms.saturating_sub(self.skew_ms);
+        while window.first().is_some_and(|(t, _)| *t < horizon) {
+            window.pop_first();
+        }
+        if window.len() >= NONCES_PER_MEMBER {
+            return Err(Status::resource_exhausted(
+                "too many calls from this member within the replay window; back off and retry",
+            ));
+        }
+        if !window.insert((proof.timestamp_ms, proof.nonce)) {
+            return Err(Status::unauthenticated(
+                "replayed call: this proof's nonce was already used; sign each call anew",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a body that names another key than the one its proof verified.
+pub(crate) fn same_key(named: &[u8], proved: &[u8; 32]) -> Result<(), Status> {
+    if named == proved {
+        Ok(())
+    } else {
+        Err(Status::permission_denied(
+            "the request names another key than the one that signed the call",
+        ))
+    }
+}
+
+/// Milliseconds since the Unix epoch, the clock proofs are timestamped with.
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
