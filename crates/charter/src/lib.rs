@@ -7,10 +7,17 @@
 //! [`Charter::hash`] is SHA-256 over the canonical encoding (compact JSON of the parsed
 //! charter, fields in declaration order), so formatting and comments never change it.
 //!
+//! Member keys have one written form ([`normalise_key`]: 64 lower-case hex characters of a
+//! valid ed25519 key); [`Charter::parse`] writes every key that way and refuses a charter that
+//! lists one key twice, in any spelling.
+//!
 //! An [`Amendment`] replaces the charter with a new one. It carries the hash of the charter
-//! it amends and ed25519 signatures of stewards over (old hash, new hash); it takes effect
-//! only with at least [`Charter::amendment_threshold`] distinct stewards of the *current*
-//! charter ([`Charter::apply`]).
+//! it amends and ed25519 signatures of stewards over (federation id, old hash, new hash)
+//! ([`Amendment::statement`]); it takes effect only with at least
+//! [`Charter::amendment_threshold`] distinct stewards of the *current* charter
+//! ([`Charter::apply`]), and only in the federation it was signed for. A [`FolderLock`] keeps
+//! the charter from changing under a running coordinator, and [`Charter::save`] replaces
+//! `charter.toml` in one step.
 //!
 //! ```
 //! use harambee_charter::Charter;
@@ -33,13 +40,22 @@
 //! assert_eq!(charter.privacy, None);
 //! ```
 
+mod folder;
+mod key;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
 use harambee_identity::{Identity, PublicKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
+pub use folder::FolderLock;
+pub use key::normalise_key;
+
 /// What is wrong with a charter or an amendment, or what the charter forbids.
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CharterError {
     /// The charter does not parse or is inconsistent.
@@ -53,8 +69,24 @@ pub enum CharterError {
         /// The hash in force.
         current: String,
     },
+    /// The charter names one key for two members (in any spelling of it).
+    #[error(
+        "charter: members {first:?} and {second:?} have the same key {key}; list each key once"
+    )]
+    DuplicateKey {
+        /// The key, in its one written form.
+        key: String,
+        /// The member listed first.
+        first: String,
+        /// The member that repeats it.
+        second: String,
+    },
     /// Not enough valid steward signatures.
-    #[error("the amendment has {valid} valid steward signatures; the charter requires {required}")]
+    #[error(
+        "the amendment has {valid} valid steward signatures; the charter requires {required} \
+         (each by a distinct steward of the charter in force, over this replacement in this \
+         federation, as `harambee charter sign` makes them)"
+    )]
     NotEnoughSignatures {
         /// Distinct stewards whose signature verified.
         valid: usize,
@@ -64,6 +96,34 @@ pub enum CharterError {
     /// The federation's settings break the charter.
     #[error("the charter forbids this: {0}")]
     Forbidden(String),
+    /// Another process holds the federation folder (see [`FolderLock`]).
+    #[error(
+        "{path} is held ({held_by}): a coordinator or another amendment is running on this \
+         federation; stop it and try again"
+    )]
+    FolderBusy {
+        /// The lock file.
+        path: String,
+        /// Who holds it, as the holder wrote it (may be empty).
+        held_by: String,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl CharterError {
+    fn io(path: &Path, e: std::io::Error) -> Self {
+        CharterError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
 }
 
 /// A member's role.
@@ -84,7 +144,8 @@ pub enum Role {
 pub struct Member {
     /// How the member is named in the model card.
     pub name: String,
-    /// Its ed25519 public key (hex).
+    /// Its ed25519 public key: 64 hex characters, lower case once parsed
+    /// ([`normalise_key`]).
     pub public_key: String,
     /// Its role.
     pub role: Role,
@@ -182,15 +243,20 @@ pub struct PrivacyBudget {
 }
 
 impl Charter {
-    /// Parses `charter.toml` text and checks it.
+    /// Parses `charter.toml` text, writes every member key in its one form
+    /// ([`normalise_key`]), and checks it.
     pub fn parse(text: &str) -> Result<Self, CharterError> {
-        let charter: Charter =
+        let mut charter: Charter =
             toml::from_str(text).map_err(|e| CharterError::Invalid(e.to_string()))?;
+        for m in &mut charter.members {
+            m.public_key = member_key(m)?;
+        }
         charter.validate()?;
         Ok(charter)
     }
 
-    /// Checks that the charter is self-consistent.
+    /// Checks that the charter is self-consistent: among the rest, that every member key is an
+    /// ed25519 key and that no key is listed twice, whatever the case of its hex.
     pub fn validate(&self) -> Result<(), CharterError> {
         let bad = |m: String| Err(CharterError::Invalid(m));
         if self.strategies.is_empty() {
@@ -202,10 +268,17 @@ impl Charter {
         if !(self.max_deadline_s.is_finite() && self.max_deadline_s > 0.0) {
             return bad("max_deadline_s must be positive".into());
         }
+        let mut seen: Vec<(String, &str)> = Vec::with_capacity(self.members.len());
         for m in &self.members {
-            if m.public_key.parse::<PublicKey>().is_err() {
-                return bad(format!("member {:?}: not an ed25519 public key", m.name));
+            let key = member_key(m)?;
+            if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
+                return Err(CharterError::DuplicateKey {
+                    key,
+                    first: first.to_string(),
+                    second: m.name.clone(),
+                });
             }
+            seen.push((key, &m.name));
         }
         if let Some(b) = self.privacy
             && !(b.epsilon.is_finite() && b.epsilon > 0.0 && b.delta > 0.0 && b.delta < 1.0)
@@ -234,9 +307,26 @@ impl Charter {
         Ok(())
     }
 
-    /// The canonical encoding: compact JSON, fields in declaration order.
+    /// The canonical encoding: compact JSON, fields in declaration order, member keys in
+    /// lower case (so a charter built in code hashes as it will once written and parsed).
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        serde_json::to_vec(&self.with_lower_case_keys()).unwrap_or_default()
+    }
+
+    fn with_lower_case_keys(&self) -> Charter {
+        let mut charter = self.clone();
+        for m in &mut charter.members {
+            m.public_key.make_ascii_lowercase();
+        }
+        charter
+    }
+
+    /// Writes the charter to `path` (`charter.toml`) in one step: a crash leaves the old file
+    /// or the new one, never a mix. Keys are written in lower case.
+    pub fn save(&self, path: &Path) -> Result<(), CharterError> {
+        let text = toml::to_string_pretty(&self.with_lower_case_keys())
+            .map_err(|e| CharterError::Invalid(e.to_string()))?;
+        folder::write_atomically(path, text.as_bytes())
     }
 
     /// SHA-256 of the canonical encoding, hex.
@@ -244,12 +334,12 @@ impl Charter {
         hex::encode(Sha256::digest(self.canonical_bytes()))
     }
 
-    /// The stewards' keys.
-    pub fn stewards(&self) -> Vec<&str> {
+    /// The stewards' distinct keys, in lower case.
+    pub fn stewards(&self) -> BTreeSet<String> {
         self.members
             .iter()
             .filter(|m| m.role == Role::Steward)
-            .map(|m| m.public_key.as_str())
+            .map(|m| m.public_key.to_ascii_lowercase())
             .collect()
     }
 
@@ -265,11 +355,11 @@ impl Charter {
             Enrolment::Invite => !self
                 .members
                 .iter()
-                .any(|m| m.public_key == public_key && m.role == Role::Observer),
+                .any(|m| key::same_key(&m.public_key, public_key) && m.role == Role::Observer),
             Enrolment::Members => self
                 .members
                 .iter()
-                .any(|m| m.public_key == public_key && m.role != Role::Observer),
+                .any(|m| key::same_key(&m.public_key, public_key) && m.role != Role::Observer),
         }
     }
 
@@ -309,9 +399,11 @@ impl Charter {
         Ok(())
     }
 
-    /// Applies an amendment: returns the new charter if it amends this one and at least
-    /// `amendment_threshold` distinct stewards of this charter signed it.
-    pub fn apply(&self, amendment: &Amendment) -> Result<Charter, CharterError> {
+    /// Applies an amendment in the federation `federation` (its id): returns the new charter,
+    /// keys in their one written form, if it amends this one and at least
+    /// `amendment_threshold` distinct stewards of this charter signed it for this federation.
+    /// A key counts once however many times, and in whatever hex case, it appears.
+    pub fn apply(&self, federation: &str, amendment: &Amendment) -> Result<Charter, CharterError> {
         let current = self.hash();
         if amendment.amends != current {
             return Err(CharterError::WrongBase {
@@ -320,18 +412,20 @@ impl Charter {
             });
         }
         amendment.charter.validate()?;
-        let statement = Amendment::statement(&current, &amendment.charter.hash());
+        let statement = Amendment::statement(federation, &current, &amendment.charter.hash());
         let stewards = self.stewards();
-        let mut valid: Vec<&str> = Vec::new();
+        let mut valid: BTreeSet<String> = BTreeSet::new();
         for (key, signature) in &amendment.signatures {
-            let is_steward = stewards.contains(&key.as_str());
+            let Ok(key) = normalise_key(key) else {
+                continue;
+            };
             let verifies = key
                 .parse::<PublicKey>()
                 .ok()
                 .zip(hex::decode(signature).ok())
                 .is_some_and(|(k, s)| k.verify_raw(&statement, &s).is_ok());
-            if is_steward && verifies && !valid.contains(&key.as_str()) {
-                valid.push(key);
+            if verifies && stewards.contains(&key) {
+                valid.insert(key);
             }
         }
         if valid.len() < self.amendment_threshold {
@@ -340,7 +434,7 @@ impl Charter {
                 required: self.amendment_threshold,
             });
         }
-        Ok(amendment.charter.clone())
+        Ok(amendment.charter.with_lower_case_keys())
     }
 }
 
@@ -356,18 +450,48 @@ pub struct Amendment {
     pub signatures: Vec<(String, String)>,
 }
 
+/// Domain separation for amendment signatures. v1 named no federation, so a signature could
+/// be replayed in another federation under the same charter; v1 signatures no longer count.
+const AMENDMENT_DOMAIN: &[u8] = b"harambee.amendment.v2\0";
+
 impl Amendment {
-    /// The signed bytes: `harambee.amendment.v1\0`, then the old and new charter hashes as
-    /// their 64 hex characters each.
-    pub fn statement(old_hash: &str, new_hash: &str) -> Vec<u8> {
-        let mut out = b"harambee.amendment.v1\0".to_vec();
+    /// The signed bytes: the 22 bytes `harambee.amendment.v2\0`; the federation id's length
+    /// (`u32`, little-endian) and UTF-8 bytes; then the old and the new charter hash as their
+    /// 64 hex characters each.
+    pub fn statement(federation: &str, old_hash: &str, new_hash: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            AMENDMENT_DOMAIN.len() + 4 + federation.len() + old_hash.len() + new_hash.len(),
+        );
+        out.extend_from_slice(AMENDMENT_DOMAIN);
+        out.extend_from_slice(&(federation.len() as u32).to_le_bytes());
+        out.extend_from_slice(federation.as_bytes());
         out.extend_from_slice(old_hash.as_bytes());
         out.extend_from_slice(new_hash.as_bytes());
         out
     }
 
-    /// A steward's signature over replacing `current` by `proposed`, hex.
-    pub fn sign(steward: &Identity, current: &Charter, proposed: &Charter) -> String {
-        hex::encode(steward.sign_raw(&Self::statement(&current.hash(), &proposed.hash())))
+    /// A steward's signature over replacing `current` by `proposed` in the federation
+    /// `federation` (its id), hex.
+    pub fn sign(
+        steward: &Identity,
+        federation: &str,
+        current: &Charter,
+        proposed: &Charter,
+    ) -> String {
+        hex::encode(steward.sign_raw(&Self::statement(
+            federation,
+            &current.hash(),
+            &proposed.hash(),
+        )))
     }
+}
+
+/// A member's key in its one written form, or why it is not a key, naming the member.
+fn member_key(member: &Member) -> Result<String, CharterError> {
+    normalise_key(&member.public_key).map_err(|e| match e {
+        CharterError::Invalid(why) => {
+            CharterError::Invalid(format!("member {:?}: {why}", member.name))
+        }
+        other => other,
+    })
 }

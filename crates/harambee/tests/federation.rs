@@ -537,18 +537,24 @@ fn the_charter_changes_only_with_k_of_n_stewards_and_participants_hold_to_theirs
         }
         harambee(&args.iter().map(String::as_str).collect::<Vec<_>>())
     };
-    // One signature short: refused, nothing changes.
-    let out = amend(&[sign(0)]);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("requires 2"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        fs::read_to_string(fed.join("charter.toml")).unwrap(),
-        current
-    );
+    // Refused, saying `why`, and nothing changes.
+    let refused = |signatures: &[String], why: &str| {
+        let out = amend(signatures);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(why), "{stderr}");
+        assert_eq!(
+            fs::read_to_string(fed.join("charter.toml")).unwrap(),
+            current
+        );
+    };
+    // One signature short.
+    refused(&[sign(0)], "requires 2");
+    // One steward's line again with its key in upper case is still one steward.
+    refused(&[sign(0), sign(0).to_ascii_uppercase()], "requires 2");
+    // Two of three while the folder is held, as a live coordinator holds it.
+    let held = harambee_charter::FolderLock::acquire(&fed, "the coordinator").unwrap();
+    refused(&[sign(0), sign(2)], "stop it");
+    drop(held);
     // Two of three: in force, and recorded in the ledger.
     let out = amend(&[sign(0), sign(2)]);
     assert!(

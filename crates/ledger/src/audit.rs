@@ -114,6 +114,14 @@ pub fn audit(entries: &[Vec<u8>], heads: &[TreeHead], trusted_key: Option<&Publi
             return a;
         }
     };
+    if let Err(e) = charter.validate() {
+        // Not fatal: the entries are still checked under the charter as recorded.
+        a.find(
+            Some(0),
+            None,
+            format!("the genesis charter is not valid: {e}"),
+        );
+    }
     let federation = federation_id.clone();
     a.genesis = Some((federation.clone(), config_sha256.clone()));
     let key = match (trusted_key, key_of(coordinator_key)) {
@@ -216,7 +224,9 @@ fn check_entries(a: &mut Audit, parsed: &[Option<Entry>], federation: &str, mut 
                 });
                 match amendment
                     .map_err(|e| e.to_string())
-                    .and_then(|am| charter.apply(&am).map_err(|e| e.to_string()))
+                    // The genesis names the federation; a steward's signature for another
+                    // federation's identical charter must not count here.
+                    .and_then(|am| charter.apply(federation, &am).map_err(|e| e.to_string()))
                 {
                     Ok(next) => {
                         a.amendments += 1;

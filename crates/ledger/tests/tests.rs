@@ -102,13 +102,9 @@ proptest! {
     }
 }
 
-/// A small, valid ledger: genesis, two enrolments, one round with two signed updates, a
-/// release, and a signed head.
-fn small_ledger() -> (Ledger, Vec<harambee_ledger::TreeHead>, Identity) {
-    let coordinator = Identity::generate().unwrap();
-    let members = [Identity::generate().unwrap(), Identity::generate().unwrap()];
-    let mut ledger = Ledger::default();
-    let charter = harambee_charter::Charter {
+/// A charter for these tests: fedavg, a quorum of 2, five rounds, anyone with the invite.
+fn test_charter(members: Vec<harambee_charter::Member>) -> harambee_charter::Charter {
+    harambee_charter::Charter {
         name: "test".into(),
         task: "digits".into(),
         data_licence: "CC-BY-4.0".into(),
@@ -122,15 +118,28 @@ fn small_ledger() -> (Ledger, Vec<harambee_ledger::TreeHead>, Identity) {
         privacy: None,
         secure_aggregation: None,
         mode: Default::default(),
-        members: Vec::new(),
-    };
-    ledger.append(&Entry::Genesis {
+        members,
+    }
+}
+
+/// The genesis entry of federation `fed`, under `charter`, run by `coordinator`.
+fn genesis(charter: &harambee_charter::Charter, coordinator: &Identity) -> Entry {
+    Entry::Genesis {
         federation_id: "fed".into(),
-        name: "test".into(),
+        name: charter.name.clone(),
         config_sha256: "00".repeat(32),
         charter: String::from_utf8(charter.canonical_bytes()).unwrap(),
         coordinator_key: coordinator.public().to_string(),
-    });
+    }
+}
+
+/// A small, valid ledger: genesis, two enrolments, one round with two signed updates, a
+/// release, and a signed head.
+fn small_ledger() -> (Ledger, Vec<harambee_ledger::TreeHead>, Identity) {
+    let coordinator = Identity::generate().unwrap();
+    let members = [Identity::generate().unwrap(), Identity::generate().unwrap()];
+    let mut ledger = Ledger::default();
+    ledger.append(&genesis(&test_charter(Vec::new()), &coordinator));
     for (i, m) in members.iter().enumerate() {
         ledger.append(&Entry::Enrolment {
             participant: i as u64,
@@ -294,32 +303,17 @@ fn rounds_beyond_the_charters_privacy_budget_are_named() {
     let coordinator = Identity::generate().unwrap();
     let charter = harambee_charter::Charter {
         name: "dp".into(),
-        task: "digits".into(),
-        data_licence: "CC-BY-4.0".into(),
-        model_licence: "Apache-2.0".into(),
-        enrolment: harambee_charter::Enrolment::Invite,
         strategies: vec!["dp-fedavg".into()],
         min_quorum: 1,
-        max_deadline_s: 60.0,
-        max_rounds: 5,
-        amendment_threshold: 1,
         privacy: Some(harambee_charter::PrivacyBudget {
             epsilon: 1.0,
             delta: 1e-5,
         }),
-        secure_aggregation: None,
-        mode: Default::default(),
-        members: Vec::new(),
+        ..test_charter(Vec::new())
     };
     let result = |round: u64, epsilon: Option<f64>| {
         let mut ledger = Ledger::default();
-        ledger.append(&Entry::Genesis {
-            federation_id: "fed".into(),
-            name: "dp".into(),
-            config_sha256: "00".repeat(32),
-            charter: String::from_utf8(charter.canonical_bytes()).unwrap(),
-            coordinator_key: coordinator.public().to_string(),
-        });
+        ledger.append(&genesis(&charter, &coordinator));
         let base = Digest::of_bytes(b"base").to_hex();
         ledger.append(&Entry::RoundOpen {
             round,
@@ -374,27 +368,14 @@ fn a_community_round_without_inner_steps_is_named() {
         name: "community".into(),
         task: "char-transformer".into(),
         data_licence: "public domain".into(),
-        model_licence: "Apache-2.0".into(),
-        enrolment: harambee_charter::Enrolment::Invite,
         strategies: vec!["diloco".into()],
         min_quorum: 1,
-        max_deadline_s: 60.0,
-        max_rounds: 5,
-        amendment_threshold: 1,
-        privacy: None,
-        secure_aggregation: None,
         mode: harambee_charter::Mode::Community,
-        members: Vec::new(),
+        ..test_charter(Vec::new())
     };
     let findings = |local_steps: u32| {
         let mut ledger = Ledger::default();
-        ledger.append(&Entry::Genesis {
-            federation_id: "fed".into(),
-            name: "community".into(),
-            config_sha256: "00".repeat(32),
-            charter: String::from_utf8(charter.canonical_bytes()).unwrap(),
-            coordinator_key: coordinator.public().to_string(),
-        });
+        ledger.append(&genesis(&charter, &coordinator));
         ledger.append(&Entry::RoundOpen {
             round: 1,
             attempt: 0,
@@ -415,4 +396,50 @@ fn a_community_round_without_inner_steps_is_named() {
     };
     assert_eq!(findings(0), 1);
     assert_eq!(findings(50), 0);
+}
+
+/// A ledger of federation `fed` whose charter has one steward, then one amendment of it
+/// signed by that steward for `signed_for`, and a signed head.
+fn amended_ledger(signed_for: &str) -> (Ledger, Vec<harambee_ledger::TreeHead>, Identity) {
+    let coordinator = Identity::generate().unwrap();
+    let steward = Identity::generate().unwrap();
+    let charter = test_charter(vec![harambee_charter::Member {
+        name: "steward".into(),
+        public_key: steward.public().to_string(),
+        role: harambee_charter::Role::Steward,
+    }]);
+    let mut proposed = charter.clone();
+    proposed.max_rounds = 10;
+    let mut ledger = Ledger::default();
+    ledger.append(&genesis(&charter, &coordinator));
+    ledger.append(&Entry::Amendment {
+        amends: charter.hash(),
+        charter: String::from_utf8(proposed.canonical_bytes()).unwrap(),
+        signatures: vec![(
+            steward.public().to_string(),
+            harambee_charter::Amendment::sign(&steward, signed_for, &charter, &proposed),
+        )],
+    });
+    let head = ledger.sign_head(&coordinator, 1);
+    (ledger, vec![head], coordinator)
+}
+
+// Before, the auditor accepted a steward's amendment signature made for another federation.
+#[test]
+fn an_amendment_signed_for_another_federation_is_named() {
+    let (ledger, heads, coordinator) = amended_ledger("fed");
+    let report = audit(ledger.entries(), &heads, Some(&coordinator.public()));
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    assert_eq!(report.amendments, 1);
+
+    let (ledger, heads, coordinator) = amended_ledger("another federation");
+    let report = audit(ledger.entries(), &heads, Some(&coordinator.public()));
+    assert_eq!(report.amendments, 0);
+    assert!(
+        report.findings.iter().any(
+            |f| f.entry == Some(1) && f.problem.contains("amendment that does not take effect")
+        ),
+        "{:?}",
+        report.findings
+    );
 }
