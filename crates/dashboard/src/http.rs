@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::Request;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,6 +18,7 @@ use futures_util::{Stream, StreamExt, stream};
 use serde::Deserialize;
 use tokio::sync::watch;
 
+use crate::accept::{DashboardOptions, accept};
 use crate::api::{ChartPoint, ErrorBody, PauseRequest, RemoveRequest, RoundPage};
 use crate::metrics::Metrics;
 use crate::signed::{AuthError, SignedHeaders, unix_ms};
@@ -50,27 +53,54 @@ struct App {
     live: watch::Sender<Live>,
 }
 
-/// Serves the dashboard on `listener` until the task is dropped or aborted. Live connections
-/// (server-sent events) never end by themselves, so the owner aborts this task rather than
-/// waiting for a graceful end.
+/// Serves the dashboard on `listener` with [`DashboardOptions::default`] until the task is
+/// dropped or aborted; see [`serve_with`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     view: Arc<dyn FederationView>,
     metrics: Metrics,
 ) -> std::io::Result<()> {
+    serve_with(listener, view, metrics, DashboardOptions::default()).await
+}
+
+/// Serves the dashboard on `listener` until the task is dropped or aborted, which ends every
+/// connection with it. Live connections (server-sent events) never end by themselves, so the
+/// owner aborts this task rather than waiting for a graceful end. Returns at once with
+/// `InvalidInput` if [`DashboardOptions::validate`] refuses `options`.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    view: Arc<dyn FederationView>,
+    metrics: Metrics,
+    options: DashboardOptions,
+) -> std::io::Result<()> {
+    options.validate()?;
     let (live, _) = watch::channel(Live::default());
     let app = App {
         view,
-        metrics,
+        metrics: metrics.clone(),
         live,
     };
-    let sampler = tokio::spawn(sample_live(app.clone()));
-    let result = axum::serve(listener, router(app)).await;
-    sampler.abort();
-    result
+    let _sampler = AbortOnDrop(tokio::spawn(sample_live(app.clone())));
+    accept(
+        listener,
+        router(app, options.request_timeout),
+        &options,
+        metrics,
+    )
+    .await
 }
 
-fn router(app: App) -> Router {
+/// Aborts the task when dropped: the sampler lives exactly as long as the server.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The routes; every one but the live stream must answer within `request_timeout`.
+fn router(app: App, request_timeout: Duration) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/assets/dashboard.js", get(script))
@@ -82,15 +112,33 @@ fn router(app: App) -> Router {
         .route("/api/rounds", get(rounds))
         .route("/api/rounds/{round}", get(round))
         .route("/api/ledger/head", get(tree_head))
-        .route("/api/events", get(events))
         .route("/api/admin/pause", post(pause))
         .route("/api/admin/resume", post(resume))
         .route("/api/admin/remove", post(remove))
         .route("/metrics", get(metrics))
+        // Only the routes above: the live stream below is meant to last.
+        .route_layer(middleware::from_fn_with_state(request_timeout, time_limit))
+        .route("/api/events", get(events))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app)
+}
+
+/// Answers 503 for a request not answered within `limit` (a body that trickles in, a
+/// coordinator too busy to answer), so neither holds its connection for long.
+async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the request was not answered within {} s; try again",
+                limit.as_secs_f64()
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// An error as every route returns it: a status and a JSON body that says what was wrong.

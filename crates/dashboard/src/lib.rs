@@ -6,7 +6,10 @@
 //!   binary (no CDN, nothing fetched at run time); the page draws its own SVG chart and stays
 //!   live through server-sent events (`/api/events`), sampled once per interval for every
 //!   watcher together. The JSON shapes are the types of [`api`]; `docs/api.md` lists the
-//!   routes.
+//!   routes. [`serve_with`] takes [`DashboardOptions`]: the host names it answers to besides
+//!   its own address (it refuses others, against DNS rebinding), how long a client may take
+//!   to send its headers and a request to be answered, and how many connections it serves
+//!   at once.
 //! - [`StewardRequest`] is what a steward signs to pause, resume or remove a member: the
 //!   federation, method, path, body digest, a timestamp and a nonce, under its own domain
 //!   separator. [`SignedHeaders::verify`] checks it against the charter's stewards and the
@@ -37,6 +40,7 @@
 //! assert!(other.is_err());
 //! ```
 
+mod accept;
 pub mod api;
 mod client;
 mod http;
@@ -44,8 +48,9 @@ mod metrics;
 mod signed;
 mod view;
 
+pub use accept::{DashboardOptions, HEADER_TIMEOUT, MAX_CONNECTIONS, REQUEST_TIMEOUT};
 pub use client::{ClientError, DashboardClient, Reply};
-pub use http::{MAX_BODY_BYTES, MAX_PAGE, serve};
+pub use http::{MAX_BODY_BYTES, MAX_PAGE, serve, serve_with};
 pub use metrics::{Metrics, RefusalReason};
 pub use signed::{
     AuthError, Authorised, HEADER_NONCE, HEADER_SIGNATURE, HEADER_STEWARD, HEADER_TIMESTAMP,

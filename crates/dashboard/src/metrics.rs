@@ -81,6 +81,8 @@ struct Instruments {
     ledger_entries: Gauge,
     round: Gauge,
     paused: Gauge,
+    http_connections: Gauge,
+    http_connections_refused: Counter,
 }
 
 /// The coordinator's metrics. Cheap to clone (one shared registry); recording is a few atomic
@@ -120,6 +122,8 @@ impl Metrics {
             ledger_entries: Gauge::default(),
             round: Gauge::default(),
             paused: Gauge::default(),
+            http_connections: Gauge::default(),
+            http_connections_refused: Counter::default(),
         };
         let mut i = i;
         let r = &mut i.registry;
@@ -183,6 +187,16 @@ impl Metrics {
             "1 while a steward has paused the federation",
             i.paused.clone(),
         );
+        r.register(
+            "http_connections",
+            "Connections the dashboard is serving (pages, API calls, scrapes, live streams)",
+            i.http_connections.clone(),
+        );
+        r.register(
+            "http_connections_refused",
+            "Connections the dashboard closed at once because it served its maximum already",
+            i.http_connections_refused.clone(),
+        );
         for reason in RefusalReason::ALL {
             let _ = i.updates_refused.get_or_create(&ReasonLabel {
                 reason: reason.label(),
@@ -232,6 +246,17 @@ impl Metrics {
         self.0.sent_bytes.inc_by(bytes as u64);
     }
 
+    /// The dashboard accepted a connection; it counts as open until the guard is dropped.
+    pub(crate) fn http_connection_opened(&self) -> OpenConnection {
+        self.0.http_connections.inc();
+        OpenConnection(Arc::clone(&self.0))
+    }
+
+    /// The dashboard closed a connection at once: it served its maximum already.
+    pub(crate) fn http_connection_refused(&self) {
+        self.0.http_connections_refused.inc();
+    }
+
     /// The text a scrape gets, with the gauges set to `now`.
     pub fn encode(&self, now: &Gauges) -> String {
         let i = &self.0;
@@ -252,4 +277,13 @@ impl Metrics {
     /// The `Content-Type` of [`encode`](Self::encode)'s text.
     pub const CONTENT_TYPE: &'static str =
         prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+}
+
+/// A connection the dashboard serves, counted in `harambee_http_connections` while it lives.
+pub(crate) struct OpenConnection(Arc<Instruments>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.http_connections.dec();
+    }
 }

@@ -1,4 +1,5 @@
-//! The dashboard's pure parts: the steward-signed request scheme, the JSON shapes, metrics.
+//! The dashboard's pure parts (the steward-signed request scheme, the JSON shapes, metrics)
+//! and its HTTP server's own defences.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod signed {
@@ -324,7 +325,8 @@ mod metrics {
 
     use harambee_dashboard::{Gauges, Metrics, RefusalReason};
 
-    fn sample(text: &str, name: &str) -> f64 {
+    /// A metric's value in a scrape's `text`.
+    pub(crate) fn sample(text: &str, name: &str) -> f64 {
         text.lines()
             .find(|l| l.split_whitespace().next() == Some(name))
             .and_then(|l| l.split_whitespace().nth(1))
@@ -406,5 +408,338 @@ mod metrics {
             );
         }
         assert!(queried >= 10, "{queried}");
+    }
+}
+
+mod http {
+    //! The HTTP server against hostile clients: foreign host names, stalled headers, slow
+    //! answers, floods of connections. Raw sockets to 127.0.0.1 only.
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use harambee_dashboard::api::{
+        AdminReply, CurrentRound, FederationInfo, Overview, Phase, RoundDetail, RoundRow,
+    };
+    use harambee_dashboard::{
+        AdminError, Authorised, DashboardOptions, FederationView, Gauges, Metrics, StewardAction,
+        ViewError, serve_with,
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::task::JoinHandle;
+
+    /// A federation that answers its overview at once and its description after `slow`.
+    struct Federation {
+        slow: Duration,
+    }
+
+    impl FederationView for Federation {
+        fn federation(&self) -> Result<FederationInfo, ViewError> {
+            std::thread::sleep(self.slow);
+            Err(ViewError("not in this test".into()))
+        }
+        fn overview(&self) -> Result<Overview, ViewError> {
+            Ok(Overview {
+                round: CurrentRound {
+                    phase: Phase::Waiting,
+                    round: 0,
+                    rounds: 3,
+                    attempt: 0,
+                    selected: Vec::new(),
+                    received: 0,
+                    quorum: 1,
+                    deadline_ms: None,
+                    paused: false,
+                    error: None,
+                },
+                members: Vec::new(),
+                head: None,
+                privacy: None,
+                rounds_completed: 0,
+            })
+        }
+        fn rounds(&self) -> Result<Vec<RoundRow>, ViewError> {
+            Ok(Vec::new())
+        }
+        fn round(&self, _: u64) -> Result<Option<RoundDetail>, ViewError> {
+            Ok(None)
+        }
+        fn gauges(&self) -> Result<Gauges, ViewError> {
+            Ok(Gauges::default())
+        }
+        fn apply(&self, _: &StewardAction, _: &Authorised) -> Result<AdminReply, AdminError> {
+            Err(AdminError::Unavailable("not in this test".into()))
+        }
+    }
+
+    /// A dashboard on a free loopback port; dropping it stops the server.
+    struct Dashboard {
+        addr: std::net::SocketAddr,
+        metrics: Metrics,
+        task: JoinHandle<std::io::Result<()>>,
+    }
+
+    impl Drop for Dashboard {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    async fn start(options: DashboardOptions, slow: Duration) -> Dashboard {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let metrics = Metrics::new();
+        let view = Arc::new(Federation { slow });
+        let task = tokio::spawn(serve_with(listener, view, metrics.clone(), options));
+        Dashboard {
+            addr,
+            metrics,
+            task,
+        }
+    }
+
+    impl Dashboard {
+        /// A metric's value as a scrape reads it.
+        fn metric(&self, name: &str) -> f64 {
+            crate::metrics::sample(&self.metrics.encode(&Gauges::default()), name)
+        }
+    }
+
+    /// Everything the server sends until it closes, or until `within` passes (then `None`).
+    async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> Option<String> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+                Err(_) => return None,
+                Ok(Ok(0) | Err(_)) => return Some(String::from_utf8_lossy(&got).into_owned()),
+                Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    /// `request` sent on a fresh connection; the status and the whole answer.
+    async fn exchange(dashboard: &Dashboard, request: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(dashboard.addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let answer = read_until_closed(&mut stream, Duration::from_secs(30))
+            .await
+            .expect("an answer, then the connection closed");
+        let status = answer
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"));
+        (status, answer)
+    }
+
+    fn get(path: &str, host: &str) -> String {
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+    }
+
+    // Before, any Host was served: a page on a name its author rebinds to 127.0.0.1 could
+    // read the federation's state from a steward's browser (DNS rebinding).
+    #[tokio::test]
+    async fn a_request_naming_a_foreign_host_is_refused_against_dns_rebinding() {
+        let options = DashboardOptions {
+            allowed_hosts: vec!["Dashboard.Example.org".into(), "proxy.example:8443".into()],
+            ..DashboardOptions::default()
+        };
+        let dashboard = start(options, Duration::ZERO).await;
+        let port = dashboard.addr.port();
+        for host in [
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            format!("LOCALHOST:{port}"),
+            "dashboard.example.org".into(),
+            "dashboard.example.org:9999".into(),
+            "proxy.example:8443".into(),
+        ] {
+            let (status, answer) = exchange(&dashboard, &get("/api", &host)).await;
+            assert_eq!(status, 200, "Host: {host}\n{answer}");
+        }
+        for host in [
+            "evil.example".to_string(),
+            format!("evil.example:{port}"),
+            format!("127.0.0.1:{}", port.wrapping_add(1)),
+            "127.0.0.1".into(),
+            format!("127.0.0.2:{port}"),
+            format!("localhost.evil.example:{port}"),
+            "proxy.example:8444".into(),
+            "proxy.example".into(),
+            format!("127.0.0.1:{port}:1"),
+        ] {
+            let (status, answer) = exchange(&dashboard, &get("/api", &host)).await;
+            assert_eq!(status, 421, "Host: {host}\n{answer}");
+            assert!(
+                answer.contains(&format!("It answers to: 127.0.0.1:{port}, localhost:{port}, dashboard.example.org, proxy.example:8443."))
+                    && answer.contains("http_allowed_hosts"),
+                "the refusal says what is accepted and how to allow more:\n{answer}"
+            );
+        }
+        // The absolute form names its host in the request line: that one must pass too.
+        let absolute = format!(
+            "GET http://evil.example/api HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        );
+        assert_eq!(exchange(&dashboard, &absolute).await.0, 421);
+        let no_host = "GET /api HTTP/1.1\r\nConnection: close\r\n\r\n";
+        let (status, answer) = exchange(&dashboard, no_host).await;
+        assert_eq!(status, 421, "{answer}");
+        assert!(answer.contains("no Host header"), "{answer}");
+        let two = format!(
+            "GET /api HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
+        );
+        assert_eq!(exchange(&dashboard, &two).await.0, 421);
+        // An operator's typo is refused at start, not silently never matched.
+        for bad in ["http://dashboard.example.org", "", "a b", "host:port"] {
+            let options = DashboardOptions {
+                allowed_hosts: vec![bad.into()],
+                ..DashboardOptions::default()
+            };
+            assert!(options.validate().is_err(), "{bad:?}");
+        }
+    }
+
+    // Before, half a header line held its connection and task for ever (slowloris), and so
+    // did a connection that sent nothing.
+    #[tokio::test]
+    async fn a_client_that_stalls_in_its_headers_is_disconnected() {
+        let dashboard = start(DashboardOptions::default(), Duration::ZERO).await;
+        let started = Instant::now();
+        let mut half = TcpStream::connect(dashboard.addr).await.unwrap();
+        half.write_all(b"GET /api HTTP/1.1\r\nHo").await.unwrap();
+        let mut silent = TcpStream::connect(dashboard.addr).await.unwrap();
+        // Answered once, then idle: kept alive no longer than the header timeout either.
+        let mut idle = TcpStream::connect(dashboard.addr).await.unwrap();
+        let once = format!("GET /api HTTP/1.1\r\nHost: {}\r\n\r\n", dashboard.addr);
+        idle.write_all(once.as_bytes()).await.unwrap();
+        let bound = Duration::from_secs(15);
+        let (half_closed, silent_closed, idle_closed) = tokio::join!(
+            read_until_closed(&mut half, bound),
+            read_until_closed(&mut silent, bound),
+            read_until_closed(&mut idle, bound)
+        );
+        eprintln!(
+            "stalled connections closed after {:?} (header timeout {:?})",
+            started.elapsed(),
+            harambee_dashboard::HEADER_TIMEOUT
+        );
+        assert!(half_closed.is_some(), "half a header line still held open");
+        assert!(
+            silent_closed.is_some(),
+            "a silent connection still held open"
+        );
+        let idle_closed = idle_closed.expect("an idle kept-alive connection still held open");
+        assert!(idle_closed.starts_with("HTTP/1.1 200"), "{idle_closed}");
+        // The server still answers.
+        let host = dashboard.addr.to_string();
+        assert_eq!(exchange(&dashboard, &get("/api", &host)).await.0, 200);
+    }
+
+    // Before, no request had a time limit: a coordinator that could not answer held every
+    // connection that asked. The live stream must not be cut by that limit.
+    #[tokio::test]
+    async fn a_slow_answer_times_out_but_the_live_stream_stays_open() {
+        let options = DashboardOptions {
+            request_timeout: Duration::from_secs(1),
+            ..DashboardOptions::default()
+        };
+        let dashboard = start(options, Duration::from_secs(4)).await;
+        let host = dashboard.addr.to_string();
+        let started = Instant::now();
+        let (status, answer) = exchange(&dashboard, &get("/api/federation", &host)).await;
+        eprintln!("slow answer cut after {:?}", started.elapsed());
+        assert_eq!(status, 503, "{answer}");
+        assert!(answer.contains("not answered within 1 s"), "{answer}");
+
+        let mut live = TcpStream::connect(dashboard.addr).await.unwrap();
+        let request = format!("GET /api/events HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        live.write_all(request.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains("event: overview") {
+            let n = tokio::time::timeout(Duration::from_secs(30), live.read(&mut buf))
+                .await
+                .expect("the first event")
+                .unwrap();
+            assert!(n > 0, "closed before the first event: {got:?}");
+            got.extend_from_slice(&buf[..n]);
+        }
+        // Three request timeouts later the stream is still open.
+        let later = read_until_closed(&mut live, Duration::from_secs(3)).await;
+        assert_eq!(later, None, "the live stream was closed");
+    }
+
+    // Before, every connection was served: a flood of idle or live ones took the
+    // coordinator's tasks, memory and file descriptors without end.
+    #[tokio::test]
+    async fn connections_over_the_cap_are_closed_and_the_cap_recovers() {
+        const CAP: usize = 4;
+        let options = DashboardOptions {
+            max_connections: CAP,
+            header_timeout: Duration::from_secs(60),
+            ..DashboardOptions::default()
+        };
+        let dashboard = start(options, Duration::ZERO).await;
+        let host = dashboard.addr.to_string();
+        let keep_alive = format!("GET /api HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        // Fill the cap with kept-alive connections, each answered once, so each is served.
+        let mut held = Vec::new();
+        for _ in 0..CAP {
+            let mut stream = TcpStream::connect(dashboard.addr).await.unwrap();
+            stream.write_all(keep_alive.as_bytes()).await.unwrap();
+            let mut buf = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+            held.push(stream);
+        }
+        assert_eq!(dashboard.metric("harambee_http_connections"), CAP as f64);
+        // Three times as many again: each is closed promptly, none is served.
+        let flood = 3 * CAP;
+        for _ in 0..flood {
+            let mut extra = TcpStream::connect(dashboard.addr).await.unwrap();
+            let _ = extra.write_all(keep_alive.as_bytes()).await;
+            let answer = read_until_closed(&mut extra, Duration::from_secs(10))
+                .await
+                .expect("a connection over the cap is closed");
+            assert!(
+                answer.is_empty() || answer.starts_with("HTTP/1.1 503"),
+                "{answer}"
+            );
+            assert!(dashboard.metric("harambee_http_connections") <= CAP as f64);
+        }
+        assert_eq!(
+            dashboard.metric("harambee_http_connections_refused_total"),
+            flood as f64
+        );
+        // Once the held ones close, a fresh request is served again.
+        drop(held);
+        let started = Instant::now();
+        loop {
+            let mut stream = TcpStream::connect(dashboard.addr).await.unwrap();
+            stream
+                .write_all(get("/api", &host).as_bytes())
+                .await
+                .unwrap();
+            let answer = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+            if answer.is_some_and(|a| a.starts_with("HTTP/1.1 200")) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "the cap did not recover"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!("the cap recovered after {:?}", started.elapsed());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while dashboard.metric("harambee_http_connections") > 0.0 {
+            assert!(Instant::now() < deadline, "connections still counted open");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
