@@ -93,6 +93,7 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
         federation_id: String::new(),
         listen,
         http,
+        http_allowed_hosts: Vec::new(),
         public_url: args
             .public_url
             .clone()

@@ -21,6 +21,11 @@ pub struct FederationConfig {
     /// an operator chooses otherwise). None: no dashboard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<SocketAddr>,
+    /// Host names the dashboard answers to besides its own address (a reverse proxy's public
+    /// name, `localhost:9000` for a tunnel); a name without a port is allowed on any port.
+    /// Every other `Host` is refused, against DNS rebinding.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_allowed_hosts: Vec<String>,
     /// The URL participants use (put in the invite).
     pub public_url: String,
     /// Names and addresses the TLS certificate is issued for; the first is the one clients

@@ -74,6 +74,11 @@ pub async fn serve_with(
     options: ServeOptions,
     on_ready: impl FnOnce(Ready),
 ) -> Result<ServeOutcome, ServerError> {
+    // Held until this function returns: `harambee charter amend` refuses to rewrite the
+    // charter under a live coordinator, and a second coordinator on the folder is refused.
+    let _folder_lock =
+        harambee_charter::FolderLock::acquire(folder.root(), "the coordinator (`harambee serve`)")
+            .map_err(|e| ServerError::Config(e.to_string()))?;
     let folder2 = folder.clone();
     let driver = tokio::task::spawn_blocking(move || Driver::open(&folder2))
         .await
@@ -115,7 +120,8 @@ pub async fn serve_with(
 
     let (dashboard, dashboard_task) = match options.http.or(config.http) {
         Some(addr) => {
-            let (bound, task) = start_dashboard(addr, &driver, &timer).await?;
+            let (bound, task) =
+                start_dashboard(addr, config.http_allowed_hosts.clone(), &driver, &timer).await?;
             (Some(bound), Some(task))
         }
         None => (None, None),
@@ -193,9 +199,17 @@ pub async fn serve_with(
 /// Binds the dashboard's address and serves it in the background.
 async fn start_dashboard(
     addr: SocketAddr,
+    allowed_hosts: Vec<String>,
     driver: &Arc<Mutex<Driver>>,
     timer: &Arc<Notify>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServerError> {
+    let options = harambee_dashboard::DashboardOptions {
+        allowed_hosts,
+        ..Default::default()
+    };
+    options
+        .validate()
+        .map_err(|e| ServerError::Config(format!("http_allowed_hosts: {e}")))?;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         ServerError::Transport(format!("cannot listen on {addr} for the dashboard: {e}"))
     })?;
@@ -211,7 +225,7 @@ async fn start_dashboard(
     let view = Arc::new(CoordinatorView::new(Arc::clone(driver), Arc::clone(timer)));
     let metrics = lock(driver).metrics();
     let task = tokio::spawn(async move {
-        if let Err(e) = harambee_dashboard::serve(listener, view, metrics).await {
+        if let Err(e) = harambee_dashboard::serve_with(listener, view, metrics, options).await {
             tracing::error!(error = %e, "the dashboard stopped");
         }
     });

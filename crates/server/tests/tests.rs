@@ -23,6 +23,7 @@ fn config(min_participants: usize) -> FederationConfig {
         federation_id: String::new(),
         listen: "127.0.0.1:0".parse().unwrap(),
         http: None,
+        http_allowed_hosts: Vec::new(),
         public_url: String::new(),
         server_names: vec!["localhost".into(), "127.0.0.1".into()],
         invite_token_sha256: String::new(),

@@ -1,0 +1,716 @@
+//! A hostile world against a real `harambee serve`: one member of the federation turned
+//! adversary, strangers who know only what the ledger and the dashboard publish, and idle
+//! sockets. Each attack must be refused with a clear status while three honest communities
+//! (real `harambee join` processes) train to the end, and the ledger must verify afterwards.
+//! The attacks run on loopback only, bounded in count and time.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use common::{COMMUNITIES, LANGUAGES, corpus, harambee, join_community, read, spawn, wait_exit};
+use harambee_identity::{Identity, UpdateStatement};
+use harambee_params::{Digest, Encoding, Layout, ParamSet};
+use harambee_proto::auth::{self, method};
+use harambee_proto::{CallProof, CoordinatorClient, Invite, v1};
+use tokio::io::AsyncReadExt;
+use tonic::Code;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+fn client(invite: &Invite) -> CoordinatorClient<Channel> {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&invite.ca_certificate))
+        .domain_name(invite.server_name.clone());
+    let channel = Endpoint::from_shared(invite.coordinator.clone())
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_timeout(Duration::from_secs(10))
+        .connect_lazy();
+    CoordinatorClient::new(channel).max_decoding_message_size(8 << 20)
+}
+
+/// Fails the test unless `result` is a refusal with one of `codes` whose message says `words`.
+fn refused<T: std::fmt::Debug>(
+    attack: &str,
+    result: Result<T, tonic::Status>,
+    codes: &[Code],
+    words: &str,
+) {
+    let status = result.expect_err(attack);
+    assert!(
+        codes.contains(&status.code()) && status.message().contains(words),
+        "{attack}: expected {codes:?} saying {words:?}, got {status:?}"
+    );
+    println!(
+        "refused  {attack}: {:?} {}",
+        status.code(),
+        status.message()
+    );
+}
+
+/// The limits the attacks are sized against, written into `federation.toml`.
+fn tighten_limits(fed: &Path) {
+    let path = fed.join("federation.toml");
+    let mut config: toml::Table = fs::read_to_string(&path).unwrap().parse().unwrap();
+    let limits = config
+        .entry("limits")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .unwrap();
+    // Three communities, the adversary and one Sybil; a second Sybil is one too many.
+    limits.insert("max_participants".into(), toml::Value::Integer(5));
+    limits.insert("handshake_timeout_s".into(), toml::Value::Float(2.0));
+    limits.insert("liveness_timeout_s".into(), toml::Value::Float(15.0));
+    limits.insert("max_connections".into(), toml::Value::Integer(48));
+    fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+}
+
+/// The adversary: an enrolled member who attacks while taking part, and strangers.
+struct Adversary {
+    invite: Invite,
+    me: Identity,
+    c: CoordinatorClient<Channel>,
+}
+
+impl Adversary {
+    fn call<M: prost::Message>(&self, method: &str, m: M) -> tonic::Request<M> {
+        auth::signed(&self.me, &self.invite.federation_id, method, m)
+    }
+
+    fn key(&self) -> Vec<u8> {
+        self.me.public().to_bytes().to_vec()
+    }
+
+    /// Enrols `other`, or the adversary's own key.
+    async fn enrol(&mut self, other: Option<&Identity>) -> Result<v1::EnrolReply, tonic::Status> {
+        let id = other.unwrap_or(&self.me);
+        let r = v1::EnrolRequest {
+            public_key: id.public().to_bytes().to_vec(),
+            invite_token: self.invite.token.clone(),
+            name: "adversary".into(),
+            signature: id.sign_enrolment(&self.invite.federation_id).to_vec(),
+        };
+        let r = auth::signed(id, &self.invite.federation_id, method::ENROL, r);
+        self.c.enrol(r).await.map(tonic::Response::into_inner)
+    }
+
+    /// A signed update of `params` claiming `samples`, submitted with a valid call proof.
+    async fn submit(
+        &mut self,
+        task: &v1::Task,
+        params: &ParamSet,
+        samples: u64,
+    ) -> Result<v1::SubmitReply, tonic::Status> {
+        let base = Digest(task.base_digest.as_slice().try_into().unwrap());
+        let signed = self.me.sign(UpdateStatement {
+            federation: self.invite.federation_id.clone(),
+            round: task.round,
+            base,
+            update: params.digest(),
+            num_samples: samples,
+        });
+        let data = Encoding::F32.encode(params);
+        let header = v1::UpdateHeader {
+            public_key: self.key(),
+            round: task.round,
+            attempt: task.attempt,
+            base_digest: task.base_digest.clone(),
+            update_digest: params.digest().0.to_vec(),
+            num_samples: samples,
+            train_loss: 1.0,
+            encoding: "f32".into(),
+            total_bytes: data.len() as u64,
+            signature: signed.signature.to_vec(),
+        };
+        let chunks = data
+            .chunks(harambee_proto::CHUNK_BYTES)
+            .map(<[u8]>::to_vec)
+            .collect();
+        self.stream(header, chunks, true).await
+    }
+
+    /// An update stream of `header` then `chunks`, with or without a call proof.
+    async fn stream(
+        &mut self,
+        header: v1::UpdateHeader,
+        chunks: Vec<Vec<u8>>,
+        prove: bool,
+    ) -> Result<v1::SubmitReply, tonic::Status> {
+        let body = auth::body_digest(&header);
+        let parts = std::iter::once(v1::update_chunk::Part::Header(header))
+            .chain(chunks.into_iter().map(v1::update_chunk::Part::Data))
+            .map(|p| v1::UpdateChunk { part: Some(p) })
+            .collect::<Vec<_>>();
+        let stream = tokio_stream::iter(parts);
+        let request = if prove {
+            auth::prove(
+                &self.me,
+                &self.invite.federation_id,
+                method::SUBMIT_UPDATE,
+                body,
+                stream,
+            )
+        } else {
+            tonic::Request::new(stream)
+        };
+        self.c
+            .submit_update(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    async fn task(&mut self, after: (u64, u32)) -> v1::Task {
+        loop {
+            let r = self.call(
+                method::GET_TASK,
+                v1::TaskRequest {
+                    public_key: self.key(),
+                    after_round: after.0,
+                    after_attempt: after.1,
+                    wait_ms: 10_000,
+                },
+            );
+            let task = self.c.get_task(r).await.unwrap().into_inner();
+            if task.kind != v1::task::Kind::Wait as i32 {
+                return task;
+            }
+        }
+    }
+
+    async fn fetch(&mut self, layout: &Layout, digest: &[u8]) -> ParamSet {
+        let r = self.call(
+            method::FETCH_PARAMETERS,
+            v1::FetchRequest {
+                public_key: self.key(),
+                digest: digest.to_vec(),
+                offset: 0,
+            },
+        );
+        let mut stream = self.c.fetch_parameters(r).await.unwrap().into_inner();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.message().await.unwrap() {
+            bytes.extend_from_slice(&chunk.data);
+        }
+        Encoding::F32.decode(layout, &bytes).unwrap()
+    }
+}
+
+/// Calls in a victim's name: with no proof, with the adversary's proof, with a forged one,
+/// replayed, stale; and a flood of them, which must cost the flooder, never the victim.
+async fn impersonate(adv: &mut Adversary, victim: &[u8], base_digest: &[u8]) {
+    let fed = adv.invite.federation_id.clone();
+    let beat = v1::HeartbeatRequest {
+        public_key: victim.to_vec(),
+    };
+    refused(
+        "heartbeat under a stolen public key, no proof",
+        adv.c.heartbeat(beat.clone()).await,
+        &[Code::Unauthenticated],
+        "no proof",
+    );
+    refused(
+        "model fetched under a stolen public key",
+        adv.c
+            .fetch_parameters(v1::FetchRequest {
+                public_key: victim.to_vec(),
+                digest: base_digest.to_vec(),
+                offset: 0,
+            })
+            .await,
+        &[Code::Unauthenticated],
+        "no proof",
+    );
+    refused(
+        "evaluation reported in a member's name",
+        adv.c
+            .report_evaluation(v1::EvaluationReport {
+                public_key: victim.to_vec(),
+                round: 1,
+                digest: base_digest.to_vec(),
+                examples: 10,
+                accuracy: 0.0,
+                loss: 9.0,
+            })
+            .await,
+        &[Code::Unauthenticated],
+        "no proof",
+    );
+    refused(
+        "the adversary's own proof on a body naming the victim",
+        adv.c
+            .heartbeat(adv.call(method::HEARTBEAT, beat.clone()))
+            .await,
+        &[Code::PermissionDenied],
+        "another key",
+    );
+    // A proof that names the victim's key, signed by the adversary.
+    let mut forged = auth::signed(&adv.me, &fed, method::HEARTBEAT, beat.clone());
+    let mut proof = CallProof::of(&forged).unwrap().unwrap();
+    proof.key = victim.try_into().unwrap();
+    proof.attach(&mut forged);
+    refused(
+        "a proof forged for the victim's key",
+        adv.c.heartbeat(forged).await,
+        &[Code::Unauthenticated],
+        "bad call signature",
+    );
+    // A genuine call of the adversary's, sent twice.
+    let own = v1::HeartbeatRequest {
+        public_key: adv.key(),
+    };
+    let first = adv.call(method::HEARTBEAT, own.clone());
+    let proof = CallProof::of(&first).unwrap().unwrap();
+    adv.c.heartbeat(first).await.unwrap();
+    let mut again = tonic::Request::new(own.clone());
+    proof.attach(&mut again);
+    refused(
+        "a captured call replayed",
+        adv.c.heartbeat(again).await,
+        &[Code::Unauthenticated],
+        "replayed",
+    );
+    // The same call's proof moved to another method.
+    let mut moved = tonic::Request::new(v1::TaskRequest {
+        public_key: adv.key(),
+        ..Default::default()
+    });
+    proof.attach(&mut moved);
+    refused(
+        "a heartbeat's proof on a task request",
+        adv.c.get_task(moved).await,
+        &[Code::Unauthenticated],
+        "bad call signature",
+    );
+    // An hour old, correctly signed.
+    let mut stale = CallProof {
+        key: adv.me.public().to_bytes(),
+        timestamp_ms: harambee_dashboard::unix_ms() - 3_600_000,
+        nonce: [7; 16],
+        signature: [0; 64],
+    };
+    stale.signature =
+        adv.me
+            .sign_raw(&stale.message(&fed, method::HEARTBEAT, &auth::body_digest(&own)));
+    let mut old = tonic::Request::new(own);
+    stale.attach(&mut old);
+    refused(
+        "a call signed an hour ago",
+        adv.c.heartbeat(old).await,
+        &[Code::Unauthenticated],
+        "clock",
+    );
+    // A flood under the victim's key, on a connection of its own: all refused, and it costs
+    // that connection (its rate limit), never the victim.
+    let mut flood = client(&adv.invite);
+    let mut limited = 0;
+    for _ in 0..400 {
+        let status = flood.heartbeat(beat.clone()).await.unwrap_err();
+        match status.code() {
+            Code::Unauthenticated => {}
+            Code::ResourceExhausted => limited += 1,
+            other => panic!("flood: unexpected {other:?}: {status:?}"),
+        }
+    }
+    println!("refused  a flood of 400 calls under the victim's key ({limited} by the rate limit)");
+}
+
+/// Numbers no participant may send: sample counts that would take FedAvg over, counts that
+/// overflow a sum, rounds that do not exist, an oversized stream, and unauthenticated ones.
+async fn bad_numbers(adv: &mut Adversary, task: &v1::Task, base: &ParamSet) {
+    refused(
+        "an update claiming 10^15 samples",
+        adv.submit(task, base, 1_000_000_000_000_000).await,
+        &[Code::OutOfRange],
+        "max_samples",
+    );
+    refused(
+        "an update claiming no samples",
+        adv.submit(task, base, 0).await,
+        &[Code::OutOfRange],
+        "max_samples",
+    );
+    let report = |examples: u64, round: u64, loss: f64| v1::EvaluationReport {
+        public_key: adv.key(),
+        round,
+        digest: task.base_digest.clone(),
+        examples,
+        accuracy: 0.5,
+        loss,
+    };
+    for (attack, r, words) in [
+        (
+            "an evaluation of u64::MAX examples",
+            report(u64::MAX, 1, 1.0),
+            "max_samples",
+        ),
+        (
+            "an evaluation of a round that never was",
+            report(10, 1 << 40, 1.0),
+            "not a closed round",
+        ),
+        (
+            "an evaluation with a negative loss",
+            report(10, 1, -1.0),
+            "loss",
+        ),
+    ] {
+        let r = adv.call(method::REPORT_EVALUATION, r);
+        refused(
+            attack,
+            adv.c.report_evaluation(r).await,
+            &[Code::OutOfRange, Code::InvalidArgument],
+            words,
+        );
+    }
+    let status = adv.c.get_status(v1::StatusRequest {}).await.unwrap();
+    assert!(status.into_inner().error.is_empty(), "status still answers");
+
+    let honest = Encoding::F32.encode(base);
+    let header = v1::UpdateHeader {
+        public_key: adv.key(),
+        round: task.round,
+        attempt: task.attempt,
+        base_digest: task.base_digest.clone(),
+        update_digest: base.digest().0.to_vec(),
+        num_samples: 1,
+        train_loss: 1.0,
+        encoding: "f32".into(),
+        total_bytes: honest.len() as u64,
+        signature: vec![0; 64],
+    };
+    refused(
+        "an update stream without a call proof",
+        adv.stream(header.clone(), vec![honest.clone()], false)
+            .await,
+        &[Code::Unauthenticated],
+        "no proof",
+    );
+    refused(
+        "an update announcing a terabyte",
+        adv.stream(
+            v1::UpdateHeader {
+                total_bytes: 1 << 40,
+                ..header.clone()
+            },
+            vec![],
+            true,
+        )
+        .await,
+        &[Code::InvalidArgument],
+        "wrong shape",
+    );
+    refused(
+        "a 4 MiB message in an update stream",
+        adv.stream(header, vec![vec![0; 4 << 20]], true).await,
+        &[
+            Code::ResourceExhausted,
+            Code::OutOfRange,
+            Code::InvalidArgument,
+        ],
+        "",
+    );
+    let masked = tokio_stream::iter([
+        v1::MaskedChunk {
+            part: Some(v1::masked_chunk::Part::Header(v1::MaskedHeader {
+                public_key: adv.key(),
+                round: task.round,
+                total_bytes: 1 << 30,
+                ..Default::default()
+            })),
+        },
+        v1::MaskedChunk {
+            part: Some(v1::masked_chunk::Part::Data(vec![0; 1024])),
+        },
+    ]);
+    refused(
+        "a masked secure-aggregation stream without a call proof",
+        adv.c.sec_agg_masked(masked).await,
+        &[Code::Unauthenticated],
+        "no proof",
+    );
+}
+
+/// Idle sockets that never speak TLS, more of them than the coordinator serves at once: every
+/// one is closed (the cap at once, the rest at the handshake timeout).
+async fn idle_sockets(addr: &str) {
+    let mut sockets = Vec::new();
+    for _ in 0..60 {
+        sockets.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let started = Instant::now();
+    for mut s in sockets {
+        let mut byte = [0u8; 1];
+        let closed = tokio::time::timeout(Duration::from_secs(20), s.read(&mut byte)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+            "an idle socket was left open: {closed:?}"
+        );
+    }
+    println!(
+        "refused  60 idle sockets: all closed within {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn spawn_honest(root: &Path, k: usize) -> Child {
+    let log = root.join(format!("p{k}.log"));
+    let child = spawn(&mut join_community(root, k), &log);
+    common::wait_for(&log, "enrolled", Duration::from_secs(60));
+    child
+}
+
+#[test]
+fn a_hostile_member_and_strangers_cannot_stall_take_over_or_corrupt_a_federation() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    corpus(&root.join("classes"), &LANGUAGES);
+    for (k, codes) in COMMUNITIES.iter().enumerate() {
+        corpus(&root.join(format!("p{k}/data")), codes);
+        let key = root.join(format!("p{k}/key.pem"));
+        assert!(
+            harambee(&["keygen", "--out", key.to_str().unwrap()])
+                .status
+                .success()
+        );
+    }
+    let steward_key = root.join("steward.key");
+    let out = harambee(&["keygen", "--out", steward_key.to_str().unwrap()]);
+    let steward = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let init = |dir: &Path, stewards: &[&str]| {
+        let mut args = vec!["init", dir.to_str().unwrap()];
+        for s in stewards {
+            args.extend(["--steward", s]);
+        }
+        args.extend(SETTINGS);
+        let classes = root.join("classes");
+        args.extend(["--classes-from", classes.to_str().unwrap()]);
+        args.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| harambee(&args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    // One steward listed twice, once in capitals, would count twice towards k of n.
+    let shouted = steward.to_ascii_uppercase();
+    let out = run(init(&root.join("twice"), &[&steward, &shouted]));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("list each key once"),
+        "{said}"
+    );
+    println!(
+        "refused  a charter listing one steward twice: {}",
+        said.trim()
+    );
+    // A second federation under the very same charter, whose amendments must not replay here.
+    let other = root.join("other");
+    assert!(run(init(&other, &[&steward])).status.success());
+
+    let fed = root.join("fed");
+    let out = run(init(&fed, &[&steward]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tighten_limits(&fed);
+    let serve_log = root.join("serve.log");
+    let mut coordinator = spawn(
+        std::process::Command::new(env!("CARGO_BIN_EXE_harambee"))
+            .arg("serve")
+            .arg(&fed)
+            .args(["--linger-s", "1"]),
+        &serve_log,
+    );
+    common::wait_for(&serve_log, "coordinator listening", Duration::from_secs(60));
+
+    // An amendment while the coordinator runs, and one signed for the other federation.
+    let current = fs::read_to_string(fed.join("charter.toml")).unwrap();
+    let proposed = root.join("proposed.toml");
+    fs::write(
+        &proposed,
+        current.replace("max_rounds = 3", "max_rounds = 9"),
+    )
+    .unwrap();
+    let sign = |dir: &Path| {
+        let out = harambee(&[
+            "charter",
+            "sign",
+            dir.to_str().unwrap(),
+            "--proposed",
+            proposed.to_str().unwrap(),
+            "--key",
+            steward_key.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let amend = |signature: &str| {
+        harambee(&[
+            "charter",
+            "amend",
+            fed.to_str().unwrap(),
+            "--proposed",
+            proposed.to_str().unwrap(),
+            "--signature",
+            signature,
+        ])
+    };
+    let out = amend(&sign(&fed));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("stop it"), "{said}");
+    println!(
+        "refused  a charter amendment under a live coordinator: {}",
+        said.trim()
+    );
+    let replayed = sign(&other);
+
+    // Downgrade: an invite rewritten to http:// is not followed without --insecure.
+    let invite = Invite::load(&fed.join("invite.toml")).unwrap();
+    let mut clear = invite.clone();
+    clear.coordinator = clear.coordinator.replacen("https://", "http://", 1);
+    clear.save(&root.join("clear.toml")).unwrap();
+    let out = harambee(&[
+        "join",
+        "--invite",
+        root.join("clear.toml").to_str().unwrap(),
+        "--key",
+        root.join("p0/key.pem").to_str().unwrap(),
+        "--data",
+        root.join("p0/data").to_str().unwrap(),
+    ]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("only https://"),
+        "{said}"
+    );
+    println!("refused  join through an http:// invite: {}", said.trim());
+
+    let mut honest: Vec<Child> = (0..3).map(|k| spawn_honest(root, k)).collect();
+    let victim = Identity::load(&root.join("p0/key.pem"))
+        .unwrap()
+        .public()
+        .to_bytes()
+        .to_vec();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut adv = Adversary {
+            c: client(&invite),
+            me: Identity::generate().unwrap(),
+            invite: invite.clone(),
+        };
+        let spec = adv.enrol(None).await.unwrap().model.unwrap();
+        let layout = Layout::new(spec.tensors.iter().map(|t| {
+            (
+                t.name.clone(),
+                t.shape.iter().map(|&d| d as usize).collect::<Vec<_>>(),
+            )
+        }))
+        .unwrap();
+        // Sybils: one more key fits the cap; the next is refused.
+        adv.enrol(Some(&Identity::generate().unwrap()))
+            .await
+            .unwrap();
+        refused(
+            "a second Sybil enrolment past limits.max_participants",
+            adv.enrol(Some(&Identity::generate().unwrap())).await,
+            &[Code::ResourceExhausted],
+            "max_participants",
+        );
+
+        // The adversary takes part in every round it is selected for, attacking in the first.
+        let mut done = (0, 0);
+        let mut attacked = false;
+        loop {
+            let task = adv.task(done).await;
+            if task.kind == v1::task::Kind::Finished as i32 {
+                break;
+            }
+            done = (task.round, task.attempt);
+            let base = adv.fetch(&layout, &task.base_digest).await;
+            if !attacked {
+                attacked = true;
+                impersonate(&mut adv, &victim, &task.base_digest).await;
+                bad_numbers(&mut adv, &task, &base).await;
+                idle_sockets(invite.coordinator.trim_start_matches("https://")).await;
+            }
+            // Then an honest update (the base unchanged, one sample), so the round can close.
+            match adv.submit(&task, &base, 1).await {
+                Ok(_) => {}
+                Err(s) if s.code() == Code::FailedPrecondition => {}
+                Err(s) => panic!("the adversary's honest update was refused: {s:?}"),
+            }
+        }
+        assert!(attacked, "the adversary was never selected");
+    });
+
+    assert!(
+        wait_exit(&mut coordinator, Duration::from_secs(300)).success(),
+        "{}",
+        read(&serve_log)
+    );
+    for (k, p) in honest.iter_mut().enumerate() {
+        let log = root.join(format!("p{k}.log"));
+        assert!(
+            wait_exit(p, Duration::from_secs(60)).success(),
+            "{}",
+            read(&log)
+        );
+        assert!(
+            !read(&log).contains("rate limit"),
+            "an honest member was rate-limited: {}",
+            read(&log)
+        );
+    }
+    // The coordinator is gone: the amendment signed for the other federation still does
+    // not take effect here.
+    let out = amend(&replayed);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a replayed amendment was applied: {said}"
+    );
+    assert_eq!(
+        fs::read_to_string(fed.join("charter.toml")).unwrap(),
+        current
+    );
+    println!(
+        "refused  an amendment signed for another federation: {}",
+        said.trim()
+    );
+
+    let out = harambee(&["ledger", "verify", fed.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The federation's settings: three rounds among three communities, every result needed.
+const SETTINGS: [&str; 15] = [
+    "--listen",
+    "127.0.0.1:0",
+    "--no-dashboard",
+    "--rounds",
+    "3",
+    "--min-participants",
+    "3",
+    "--quorum",
+    "3",
+    "--deadline-s",
+    "60",
+    "--epochs",
+    "1",
+    "--seed",
+    "5",
+];
