@@ -13,10 +13,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 
+use crate::rejection::Rejection;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use harambee_identity::PublicKey;
 use harambee_proto::{CallProof, ProofError};
-use tonic::Status;
 
 use crate::Limits;
 
@@ -26,22 +26,11 @@ const TRACKED_KEYS: usize = 10_000;
 /// faster than any participant needs to, and is refused until old nonces expire.
 const NONCES_PER_MEMBER: usize = 20_000;
 
-/// How strongly a call must prove its sender.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Caller {
-    /// An enrolled member: full proof, nonce remembered, member's rate limit.
-    Member,
-    /// A key asking to enrol: it signs like a member, but a stranger's nonces are not
-    /// remembered (enrolment is idempotent, and strangers must not grow our memory).
-    Stranger,
-}
-
-/// What a proof must cover: the method, the body's digest, who may call, and now.
+/// What a proof must cover: the method and the body's digest, at a moment.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Call<'a> {
     pub(crate) method: &'a str,
     pub(crate) body: &'a [u8; 32],
-    pub(crate) caller: Caller,
     pub(crate) now_ms: u64,
 }
 
@@ -75,79 +64,72 @@ impl Gate {
     }
 
     /// Charges the caller's connection; refuses it when it sends too fast.
-    pub(crate) fn throttle(&self, remote: Option<SocketAddr>) -> Result<(), Status> {
+    pub(crate) fn throttle(&self, remote: Option<SocketAddr>) -> Result<(), Rejection> {
         let remote = remote.unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
         if self.per_connection.len() > TRACKED_KEYS {
             self.per_connection.retain_recent();
         }
         self.per_connection.check_key(&remote).map_err(|_| {
-            Status::resource_exhausted(
+            Rejection::too_many(
                 "rate limit: too many requests on this connection; back off and retry",
             )
         })
     }
 
-    /// Checks a call's proof and returns the key it proves; for a member's call, checks
-    /// that the key is enrolled (`is_member`) before anything of it is remembered, then
-    /// charges that member.
+    /// Checks a call's proof: present, fresh, and signed by the key it names over this
+    /// federation, method and body. Returns it, for [`Gate::admit`] once the caller's
+    /// membership is known.
     pub(crate) fn verify(
         &self,
         proof: Result<Option<CallProof>, ProofError>,
         call: Call<'_>,
-        is_member: impl FnOnce(&[u8; 32]) -> bool,
-    ) -> Result<[u8; 32], Status> {
-        let Call {
-            method,
-            body,
-            caller,
-            now_ms,
-        } = call;
+    ) -> Result<CallProof, Rejection> {
         let proof = proof
-            .map_err(|e| Status::unauthenticated(format!("malformed call proof: {e}")))?
+            .map_err(|e| Rejection::unauthenticated(format!("malformed call proof: {e}")))?
             .ok_or_else(|| {
-                Status::unauthenticated(format!(
+                Rejection::unauthenticated(format!(
                     "this call carries no proof of its sender ({}): sign it with the member's key (docs/protocol.md, \"Authentication\")",
                     harambee_proto::auth::PROOF_METADATA
                 ))
             })?;
-        if proof.timestamp_ms.abs_diff(now_ms) > self.skew_ms {
-            return Err(Status::unauthenticated(format!(
+        if proof.timestamp_ms.abs_diff(call.now_ms) > self.skew_ms {
+            return Err(Rejection::unauthenticated(format!(
                 "the call is timestamped {} ms from the coordinator's clock (at most {} allowed): check this machine's clock",
-                proof.timestamp_ms as i128 - now_ms as i128,
+                i128::from(proof.timestamp_ms) - i128::from(call.now_ms),
                 self.skew_ms
             )));
         }
         let key = PublicKey::from_bytes(&proof.key)
-            .map_err(|_| Status::unauthenticated("the call proof names no valid ed25519 key"))?;
-        key.verify_raw(&proof.message(&self.federation, method, body), &proof.signature)
-            .map_err(|_| {
-                Status::unauthenticated(
-                    "bad call signature: it must cover this federation, the method, the timestamp, the nonce and the request's digest",
-                )
-            })?;
-        if caller == Caller::Member {
-            if !is_member(&proof.key) {
-                return Err(Status::permission_denied(format!(
-                    "unknown key {}: enrol with an invite first",
-                    hex::encode(proof.key)
-                )));
-            }
-            self.remember(&proof, now_ms)?;
-            if self.per_member.len() > TRACKED_KEYS {
-                self.per_member.retain_recent();
-            }
-            self.per_member.check_key(&proof.key).map_err(|_| {
-                Status::resource_exhausted(
-                    "rate limit: too many requests from this member; back off and retry",
-                )
-            })?;
+            .map_err(|_| Rejection::unauthenticated("the call proof names no valid ed25519 key"))?;
+        key.verify_raw(
+            &proof.message(&self.federation, call.method, call.body),
+            &proof.signature,
+        )
+        .map_err(|_| {
+            Rejection::unauthenticated(
+                "bad call signature: it must cover this federation, the method, the timestamp, the nonce and the request's digest",
+            )
+        })?;
+        Ok(proof)
+    }
+
+    /// Admits a verified call of an enrolled member: refuses a replay, then charges the
+    /// member's rate limit. Only members get here, so strangers never grow this memory.
+    pub(crate) fn admit(&self, proof: &CallProof, now_ms: u64) -> Result<(), Rejection> {
+        self.remember(proof, now_ms)?;
+        if self.per_member.len() > TRACKED_KEYS {
+            self.per_member.retain_recent();
         }
-        Ok(proof.key)
+        self.per_member.check_key(&proof.key).map_err(|_| {
+            Rejection::too_many(
+                "rate limit: too many requests from this member; back off and retry",
+            )
+        })
     }
 
     /// Refuses a (timestamp, nonce) already seen from this key; forgets those older than the
     /// window, which the timestamp check refuses anyway.
-    fn remember(&self, proof: &CallProof, now_ms: u64) -> Result<(), Status> {
+    fn remember(&self, proof: &CallProof, now_ms: u64) -> Result<(), Rejection> {
         let mut seen = self
             .seen
             .lock()
@@ -158,12 +140,12 @@ impl Gate {
             window.pop_first();
         }
         if window.len() >= NONCES_PER_MEMBER {
-            return Err(Status::resource_exhausted(
+            return Err(Rejection::too_many(
                 "too many calls from this member within the replay window; back off and retry",
             ));
         }
         if !window.insert((proof.timestamp_ms, proof.nonce)) {
-            return Err(Status::unauthenticated(
+            return Err(Rejection::unauthenticated(
                 "replayed call: this proof's nonce was already used; sign each call anew",
             ));
         }
@@ -172,11 +154,11 @@ impl Gate {
 }
 
 /// Refuses a body that names another key than the one its proof verified.
-pub(crate) fn same_key(named: &[u8], proved: &[u8; 32]) -> Result<(), Status> {
+pub(crate) fn same_key(named: &[u8], proved: &[u8; 32]) -> Result<(), Rejection> {
     if named == proved {
         Ok(())
     } else {
-        Err(Status::permission_denied(
+        Err(Rejection::not_permitted(
             "the request names another key than the one that signed the call",
         ))
     }

@@ -21,6 +21,7 @@
 //! SecAgg+ ([`harambee_secagg`]) over four signed steps, and the core gets only the sum. The
 //! ledger then records each participant's signed commitment to its masked update.
 
+mod actor;
 mod config;
 mod driver;
 mod error;
@@ -29,6 +30,7 @@ mod folder;
 mod gate;
 mod listener;
 mod privacy;
+mod rejection;
 mod secure;
 mod serve;
 mod service;

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use crate::rejection::Rejection;
 use harambee_coordinator::OpenRound;
 use harambee_params::Digest;
 use harambee_proto::secagg as wire;
@@ -14,7 +15,6 @@ use harambee_secagg::{
 };
 use harambee_strategy::ParticipantId;
 use sha2::{Digest as _, Sha256};
-use tonic::Status;
 
 /// Where the round's protocol stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,10 +66,10 @@ pub(crate) fn session_of(federation: &str, round: u64, attempt: u32, base: &Dige
     h.finalize().into()
 }
 
-fn refused(e: SecAggError) -> Status {
+fn refused(e: SecAggError) -> Rejection {
     match e {
-        SecAggError::OutOfOrder(_) => Status::failed_precondition(e.to_string()),
-        _ => Status::invalid_argument(e.to_string()),
+        SecAggError::OutOfOrder(_) => Rejection::not_now(e.to_string()),
+        _ => Rejection::invalid(e.to_string()),
     }
 }
 
@@ -175,22 +175,22 @@ impl SecureRound {
         &self.step
     }
 
-    fn expect(&self, index: u32, step: u8) -> Result<(), Status> {
+    fn expect(&self, index: u32, step: u8) -> Result<(), Rejection> {
         match &self.step {
             Step::Collecting(s) if *s == step => {}
             Step::Over(Err(why)) => {
-                return Err(Status::failed_precondition(format!(
+                return Err(Rejection::not_now(format!(
                     "secure aggregation of this round failed: {why}"
                 )));
             }
             _ => {
-                return Err(Status::failed_precondition(format!(
+                return Err(Rejection::not_now(format!(
                     "step {step} of secure aggregation is not open"
                 )));
             }
         }
         if !self.waiting_for.contains(&index) {
-            return Err(Status::already_exists(format!(
+            return Err(Rejection::already_held(format!(
                 "participant {index} already answered step {step}, or was left out of it"
             )));
         }
@@ -204,10 +204,10 @@ impl SecureRound {
         keys: &v1::SecAggKeys,
         public_key: &[u8],
         signature: &[u8],
-    ) -> Result<(), Status> {
+    ) -> Result<(), Rejection> {
         self.expect(index, 1)?;
-        let advert = wire::keys_from_wire(index, keys)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let advert =
+            wire::keys_from_wire(index, keys).map_err(|e| Rejection::invalid(e.to_string()))?;
         self.server.receive_keys(advert).map_err(refused)?;
         self.adverts.insert(
             index,
@@ -224,7 +224,11 @@ impl SecureRound {
     }
 
     /// Step 2: a participant's sealed shares.
-    pub(crate) fn shares(&mut self, index: u32, shares: &v1::SecAggShares) -> Result<(), Status> {
+    pub(crate) fn shares(
+        &mut self,
+        index: u32,
+        shares: &v1::SecAggShares,
+    ) -> Result<(), Rejection> {
         self.expect(index, 2)?;
         self.server
             .receive_shares(index, wire::shares_from_wire(shares))
@@ -238,10 +242,10 @@ impl SecureRound {
         &mut self,
         index: u32,
         commitment: MaskedCommitment,
-    ) -> Result<(), Status> {
+    ) -> Result<(), Rejection> {
         self.expect(index, 3)?;
         let values = wire::words_from_bytes(&commitment.bytes)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(|e| Rejection::invalid(e.to_string()))?;
         self.server
             .receive_masked(MaskedInput {
                 from: index,
@@ -254,10 +258,14 @@ impl SecureRound {
     }
 
     /// Step 4: a survivor's shares for unmasking.
-    pub(crate) fn unmask(&mut self, index: u32, unmask: &v1::SecAggUnmask) -> Result<(), Status> {
+    pub(crate) fn unmask(
+        &mut self,
+        index: u32,
+        unmask: &v1::SecAggUnmask,
+    ) -> Result<(), Rejection> {
         self.expect(index, 4)?;
-        let reply = wire::unmask_from_wire(index, unmask)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let reply =
+            wire::unmask_from_wire(index, unmask).map_err(|e| Rejection::invalid(e.to_string()))?;
         self.server.receive_unmasking(reply).map_err(refused)?;
         self.mark_sent(index, 4);
         Ok(())
@@ -317,7 +325,7 @@ impl SecureRound {
 
     /// What participant `index`, having sent step `sent`, is told once that step closed; `None`
     /// while it is still open.
-    pub(crate) fn reply(&self, index: u32, sent: u8) -> Option<Result<v1::SecAggReply, Status>> {
+    pub(crate) fn reply(&self, index: u32, sent: u8) -> Option<Result<v1::SecAggReply, Rejection>> {
         use v1::sec_agg_reply::Next;
         let closed = match &self.step {
             Step::Collecting(s) => *s > sent,
@@ -327,12 +335,12 @@ impl SecureRound {
             return None;
         }
         if let Step::Over(Err(why)) = &self.step {
-            return Some(Err(Status::failed_precondition(format!(
+            return Some(Err(Rejection::not_now(format!(
                 "secure aggregation of this round failed: {why}"
             ))));
         }
         let left_out = || {
-            Status::failed_precondition(format!(
+            Rejection::not_now(format!(
                 "participant {index} was left out of step {}",
                 sent + 1
             ))

@@ -1,13 +1,13 @@
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use harambee_proto::CoordinatorServer;
-use tokio::sync::Notify;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
+use crate::actor::Actor;
 use crate::driver::{CoordinatorView, Driver};
-use crate::service::{Service, lock};
+use crate::service::Service;
 use crate::{FederationFolder, ServerError};
 
 /// How to run a coordinator.
@@ -85,9 +85,12 @@ pub async fn serve_with(
         .map_err(|e| ServerError::Config(format!("start-up failed: {e}")))??;
     let config = driver.config().clone();
     let mut board = driver.subscribe();
-    let driver = Arc::new(Mutex::new(driver));
-    let timer = Arc::new(Notify::new());
-    let service = Service::new(Arc::clone(&driver), Arc::clone(&timer));
+    let metrics = driver.metrics();
+    let (actor, inbox) = Actor::new();
+    let service = Service::new(&driver, actor.clone());
+    inbox
+        .start(driver)
+        .map_err(|e| ServerError::Config(format!("cannot start the coordinator's thread: {e}")))?;
 
     let limits = &config.limits;
     let mut builder = Server::builder()
@@ -121,25 +124,22 @@ pub async fn serve_with(
     let (dashboard, dashboard_task) = match options.http.or(config.http) {
         Some(addr) => {
             let (bound, task) =
-                start_dashboard(addr, config.http_allowed_hosts.clone(), &driver, &timer).await?;
+                start_dashboard(addr, config.http_allowed_hosts.clone(), &actor, metrics).await?;
             (Some(bound), Some(task))
         }
         None => (None, None),
     };
-    let timer_task = tokio::spawn(run_timer(Arc::clone(&driver), Arc::clone(&timer)));
     let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let interrupted2 = Arc::clone(&interrupted);
     let (linger, stay) = (options.linger, options.stay);
-    let driver2 = Arc::clone(&driver);
     let shutdown = async move {
         let finished = async {
             loop {
-                if board.borrow_and_update().finished.is_some() {
-                    break;
-                }
-                // Not in one condition with the await: the lock guard must not live across it.
-                let fatal = lock(&driver2).fatal().is_some();
-                if fatal || board.changed().await.is_err() {
+                let ended = {
+                    let now = board.borrow_and_update();
+                    now.finished.is_some() || now.stopped.is_some()
+                };
+                if ended || board.changed().await.is_err() {
                     break;
                 }
             }
@@ -171,14 +171,16 @@ pub async fn serve_with(
         )
         .await
         .map_err(|e| ServerError::Transport(e.to_string()))?;
-    timer_task.abort();
     // Live pages hold their connections open for ever: end them rather than wait.
     if let Some(task) = dashboard_task {
         task.abort();
     }
 
-    let d = lock(&driver);
-    if let Some(fatal) = d.fatal() {
+    let (fatal, status) = actor
+        .call(|d| Ok((d.fatal().map(str::to_string), d.status())))
+        .await
+        .map_err(|e| ServerError::Config(e.to_string()))?;
+    if let Some(fatal) = fatal {
         return Err(ServerError::Config(format!(
             "stopped after a storage failure: {fatal}"
         )));
@@ -186,9 +188,7 @@ pub async fn serve_with(
     if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
         return Ok(ServeOutcome::Interrupted);
     }
-    let status = d
-        .status()
-        .map_err(|e| ServerError::Config(e.message().to_string()))?;
+    let status = status.map_err(|e| ServerError::Config(e.to_string()))?;
     Ok(if status.error.is_empty() {
         ServeOutcome::Finished
     } else {
@@ -200,8 +200,8 @@ pub async fn serve_with(
 async fn start_dashboard(
     addr: SocketAddr,
     allowed_hosts: Vec<String>,
-    driver: &Arc<Mutex<Driver>>,
-    timer: &Arc<Notify>,
+    actor: &Actor,
+    metrics: harambee_dashboard::Metrics,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServerError> {
     let options = harambee_dashboard::DashboardOptions {
         allowed_hosts,
@@ -222,8 +222,7 @@ async fn start_dashboard(
             "the dashboard is reachable beyond this machine over plain HTTP: anyone who can reach it reads the federation's state (changes still need a steward's signature)"
         );
     }
-    let view = Arc::new(CoordinatorView::new(Arc::clone(driver), Arc::clone(timer)));
-    let metrics = lock(driver).metrics();
+    let view = Arc::new(CoordinatorView::new(actor.clone()));
     let task = tokio::spawn(async move {
         if let Err(e) = harambee_dashboard::serve_with(listener, view, metrics, options).await {
             tracing::error!(error = %e, "the dashboard stopped");
@@ -231,30 +230,4 @@ async fn start_dashboard(
     });
     tracing::info!(url = %format!("http://{bound}/"), "dashboard listening");
     Ok((bound, task))
-}
-
-/// Wakes the core at each round's deadline, and checks every few seconds for participants
-/// that have gone silent.
-async fn run_timer(driver: Arc<Mutex<Driver>>, wake: Arc<Notify>) {
-    const LIVENESS_EVERY: Duration = Duration::from_secs(2);
-    loop {
-        let next = lock(&driver).next_deadline();
-        let liveness = tokio::time::Instant::now() + LIVENESS_EVERY;
-        let at = next.map_or(liveness, |n| liveness.min(n.into()));
-        tokio::select! {
-            () = tokio::time::sleep_until(at) => {
-                let d = Arc::clone(&driver);
-                let result = tokio::task::spawn_blocking(move || {
-                    let mut d = lock(&d);
-                    d.on_timer()?;
-                    d.check_liveness()
-                })
-                .await;
-                if let Ok(Err(e)) = result {
-                    tracing::error!(error = %e, "could not store a round's change");
-                }
-            }
-            () = wake.notified() => {}
-        }
-    }
 }

@@ -1,79 +1,79 @@
-//! The gRPC face of the driver: decode, check cheaply, hand to the driver under its lock.
+//! The gRPC face of the coordinator: authenticate, check cheaply, hand the work to the actor
+//! that owns the driver, and turn its domain answers (a [`Rejection`]) into gRPC statuses: the
+//! only place where they meet.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use harambee_identity::PublicKey;
 use harambee_proto::auth::{body_digest, method};
 use harambee_proto::{CHUNK_BYTES, CallProof, CoordinatorService, v1};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use harambee_dashboard::{Metrics, RefusalReason};
 
+use crate::actor::Actor;
 use crate::driver::{Board, Driver};
 use crate::folder::token_hash;
-use crate::gate::{Call, Caller, Gate, same_key, unix_ms};
+use crate::gate::{Call, Gate, same_key, unix_ms};
+use crate::rejection::{Rejection, Why};
 
 /// The coordinator's gRPC service.
 pub(crate) struct Service {
-    driver: Arc<Mutex<Driver>>,
+    actor: Actor,
     board: watch::Receiver<Board>,
+    /// Bumped whenever a secure-aggregation step closes.
+    secure_progress: watch::Receiver<u64>,
     gate: Gate,
     max_wait_ms: u32,
     federation_id: String,
     token_sha256: String,
     spec: v1::ModelSpec,
     charter_sha256: String,
-    /// Wakes the deadline timer when a round opens or closes.
-    timer: Arc<Notify>,
     metrics: Metrics,
 }
 
+/// How strongly a call must prove its sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// An enrolled member: full proof, nonce remembered, member's rate limit.
+    Member,
+    /// A key asking to enrol: it signs like a member, but a stranger's nonces are not
+    /// remembered (enrolment is idempotent, and strangers must not grow our memory).
+    Stranger,
+}
+
 impl Service {
-    pub(crate) fn new(driver: Arc<Mutex<Driver>>, timer: Arc<Notify>) -> Self {
-        let (board, config, layout_spec, charter_sha256, metrics) = {
-            let d = lock(&driver);
-            (
-                d.subscribe(),
-                d.config().clone(),
-                d.model_spec(),
-                d.charter_hash(),
-                d.metrics(),
-            )
-        };
+    /// The service of `driver`, read once here before the driver moves to its `actor`.
+    pub(crate) fn new(driver: &Driver, actor: Actor) -> Self {
+        let config = driver.config();
         Self {
-            driver,
-            board,
+            actor,
+            board: driver.subscribe(),
+            secure_progress: driver.secure_progress(),
             gate: Gate::new(&config.federation_id, &config.limits),
             max_wait_ms: config.limits.max_wait_ms,
             federation_id: config.federation_id.clone(),
             token_sha256: config.invite_token_sha256.clone(),
-            spec: layout_spec,
-            charter_sha256,
-            timer,
-            metrics,
+            spec: driver.model_spec(),
+            charter_sha256: driver.charter_hash(),
+            metrics: driver.metrics(),
         }
     }
 
-    /// Runs `f` on the driver on a blocking thread (it may write to disk).
+    /// Runs `f` on the driver, on the actor's thread (it may write to disk).
     async fn with_driver<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Driver) -> T + Send + 'static,
+        f: impl FnOnce(&mut Driver) -> Result<T, Rejection> + Send + 'static,
     ) -> Result<T, Status> {
-        let driver = Arc::clone(&self.driver);
-        let out = tokio::task::spawn_blocking(move || f(&mut lock(&driver)))
-            .await
-            .map_err(|e| Status::internal(format!("driver task failed: {e}")))?;
-        self.timer.notify_one();
-        Ok(out)
+        Ok(self.actor.call(f).await?)
     }
 
     /// A unary call's body, once its connection is within its rate and its proof shows
     /// that the key the body names made the call now.
-    fn authenticate<M: prost::Message>(
+    async fn authenticate<M: prost::Message>(
         &self,
         request: Request<M>,
         method: &str,
@@ -83,28 +83,39 @@ impl Service {
         self.gate.throttle(request.remote_addr())?;
         let proof = CallProof::of(&request);
         let body = body_digest(request.get_ref());
-        let key = self.check_proof(proof, method, &body, caller)?;
+        let key = self.check_proof(proof, method, &body, caller).await?;
         let body = request.into_inner();
         same_key(named_key(&body), &key)?;
         Ok(body)
     }
 
     /// The key a call's proof shows, once it checks out (see `Gate::verify`).
-    fn check_proof(
+    async fn check_proof(
         &self,
         proof: Result<Option<CallProof>, harambee_proto::ProofError>,
         method: &str,
         body: &[u8; 32],
         caller: Caller,
     ) -> Result<[u8; 32], Status> {
+        let now_ms = unix_ms();
         let call = Call {
             method,
             body,
-            caller,
-            now_ms: unix_ms(),
+            now_ms,
         };
-        self.gate
-            .verify(proof, call, |key| lock(&self.driver).is_enrolled(key))
+        let proof = self.gate.verify(proof, call)?;
+        if caller == Caller::Member {
+            let key = proof.key;
+            if !self.with_driver(move |d| Ok(d.is_enrolled(&key))).await? {
+                return Err(Rejection::not_permitted(format!(
+                    "unknown key {}: enrol with an invite first",
+                    hex::encode(key)
+                ))
+                .into());
+            }
+            self.gate.admit(&proof, now_ms)?;
+        }
+        Ok(proof.key)
     }
 
     /// Receives, checks and stores one update (see the driver's `accept`).
@@ -126,16 +137,18 @@ impl Service {
             }
             None => return Err(Status::invalid_argument("empty update stream")),
         };
-        let key = self.check_proof(
-            proof,
-            method::SUBMIT_UPDATE,
-            &body_digest(&header),
-            Caller::Member,
-        )?;
+        let key = self
+            .check_proof(
+                proof,
+                method::SUBMIT_UPDATE,
+                &body_digest(&header),
+                Caller::Member,
+            )
+            .await?;
         same_key(&header.public_key, &key)?;
         let h = header.clone();
         self.with_driver(move |d| d.check_header(&h).map(|_| ()))
-            .await??;
+            .await?;
         let total = usize::try_from(header.total_bytes).unwrap_or(usize::MAX);
         let mut bytes = Vec::with_capacity(total);
         let mut halfway_checked = false;
@@ -153,7 +166,11 @@ impl Service {
                         halfway_checked = true;
                         // On the blocking pool: a crash test's pause must not stall a
                         // runtime worker that still has acknowledgements to send.
-                        self.with_driver(|d| d.mid_upload_point()).await?;
+                        self.with_driver(|d| {
+                            d.mid_upload_point();
+                            Ok(())
+                        })
+                        .await?;
                     }
                 }
                 Some(v1::update_chunk::Part::Header(_)) => {
@@ -170,14 +187,32 @@ impl Service {
                 bytes.len()
             )));
         }
-        let (received, quorum) = self
-            .with_driver(move |d| d.accept(&header, &bytes))
-            .await??;
+        let (received, quorum) = self.with_driver(move |d| d.accept(&header, &bytes)).await?;
         Ok(Response::new(v1::SubmitReply {
             accepted: true,
             received,
             quorum,
         }))
+    }
+}
+
+impl From<Rejection> for Status {
+    /// The one place a refusal becomes a gRPC status: the code tells a client whether to
+    /// retry (`UNAVAILABLE`, `RESOURCE_EXHAUSTED`) or not.
+    fn from(r: Rejection) -> Self {
+        let code = match r.why {
+            Why::Invalid => Code::InvalidArgument,
+            Why::OutOfRange => Code::OutOfRange,
+            Why::Unauthenticated => Code::Unauthenticated,
+            Why::NotPermitted => Code::PermissionDenied,
+            Why::NotNow => Code::FailedPrecondition,
+            Why::AlreadyHeld => Code::AlreadyExists,
+            Why::Gone => Code::NotFound,
+            Why::TooMany => Code::ResourceExhausted,
+            Why::Unavailable => Code::Unavailable,
+            Why::Internal => Code::Internal,
+        };
+        Status::new(code, r.message)
     }
 }
 
@@ -216,8 +251,11 @@ impl Service {
     ) -> Result<Response<v1::SecAggReply>, Status> {
         let until = tokio::time::Instant::now() + Duration::from_secs(600);
         loop {
-            if let Some(reply) = lock(&self.driver).secagg_reply(round, attempt, index, step) {
-                return reply.map(Response::new);
+            let reply = self
+                .with_driver(move |d| Ok(d.secagg_reply(round, attempt, index, step)))
+                .await?;
+            if let Some(reply) = reply {
+                return reply.map(Response::new).map_err(Status::from);
             }
             match tokio::time::timeout_at(until, progress.changed()).await {
                 Ok(Ok(())) => {}
@@ -228,21 +266,16 @@ impl Service {
     }
 }
 
-pub(crate) fn lock(driver: &Mutex<Driver>) -> std::sync::MutexGuard<'_, Driver> {
-    // The driver's state is only changed after durable writes succeed, so a panic in another
-    // request leaves it consistent.
-    driver.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// A participant's open long poll, counted while it lasts.
 struct LongPoll {
-    driver: Arc<Mutex<Driver>>,
+    actor: Actor,
     id: u64,
 }
 
 impl Drop for LongPoll {
     fn drop(&mut self) {
-        lock(&self.driver).long_poll(self.id, false);
+        let id = self.id;
+        self.actor.tell(move |d| d.long_poll(id, false));
     }
 }
 
@@ -298,7 +331,9 @@ impl CoordinatorService for Service {
         &self,
         request: Request<v1::EnrolRequest>,
     ) -> Result<Response<v1::EnrolReply>, Status> {
-        let r = self.authenticate(request, method::ENROL, Caller::Stranger, |r| &r.public_key)?;
+        let r = self
+            .authenticate(request, method::ENROL, Caller::Stranger, |r| &r.public_key)
+            .await?;
         let key: [u8; 32] = r.public_key[..]
             .try_into()
             .map_err(|_| Status::invalid_argument("public_key must be 32 bytes"))?;
@@ -319,18 +354,22 @@ impl CoordinatorService for Service {
                     "bad enrolment signature: sign the enrolment statement with this key",
                 )
             })?;
-        if lock(&self.driver).removed_key(&key) {
-            return Err(Status::permission_denied(
-                "this key was removed from the federation by a steward",
-            ));
-        }
-        if !lock(&self.driver).admits(&public) {
-            return Err(Status::permission_denied(
-                "the charter admits only its named members (stewards and contributors) to train",
-            ));
-        }
         let name = r.name.clone();
-        let id = self.with_driver(move |d| d.enrol(&public, &name)).await??;
+        let id = self
+            .with_driver(move |d| {
+                if d.removed_key(&key) {
+                    return Err(Rejection::not_permitted(
+                        "this key was removed from the federation by a steward",
+                    ));
+                }
+                if !d.admits(&public) {
+                    return Err(Rejection::not_permitted(
+                        "the charter admits only its named members (stewards and contributors) to train",
+                    ));
+                }
+                d.enrol(&public, &name)
+            })
+            .await?;
         Ok(Response::new(v1::EnrolReply {
             federation_id: self.federation_id.clone(),
             participant_id: id.0,
@@ -343,16 +382,20 @@ impl CoordinatorService for Service {
         &self,
         request: Request<v1::TaskRequest>,
     ) -> Result<Response<v1::Task>, Status> {
-        let r = self.authenticate(request, method::GET_TASK, Caller::Member, |r| &r.public_key)?;
-        let id = {
-            let mut d = lock(&self.driver);
-            let id = d.participant(&r.public_key)?.0;
-            d.long_poll(id, true);
-            id
-        };
+        let r = self
+            .authenticate(request, method::GET_TASK, Caller::Member, |r| &r.public_key)
+            .await?;
+        let key = r.public_key.clone();
+        let id = self
+            .with_driver(move |d| {
+                let id = d.participant(&key)?.0;
+                d.long_poll(id, true);
+                Ok(id)
+            })
+            .await?;
         // Closed however the call ends, even if the client goes away mid-poll.
         let _open = LongPoll {
-            driver: Arc::clone(&self.driver),
+            actor: self.actor.clone(),
             id,
         };
         let parameter_bytes = self
@@ -390,14 +433,18 @@ impl CoordinatorService for Service {
         &self,
         request: Request<v1::FetchRequest>,
     ) -> Result<Response<Self::FetchParametersStream>, Status> {
-        let r = self.authenticate(request, method::FETCH_PARAMETERS, Caller::Member, |r| {
-            &r.public_key
-        })?;
-        let bytes = {
-            let mut d = lock(&self.driver);
-            d.participant(&r.public_key)?;
-            d.parameters(&r.digest)?
-        };
+        let r = self
+            .authenticate(request, method::FETCH_PARAMETERS, Caller::Member, |r| {
+                &r.public_key
+            })
+            .await?;
+        let (key, digest) = (r.public_key.clone(), r.digest.clone());
+        let bytes = self
+            .with_driver(move |d| {
+                d.participant(&key)?;
+                d.parameters(&digest)
+            })
+            .await?;
         let total = bytes.len();
         let offset = usize::try_from(r.offset).unwrap_or(usize::MAX);
         if offset > total {
@@ -436,10 +483,12 @@ impl CoordinatorService for Service {
         &self,
         request: Request<v1::EvaluationReport>,
     ) -> Result<Response<v1::EvaluationReply>, Status> {
-        let r = self.authenticate(request, method::REPORT_EVALUATION, Caller::Member, |r| {
-            &r.public_key
-        })?;
-        self.with_driver(move |d| d.evaluation(&r)).await??;
+        let r = self
+            .authenticate(request, method::REPORT_EVALUATION, Caller::Member, |r| {
+                &r.public_key
+            })
+            .await?;
+        self.with_driver(move |d| d.evaluation(&r)).await?;
         Ok(Response::new(v1::EvaluationReply {}))
     }
 
@@ -447,10 +496,14 @@ impl CoordinatorService for Service {
         &self,
         request: Request<v1::HeartbeatRequest>,
     ) -> Result<Response<v1::HeartbeatReply>, Status> {
-        let r = self.authenticate(request, method::HEARTBEAT, Caller::Member, |r| {
-            &r.public_key
-        })?;
-        lock(&self.driver).participant(&r.public_key)?;
+        let r = self
+            .authenticate(request, method::HEARTBEAT, Caller::Member, |r| {
+                &r.public_key
+            })
+            .await?;
+        let key = r.public_key.clone();
+        self.with_driver(move |d| d.participant(&key).map(|_| ()))
+            .await?;
         let round = self.board.borrow().open.as_ref().map_or(0, |o| o.round);
         Ok(Response::new(v1::HeartbeatReply { round }))
     }
@@ -459,12 +512,14 @@ impl CoordinatorService for Service {
         &self,
         request: Request<v1::SecAggRequest>,
     ) -> Result<Response<v1::SecAggReply>, Status> {
-        let r = self.authenticate(request, method::SEC_AGG_STEP, Caller::Member, |r| {
-            &r.public_key
-        })?;
+        let r = self
+            .authenticate(request, method::SEC_AGG_STEP, Caller::Member, |r| {
+                &r.public_key
+            })
+            .await?;
         let (round, attempt) = (r.round, r.attempt);
-        let mut progress = lock(&self.driver).secure_progress();
-        let (index, step) = self.with_driver(move |d| d.secagg_step(&r)).await??;
+        let mut progress = self.secure_progress.clone();
+        let (index, step) = self.with_driver(move |d| d.secagg_step(&r)).await?;
         self.await_step(&mut progress, round, attempt, index, step)
             .await
     }
@@ -487,12 +542,14 @@ impl CoordinatorService for Service {
             }
             None => return Err(Status::invalid_argument("empty masked-update stream")),
         };
-        let key = self.check_proof(
-            proof,
-            method::SEC_AGG_MASKED,
-            &body_digest(&header),
-            Caller::Member,
-        )?;
+        let key = self
+            .check_proof(
+                proof,
+                method::SEC_AGG_MASKED,
+                &body_digest(&header),
+                Caller::Member,
+            )
+            .await?;
         same_key(&header.public_key, &key)?;
         let total = usize::try_from(header.total_bytes).unwrap_or(usize::MAX);
         let expected = 4 * self.masked_words();
@@ -504,7 +561,7 @@ impl CoordinatorService for Service {
         // The caller must be selected for this very secure round before its bytes are read.
         let (round, attempt) = (header.round, header.attempt);
         self.with_driver(move |d| d.check_masked_caller(&key, round, attempt))
-            .await??;
+            .await?;
         let mut bytes = Vec::with_capacity(total);
         while let Some(chunk) = stream.message().await? {
             match chunk.part {
@@ -526,18 +583,20 @@ impl CoordinatorService for Service {
             )));
         }
         let (round, attempt) = (header.round, header.attempt);
-        let mut progress = lock(&self.driver).secure_progress();
+        let mut progress = self.secure_progress.clone();
         let received = bytes.len();
         let index = match self
-            .with_driver(move |d| d.secagg_masked(&header, bytes))
-            .await?
+            .actor
+            .call(move |d| d.secagg_masked(&header, bytes))
+            .await
         {
             Ok(index) => {
                 self.metrics.received(received);
                 self.metrics.update_accepted();
                 index
             }
-            Err(status) => {
+            Err(rejection) => {
+                let status = Status::from(rejection);
                 self.metrics.update_refused(refusal_reason(status.code()));
                 return Err(status);
             }
@@ -552,10 +611,7 @@ impl CoordinatorService for Service {
     ) -> Result<Response<v1::FederationStatus>, Status> {
         // Public, as the dashboard is: what any observer may read; limited per connection.
         self.gate.throttle(request.remote_addr())?;
-        let driver = Arc::clone(&self.driver);
-        let status = tokio::task::spawn_blocking(move || lock(&driver).status())
-            .await
-            .map_err(|e| Status::internal(e.to_string()))??;
+        let status = self.with_driver(|d| d.status()).await?;
         Ok(Response::new(status))
     }
 }

@@ -2,7 +2,7 @@
 //! signed requests carried out.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use harambee_charter::Role;
@@ -18,10 +18,9 @@ use harambee_dashboard::{
 use harambee_ledger::Entry;
 use harambee_store::{RoundEvaluation, StewardActionRecord};
 use harambee_strategy::ParticipantId;
-use tokio::sync::Notify;
 
 use super::Driver;
-use crate::service::lock;
+use crate::actor::Actor;
 
 /// Whether the federation is paused, and who was removed, after the stewards' requests that
 /// took effect, in order.
@@ -57,44 +56,53 @@ fn unavailable(e: impl std::fmt::Display) -> ViewError {
     ViewError(format!("the coordinator's state could not be read: {e}"))
 }
 
-/// The dashboard's handle on a running coordinator.
+/// The dashboard's handle on a running coordinator: each view is a job for its actor (the
+/// dashboard calls them from its blocking pool).
 pub(crate) struct CoordinatorView {
-    driver: Arc<Mutex<Driver>>,
-    /// Wakes the deadline timer: a resumed federation opens a round with a deadline.
-    timer: Arc<Notify>,
+    actor: Actor,
 }
 
 impl CoordinatorView {
-    pub(crate) fn new(driver: Arc<Mutex<Driver>>, timer: Arc<Notify>) -> Self {
-        Self { driver, timer }
+    pub(crate) fn new(actor: Actor) -> Self {
+        Self { actor }
+    }
+
+    fn read<T: Send + 'static>(
+        &self,
+        view: impl FnOnce(&Driver) -> Result<T, ViewError> + Send + 'static,
+    ) -> Result<T, ViewError> {
+        self.actor
+            .call_blocking(move |d| Ok(view(d)))
+            .map_err(unavailable)?
     }
 }
 
 impl FederationView for CoordinatorView {
     fn federation(&self) -> Result<FederationInfo, ViewError> {
-        Ok(lock(&self.driver).federation_info())
+        self.read(|d| Ok(d.federation_info()))
     }
 
     fn overview(&self) -> Result<Overview, ViewError> {
-        lock(&self.driver).overview()
+        self.read(Driver::overview)
     }
 
     fn rounds(&self) -> Result<Vec<RoundRow>, ViewError> {
-        lock(&self.driver).round_rows()
+        self.read(Driver::round_rows)
     }
 
     fn round(&self, round: u64) -> Result<Option<RoundDetail>, ViewError> {
-        lock(&self.driver).round_detail(round)
+        self.read(move |d| d.round_detail(round))
     }
 
     fn gauges(&self) -> Result<Gauges, ViewError> {
-        lock(&self.driver).gauges()
+        self.read(Driver::gauges)
     }
 
     fn apply(&self, action: &StewardAction, by: &Authorised) -> Result<AdminReply, AdminError> {
-        let reply = lock(&self.driver).apply_steward(action, by);
-        self.timer.notify_one();
-        reply
+        let (action, by) = (action.clone(), by.clone());
+        self.actor
+            .call_blocking(move |d| Ok(d.apply_steward(&action, &by)))
+            .map_err(|e| AdminError::Unavailable(e.to_string()))?
     }
 }
 
@@ -476,7 +484,7 @@ impl Driver {
         );
         if let Err(e) = self.process_actions() {
             let status = self.storage_failed(e);
-            return Err(AdminError::Unavailable(status.message().to_string()));
+            return Err(AdminError::Unavailable(status.to_string()));
         }
         Ok(AdminReply {
             applied: action.name().into(),

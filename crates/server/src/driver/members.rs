@@ -1,0 +1,109 @@
+//! Who is in the federation: enrolment (capped), the key behind a call, liveness.
+
+use super::*;
+
+impl Driver {
+    /// Whether the charter admits this key to train.
+    pub(crate) fn admits(&self, key: &PublicKey) -> bool {
+        self.charter.may_train(&key.to_string())
+    }
+
+    /// Enrols a key that proved it holds its secret half.
+    pub(crate) fn enrol(
+        &mut self,
+        key: &PublicKey,
+        name: &str,
+    ) -> Result<ParticipantId, Rejection> {
+        let max = self.config.limits.max_participants;
+        if !self.keys.contains_key(&key.to_bytes()) && self.keys.len() as u64 >= max {
+            return Err(Rejection::too_many(format!(
+                "the federation is full: it enrols at most {max} members (limits.max_participants)"
+            )));
+        }
+        let (record, new) = self
+            .state
+            .enrol(&key.to_bytes(), name)
+            .map_err(|e| self.storage_failed(e.into()))?;
+        let id = ParticipantId(record.id);
+        self.keys.insert(record.public_key, id);
+        self.names.insert(record.id, record.name);
+        self.last_seen.insert(record.id, Instant::now());
+        let now = self.now();
+        let _ = self.core.handle_event(now, Event::Enrol(id));
+        if new {
+            tracing::info!(participant = id.0, name, "enrolled");
+        }
+        self.process_actions().map_err(|e| self.storage_failed(e))?;
+        Ok(id)
+    }
+
+    /// Whether a key is enrolled (removed members too: their calls are refused later, by
+    /// name).
+    pub(crate) fn is_enrolled(&self, key: &[u8; 32]) -> bool {
+        self.keys.contains_key(key)
+    }
+
+    /// The participant behind a key, or why there is none.
+    pub(crate) fn participant(&mut self, key: &[u8]) -> Result<ParticipantId, Rejection> {
+        let key: [u8; 32] = key
+            .try_into()
+            .map_err(|_| Rejection::invalid("public_key must be 32 bytes"))?;
+        let id = *self.keys.get(&key).ok_or_else(|| {
+            Rejection::not_permitted(format!(
+                "unknown key {}: enrol with an invite first",
+                hex::encode(key)
+            ))
+        })?;
+        if self.removed.contains(&id.0) {
+            return Err(Rejection::not_permitted(format!(
+                "participant {id} was removed from this federation by a steward"
+            )));
+        }
+        if self.last_seen.insert(id.0, Instant::now()).is_none() {
+            // It had been counted as gone: it is back.
+            let now = self.now();
+            let _ = self.core.handle_event(now, Event::Enrol(id));
+            tracing::info!(participant = id.0, "participant is back");
+            self.process_actions().map_err(|e| self.storage_failed(e))?;
+        }
+        Ok(id)
+    }
+
+    /// Notes that `id` opened (`true`) or closed a long poll.
+    pub(crate) fn long_poll(&mut self, id: u64, open: bool) {
+        let count = self.waiting.entry(id).or_insert(0);
+        if open {
+            *count += 1;
+        } else {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.waiting.remove(&id);
+                if !self.removed.contains(&id) {
+                    self.last_seen.insert(id, Instant::now());
+                }
+            }
+        }
+    }
+
+    /// Participants silent for longer than the liveness timeout leave the core: they are not
+    /// selected, and an open round they were selected for no longer waits for them.
+    pub(crate) fn check_liveness(&mut self) -> Result<(), ServerError> {
+        let timeout = Duration::from_secs_f64(self.config.limits.liveness_timeout_s);
+        let gone: Vec<u64> = self
+            .last_seen
+            .iter()
+            .filter(|(id, seen)| seen.elapsed() > timeout && !self.waiting.contains_key(id))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.last_seen.remove(&id);
+            let now = self.now();
+            let _ = self.timed(|core| core.handle_event(now, Event::Leave(ParticipantId(id))));
+            tracing::warn!(
+                participant = id,
+                "no call for too long; counted as gone until it calls again"
+            );
+        }
+        self.process_actions()
+    }
+}

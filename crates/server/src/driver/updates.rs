@@ -1,0 +1,271 @@
+//! What participants send and read: the global parameters, updates (checked completely,
+//! durable before acknowledged), evaluations, and the federation's status.
+
+use super::*;
+
+impl Driver {
+    /// The current global parameters, if `digest` names them.
+    pub(crate) fn parameters(&self, digest: &[u8]) -> Result<Arc<Vec<u8>>, Rejection> {
+        if digest == self.published.digest.0 {
+            Ok(Arc::clone(&self.published.bytes))
+        } else {
+            Err(Rejection::gone(format!(
+                "parameters {} are not the current global model ({}); ask for a new task",
+                hex::encode(digest),
+                self.published.digest
+            )))
+        }
+    }
+
+    /// Checks an update's header before its bytes are read: who, which round, how big.
+    pub(crate) fn check_header(
+        &mut self,
+        h: &v1::UpdateHeader,
+    ) -> Result<ParticipantId, Rejection> {
+        let id = self.participant(&h.public_key)?;
+        let (round, attempt, selected) = self.core.open_selection().ok_or_else(|| {
+            Rejection::not_now(format!("no round is open; round {} is over", h.round))
+        })?;
+        if h.round != round || h.attempt != attempt {
+            return Err(Rejection::not_now(format!(
+                "late or early update: it is for round {} attempt {}, but round {round} attempt {attempt} is open",
+                h.round, h.attempt
+            )));
+        }
+        if !selected.contains(&id) {
+            return Err(Rejection::not_permitted(format!(
+                "participant {id} was not selected for round {round}"
+            )));
+        }
+        if h.base_digest != self.published.digest.0 {
+            return Err(Rejection::not_now(format!(
+                "the update was trained from {}, not from round {round}'s base {}",
+                hex::encode(&h.base_digest),
+                self.published.digest
+            )));
+        }
+        let encoding: Encoding = h.encoding.parse().map_err(|_| {
+            Rejection::invalid(format!("unknown encoding {:?}; use f32 or f16", h.encoding))
+        })?;
+        let max = self.config.limits.max_samples;
+        if h.num_samples == 0 || h.num_samples > max {
+            return Err(Rejection::out_of_range(format!(
+                "num_samples {} is outside 1..={max} (limits.max_samples)",
+                h.num_samples
+            )));
+        }
+        let expected = (self.layout.num_values() * encoding.bytes_per_value()) as u64;
+        if h.total_bytes != expected {
+            return Err(Rejection::invalid(format!(
+                "wrong shape: the model has {} values ({expected} bytes in {encoding}), the update announces {} bytes",
+                self.layout.num_values(),
+                h.total_bytes
+            )));
+        }
+        if self.core.received() == 0 {
+            pause_at(FaultPoint::BeforeUpdate);
+        }
+        Ok(id)
+    }
+
+    /// Whether an upload in progress should pause for a crash test (`mid-upload`).
+    pub(crate) fn mid_upload_point(&self) {
+        if self.core.received() >= 1 {
+            pause_at(FaultPoint::MidUpload);
+        }
+    }
+
+    /// Validates an update completely, stores it durably, then gives it to the core. Returns
+    /// (results held this round, quorum).
+    pub(crate) fn accept(
+        &mut self,
+        h: &v1::UpdateHeader,
+        bytes: &[u8],
+    ) -> Result<(u32, u32), Rejection> {
+        let id = self.check_header(h)?;
+        let encoding: Encoding = h
+            .encoding
+            .parse()
+            .map_err(|_| Rejection::invalid("unknown encoding"))?;
+        let params = encoding
+            .decode(&self.layout, bytes)
+            .map_err(|e| Rejection::invalid(format!("undecodable update: {e}")))?;
+        let digest = params.digest();
+        if digest.0[..] != h.update_digest[..] {
+            return Err(Rejection::invalid(format!(
+                "the parameters hash to {digest}, not to the announced {}: truncated or altered in transit",
+                hex::encode(&h.update_digest)
+            )));
+        }
+        let key: [u8; 32] = h.public_key[..]
+            .try_into()
+            .map_err(|_| Rejection::invalid("bad key"))?;
+        let signer = PublicKey::from_bytes(&key).map_err(|e| Rejection::invalid(e.to_string()))?;
+        let signature: [u8; 64] = h
+            .signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| Rejection::unauthenticated("the signature must be 64 bytes"))?;
+        let signed = SignedUpdate {
+            statement: UpdateStatement {
+                federation: self.config.federation_id.clone(),
+                round: h.round,
+                base: self.published.digest,
+                update: digest,
+                num_samples: h.num_samples,
+            },
+            signer,
+            signature,
+        };
+        signed
+            .verify()
+            .map_err(|_| Rejection::unauthenticated("bad signature: it does not cover this federation, round, base, update and sample count with this key"))?;
+        if !h.train_loss.is_finite() {
+            return Err(Rejection::invalid("train_loss must be finite"));
+        }
+        let result = FitResult {
+            participant: id,
+            params,
+            num_samples: h.num_samples,
+            train_loss: h.train_loss,
+        };
+        self.core
+            .check_result(h.round, &result)
+            .map_err(refusal_status)?;
+
+        // Durable before acknowledged: the blob, then its record, then the core.
+        let blob = self
+            .blobs
+            .put(&Encoding::F32.encode(&result.params))
+            .map_err(|e| self.storage_failed(e.into()))?;
+        self.state
+            .record_update(&UpdateRecord {
+                round: h.round,
+                attempt: h.attempt,
+                participant: id.0,
+                update_digest: digest,
+                blob,
+                num_samples: h.num_samples,
+                train_loss: h.train_loss,
+                signature: h.signature.clone(),
+            })
+            .map_err(|e| self.storage_failed(e.into()))?;
+        // Counted before the core sees it: the last update closes the round.
+        let received = self.core.received() as u32 + 1;
+        let now = self.now();
+        let outcome = self.timed(|core| {
+            core.handle_event(
+                now,
+                Event::Result {
+                    round: h.round,
+                    result,
+                    digest,
+                },
+            )
+        });
+        if let EventOutcome::Refused(r) = outcome {
+            // Checked a moment ago under the same lock, so this cannot happen; say so loudly.
+            return Err(Rejection::internal(format!("refused after checking: {r}")));
+        }
+        tracing::info!(round = h.round, participant = id.0, "update accepted");
+        self.process_actions().map_err(|e| self.storage_failed(e))?;
+        Ok((received, self.config.rounds.quorum as u32))
+    }
+
+    /// Records a participant's evaluation of a round's result.
+    pub(crate) fn evaluation(&mut self, r: &v1::EvaluationReport) -> Result<(), Rejection> {
+        let id = self.participant(&r.public_key)?;
+        let max = self.config.limits.max_samples;
+        if r.examples == 0 || r.examples > max {
+            return Err(Rejection::out_of_range(format!(
+                "examples {} is outside 1..={max} (limits.max_samples)",
+                r.examples
+            )));
+        }
+        // Only a model that exists can be evaluated: a round already closed.
+        let closed = self.core.completed();
+        if r.round == 0 || r.round > closed {
+            return Err(Rejection::out_of_range(format!(
+                "round {} is not a closed round (1..={closed})",
+                r.round
+            )));
+        }
+        if !(r.accuracy.is_finite() && (0.0..=1.0).contains(&r.accuracy)) {
+            return Err(Rejection::invalid("accuracy must be in [0, 1]"));
+        }
+        if !(r.loss.is_finite() && r.loss >= 0.0) {
+            return Err(Rejection::invalid("loss must be finite and not negative"));
+        }
+        self.state
+            .record_evaluation(r.round, id.0, r.examples, r.accuracy, r.loss)
+            .map_err(|e| self.storage_failed(e.into()))
+    }
+
+    /// Where the federation stands.
+    pub(crate) fn status(&self) -> Result<v1::FederationStatus, Rejection> {
+        let rounds = self
+            .state
+            .closed_rounds()
+            .map_err(|e| Rejection::internal(e.to_string()))?;
+        let evaluations: std::collections::HashMap<u64, harambee_store::RoundEvaluation> = self
+            .state
+            .round_evaluations()
+            .map_err(|e| Rejection::internal(e.to_string()))?
+            .into_iter()
+            .map(|e| (e.round, e))
+            .collect();
+        let completed = rounds
+            .iter()
+            .map(|r| {
+                // A round's result is evaluated by the next round's participants.
+                let evaluation = evaluations.get(&r.round);
+                v1::RoundStatus {
+                    round: r.round,
+                    contributors: r.contributors,
+                    global_digest: r.global_digest.0.to_vec(),
+                    accuracy: evaluation.map_or(-1.0, |e| e.accuracy),
+                    train_loss: r.train_loss,
+                    validation_loss: evaluation.and_then(|e| e.loss).unwrap_or(-1.0),
+                }
+            })
+            .collect::<Vec<_>>();
+        let board = self.board.borrow();
+        let error = self
+            .core
+            .error()
+            .map(|e| e.to_string())
+            .or_else(|| board.finished.clone().filter(|f| f != "finished"));
+        let (phase, round, selected) = match (&board.finished, self.core.open_selection()) {
+            (Some(_), _) if error.is_some() => ("failed", rounds.len() as u64, 0),
+            (Some(_), _) => ("finished", rounds.len() as u64, 0),
+            (None, Some((round, _, selected))) => ("training", round, selected.len()),
+            (None, None) => ("waiting", rounds.len() as u64 + 1, 0),
+        };
+        Ok(v1::FederationStatus {
+            federation_id: self.config.federation_id.clone(),
+            phase: phase.into(),
+            round,
+            rounds: self.config.rounds.rounds,
+            selected: selected as u32,
+            received: self.core.received() as u32,
+            quorum: self.config.rounds.quorum as u32,
+            enrolled: self.keys.len() as u32,
+            global_digest: self.published.digest.0.to_vec(),
+            completed,
+            error: error.unwrap_or_default(),
+        })
+    }
+}
+
+/// The gRPC status for a refusal by the core.
+pub(super) fn refusal_status(r: Refusal) -> Rejection {
+    let message = r.to_string();
+    match r {
+        Refusal::Duplicate(_) => Rejection::already_held(format!("replay: {message}")),
+        Refusal::WrongRound { .. } => Rejection::not_now(message),
+        Refusal::UnknownParticipant(_) | Refusal::NotSelected(_) => {
+            Rejection::not_permitted(message)
+        }
+        _ => Rejection::invalid(message),
+    }
+}
