@@ -26,6 +26,9 @@ const TRACKED_KEYS: usize = 10_000;
 /// faster than any participant needs to, and is refused until old nonces expire.
 const NONCES_PER_MEMBER: usize = 20_000;
 
+/// A member's calls within the clock window, as (timestamp, nonce), oldest first.
+type ReplayWindow = BTreeSet<(u64, [u8; 16])>;
+
 /// What a proof must cover: the method and the body's digest, at a moment.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Call<'a> {
@@ -41,7 +44,7 @@ pub(crate) struct Gate {
     per_connection: DefaultKeyedRateLimiter<SocketAddr>,
     per_member: DefaultKeyedRateLimiter<[u8; 32]>,
     /// Per member, the (timestamp, nonce) pairs seen within the window.
-    seen: Mutex<HashMap<[u8; 32], BTreeSet<(u64, [u8; 16])>>>,
+    seen: Mutex<HashMap<[u8; 32], ReplayWindow>>,
 }
 
 impl Gate {

@@ -20,6 +20,8 @@ use crate::folder::token_hash;
 use crate::gate::{Call, Gate, same_key, unix_ms};
 use crate::rejection::{Rejection, Why};
 
+mod streams;
+
 /// The coordinator's gRPC service.
 pub(crate) struct Service {
     actor: Actor,
@@ -117,83 +119,6 @@ impl Service {
         }
         Ok(proof.key)
     }
-
-    /// Receives, checks and stores one update (see the driver's `accept`).
-    async fn receive_update(
-        &self,
-        request: Request<Streaming<v1::UpdateChunk>>,
-    ) -> Result<Response<v1::SubmitReply>, Status> {
-        self.gate.throttle(request.remote_addr())?;
-        let proof = CallProof::of(&request);
-        let mut stream = request.into_inner();
-        let header = match stream.message().await? {
-            Some(v1::UpdateChunk {
-                part: Some(v1::update_chunk::Part::Header(h)),
-            }) => h,
-            Some(_) => {
-                return Err(Status::invalid_argument(
-                    "the first message of an update must be its header",
-                ));
-            }
-            None => return Err(Status::invalid_argument("empty update stream")),
-        };
-        let key = self
-            .check_proof(
-                proof,
-                method::SUBMIT_UPDATE,
-                &body_digest(&header),
-                Caller::Member,
-            )
-            .await?;
-        same_key(&header.public_key, &key)?;
-        let h = header.clone();
-        self.with_driver(move |d| d.check_header(&h).map(|_| ()))
-            .await?;
-        let total = usize::try_from(header.total_bytes).unwrap_or(usize::MAX);
-        let mut bytes = Vec::with_capacity(total);
-        let mut halfway_checked = false;
-        while let Some(chunk) = stream.message().await? {
-            match chunk.part {
-                Some(v1::update_chunk::Part::Data(data)) => {
-                    if bytes.len() + data.len() > total {
-                        return Err(Status::invalid_argument(format!(
-                            "more bytes than the header announced ({total})"
-                        )));
-                    }
-                    self.metrics.received(data.len());
-                    bytes.extend_from_slice(&data);
-                    if !halfway_checked && bytes.len() * 2 >= total {
-                        halfway_checked = true;
-                        // On the blocking pool: a crash test's pause must not stall a
-                        // runtime worker that still has acknowledgements to send.
-                        self.with_driver(|d| {
-                            d.mid_upload_point();
-                            Ok(())
-                        })
-                        .await?;
-                    }
-                }
-                Some(v1::update_chunk::Part::Header(_)) => {
-                    return Err(Status::invalid_argument(
-                        "a second header in one update stream",
-                    ));
-                }
-                None => return Err(Status::invalid_argument("an update chunk with no content")),
-            }
-        }
-        if bytes.len() < total {
-            return Err(Status::invalid_argument(format!(
-                "truncated stream: received {} of the {total} bytes announced",
-                bytes.len()
-            )));
-        }
-        let (received, quorum) = self.with_driver(move |d| d.accept(&header, &bytes)).await?;
-        Ok(Response::new(v1::SubmitReply {
-            accepted: true,
-            received,
-            quorum,
-        }))
-    }
 }
 
 impl From<Rejection> for Status {
@@ -226,43 +151,6 @@ fn refusal_reason(code: Code) -> RefusalReason {
         Code::InvalidArgument | Code::OutOfRange => RefusalReason::Invalid,
         Code::ResourceExhausted => RefusalReason::RateLimited,
         _ => RefusalReason::Unavailable,
-    }
-}
-
-impl Service {
-    /// Values in a masked update: one per parameter (a clip report adds one more).
-    fn masked_words(&self) -> usize {
-        self.spec
-            .tensors
-            .iter()
-            .map(|t| t.shape.iter().product::<u64>() as usize)
-            .sum()
-    }
-
-    /// Waits until step `step` of the secure round closes, then answers with what the
-    /// participant needs next. Bounded by the longest wait the coordinator allows per step.
-    async fn await_step(
-        &self,
-        progress: &mut watch::Receiver<u64>,
-        round: u64,
-        attempt: u32,
-        index: u32,
-        step: u8,
-    ) -> Result<Response<v1::SecAggReply>, Status> {
-        let until = tokio::time::Instant::now() + Duration::from_secs(600);
-        loop {
-            let reply = self
-                .with_driver(move |d| Ok(d.secagg_reply(round, attempt, index, step)))
-                .await?;
-            if let Some(reply) = reply {
-                return reply.map(Response::new).map_err(Status::from);
-            }
-            match tokio::time::timeout_at(until, progress.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Err(Status::unavailable("the coordinator is shutting down")),
-                Err(_) => return Err(Status::deadline_exceeded("the step did not close in time")),
-            }
-        }
     }
 }
 
@@ -528,81 +416,7 @@ impl CoordinatorService for Service {
         &self,
         request: Request<Streaming<v1::MaskedChunk>>,
     ) -> Result<Response<v1::SecAggReply>, Status> {
-        self.gate.throttle(request.remote_addr())?;
-        let proof = CallProof::of(&request);
-        let mut stream = request.into_inner();
-        let header = match stream.message().await? {
-            Some(v1::MaskedChunk {
-                part: Some(v1::masked_chunk::Part::Header(h)),
-            }) => h,
-            Some(_) => {
-                return Err(Status::invalid_argument(
-                    "the first message of a masked update must be its header",
-                ));
-            }
-            None => return Err(Status::invalid_argument("empty masked-update stream")),
-        };
-        let key = self
-            .check_proof(
-                proof,
-                method::SEC_AGG_MASKED,
-                &body_digest(&header),
-                Caller::Member,
-            )
-            .await?;
-        same_key(&header.public_key, &key)?;
-        let total = usize::try_from(header.total_bytes).unwrap_or(usize::MAX);
-        let expected = 4 * self.masked_words();
-        if total != expected && total != expected + 4 {
-            return Err(Status::invalid_argument(format!(
-                "wrong shape: a masked update is {expected} bytes (or 4 more with the clip report), not {total}"
-            )));
-        }
-        // The caller must be selected for this very secure round before its bytes are read.
-        let (round, attempt) = (header.round, header.attempt);
-        self.with_driver(move |d| d.check_masked_caller(&key, round, attempt))
-            .await?;
-        let mut bytes = Vec::with_capacity(total);
-        while let Some(chunk) = stream.message().await? {
-            match chunk.part {
-                Some(v1::masked_chunk::Part::Data(data)) if bytes.len() + data.len() <= total => {
-                    bytes.extend_from_slice(&data);
-                }
-                Some(v1::masked_chunk::Part::Data(_)) => {
-                    return Err(Status::invalid_argument(format!(
-                        "more bytes than the header announced ({total})"
-                    )));
-                }
-                _ => return Err(Status::invalid_argument("a masked chunk must hold data")),
-            }
-        }
-        if bytes.len() < total {
-            return Err(Status::invalid_argument(format!(
-                "truncated stream: received {} of the {total} bytes announced",
-                bytes.len()
-            )));
-        }
-        let (round, attempt) = (header.round, header.attempt);
-        let mut progress = self.secure_progress.clone();
-        let received = bytes.len();
-        let index = match self
-            .actor
-            .call(move |d| d.secagg_masked(&header, bytes))
-            .await
-        {
-            Ok(index) => {
-                self.metrics.received(received);
-                self.metrics.update_accepted();
-                index
-            }
-            Err(rejection) => {
-                let status = Status::from(rejection);
-                self.metrics.update_refused(refusal_reason(status.code()));
-                return Err(status);
-            }
-        };
-        self.await_step(&mut progress, round, attempt, index, 3)
-            .await
+        self.receive_masked(request).await
     }
 
     async fn get_status(

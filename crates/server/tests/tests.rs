@@ -129,7 +129,7 @@ fn client(r: &Running) -> CoordinatorClient<Channel> {
 
 async fn enrol(c: &mut CoordinatorClient<Channel>, r: &Running, id: &Identity) -> v1::EnrolReply {
     c.enrol(call(
-        &id,
+        id,
         &r.invite.federation_id,
         method::ENROL,
         v1::EnrolRequest {
@@ -237,7 +237,7 @@ async fn fetch_global(
 ) -> Vec<u8> {
     let mut stream = c
         .fetch_parameters(call(
-            &id,
+            id,
             &r.invite.federation_id,
             method::FETCH_PARAMETERS,
             v1::FetchRequest {

@@ -69,7 +69,7 @@ async fn train(
 ) -> Trained {
     let task = c
         .get_task(call(
-            &id,
+            id,
             &r.invite.federation_id,
             method::GET_TASK,
             v1::TaskRequest {
