@@ -137,6 +137,10 @@ pub(crate) enum LedgerCommand {
         /// the genesis entry's key is used and printed for comparison.
         #[arg(long)]
         coordinator_key: Option<String>,
+        /// A witness file a participant kept (`*.witness.jsonl` beside its state): the
+        /// ledger must agree with every tree head and promise in it; repeat for several.
+        #[arg(long)]
+        witness: Vec<PathBuf>,
     },
     /// The ledger's history, one line per entry.
     Show {

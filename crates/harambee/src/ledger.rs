@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use harambee_identity::PublicKey;
-use harambee_ledger::{Audit, Entry, Ledger, TreeHead, audit, merkle};
+use harambee_ledger::{Audit, Entry, Ledger, TreeHead, Witness, audit, check_witness, merkle};
 use harambee_params::{Digest, Encoding};
 use harambee_server::FederationFolder;
 use harambee_store::{BlobStore, FsBlobStore, SqliteState, StateStore};
@@ -19,11 +19,13 @@ pub(crate) fn run(args: LedgerArgs) -> Result<()> {
         LedgerCommand::Verify {
             dir,
             coordinator_key,
+            witness,
         } => {
             let pinned = coordinator_key
                 .map(|k| k.parse::<PublicKey>())
                 .transpose()?;
-            let v = verify_folder(&dir, pinned.as_ref())?;
+            let mut v = verify_folder(&dir, pinned.as_ref())?;
+            check_witnesses(&dir, &witness, &mut v)?;
             v.print();
             if !v.ok() {
                 bail!(
@@ -49,8 +51,11 @@ pub(crate) struct Verification {
     pub(crate) replayed: Vec<u64>,
     /// Rounds not recomputed, and why.
     pub(crate) not_replayed: Vec<(u64, String)>,
-    /// Problems found beyond the ledger's own rules (settings, stored updates, aggregates).
+    /// Problems found beyond the ledger's own rules (settings, stored updates, aggregates,
+    /// witnesses).
     pub(crate) replay_problems: Vec<String>,
+    /// Witnessed tree heads and promises that agreed with the ledger, when any were given.
+    pub(crate) witnessed: Option<usize>,
 }
 
 impl Verification {
@@ -98,6 +103,9 @@ impl Verification {
         );
         for (round, why) in &self.not_replayed {
             println!("  round {round} not recomputed: {why}");
+        }
+        if let Some(n) = self.witnessed {
+            println!("witnessed tree heads and update promises agreeing with this ledger: {n}");
         }
         let problems = self.problems();
         if problems.is_empty() {
@@ -156,6 +164,7 @@ pub(crate) fn verify_folder(dir: &Path, pinned: Option<&PublicKey>) -> Result<Ve
         replayed: Vec::new(),
         not_replayed: Vec::new(),
         replay_problems: Vec::new(),
+        witnessed: None,
     };
     let settings = std::fs::read(folder.config_path())
         .with_context(|| format!("reading {}", folder.config_path().display()))?;
@@ -169,6 +178,44 @@ pub(crate) fn verify_folder(dir: &Path, pinned: Option<&PublicKey>) -> Result<Ve
     replay(&folder, &state, &mut v)?;
     check_released_model(&folder, &entries, &mut v);
     Ok(v)
+}
+
+/// Checks the ledger against what others kept of it (participants' witness files): every
+/// tree head they were shown must be this ledger's root at its size, and every update the
+/// coordinator promised to record must be committed in it.
+fn check_witnesses(dir: &Path, files: &[std::path::PathBuf], v: &mut Verification) -> Result<()> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let Some(key) = v.audit.coordinator_key.as_deref() else {
+        v.replay_problems
+            .push("witnesses: no coordinator key to check them against".into());
+        return Ok(());
+    };
+    let key: PublicKey = key.parse()?;
+    let (entries, _) = open(dir)?.state.ledger()?;
+    let ledger = Ledger::from_entries(entries);
+    let mut checked = 0;
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading witness file {}", file.display()))?;
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let at = format!("witness {} line {}", file.display(), n + 1);
+            match Witness::parse_line(line) {
+                Ok(w) => match check_witness(&ledger, &w, &key) {
+                    Ok(()) => checked += 1,
+                    Err(problem) => v.replay_problems.push(format!("{at}: {problem}")),
+                },
+                Err(e) => v.replay_problems.push(format!("{at}: unreadable: {e}")),
+            }
+        }
+    }
+    v.witnessed = Some(checked);
+    Ok(())
 }
 
 /// The model file in the folder, if there is one, must be the model the ledger released.

@@ -687,12 +687,72 @@ fn a_hostile_member_and_strangers_cannot_stall_take_over_or_corrupt_a_federation
         said.trim()
     );
 
-    let out = harambee(&["ledger", "verify", fed.to_str().unwrap()]);
+    // The ledger verifies, alone and against what each community kept of it: every tree head
+    // it was shown and every promise it was given with an acknowledgement.
+    let witnesses: Vec<String> = (0..3)
+        .map(|k| {
+            let file = root.join(format!("p{k}/key.pem.state.witness.jsonl"));
+            assert!(file.is_file(), "community {k} kept no witness file");
+            file.to_str().unwrap().to_string()
+        })
+        .collect();
+    let verify = |dir: &Path| {
+        let mut args = vec![
+            "ledger".to_string(),
+            "verify".into(),
+            dir.to_str().unwrap().into(),
+        ];
+        for w in &witnesses {
+            args.extend(["--witness".into(), w.clone()]);
+        }
+        let out = harambee(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = verify(&fed);
+    assert!(ok && text.contains("witnessed"), "{text}");
+
+    // A coordinator that rolls its ledger back to an earlier signed head (dropping the last
+    // round and the release) still has a self-consistent ledger; the witnesses catch it.
+    let forked = root.join("forked");
     assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        std::process::Command::new("cp")
+            .arg("-r")
+            .arg(&fed)
+            .arg(&forked)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let db = rusqlite::Connection::open(forked.join("state.db")).unwrap();
+    let sizes: Vec<i64> = db
+        .prepare("SELECT size FROM tree_heads ORDER BY size")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    // The head before the last round closed (the last two: that round, then the release).
+    let earlier = sizes[sizes.len() - 3];
+    db.execute("DELETE FROM ledger WHERE idx >= ?1", [earlier])
+        .unwrap();
+    db.execute("DELETE FROM tree_heads WHERE size > ?1", [earlier])
+        .unwrap();
+    drop(db);
+    let (ok, text) = verify(&forked);
+    assert!(!ok && text.contains("truncated"), "{text}");
+    assert!(text.contains("promised to record"), "{text}");
+    println!(
+        "refused  a ledger rolled back from {} to {earlier} entries: {}",
+        sizes[sizes.len() - 1],
+        text.lines()
+            .find(|l| l.contains("truncated"))
+            .unwrap_or_default()
+            .trim()
     );
 }
 

@@ -25,6 +25,7 @@
 mod audit;
 mod entry;
 pub mod merkle;
+mod witness;
 
 use harambee_identity::{Identity, PublicKey};
 use thiserror::Error;
@@ -32,6 +33,7 @@ use thiserror::Error;
 pub use audit::{Audit, AuditedRound, Finding, audit};
 pub use entry::Entry;
 pub use merkle::Hash;
+pub use witness::{UpdatePromise, Witness, check_witness};
 
 /// What can be wrong with a ledger.
 #[derive(Debug, Error)]

@@ -443,3 +443,94 @@ fn an_amendment_signed_for_another_federation_is_named() {
         report.findings
     );
 }
+
+/// What a participant keeps of the ledger: tree heads and the coordinator's promises.
+mod witnesses {
+    use super::*;
+    use harambee_ledger::{UpdatePromise, Witness, check_witness};
+
+    fn ledger_of(rounds: u64) -> Ledger {
+        let mut ledger = Ledger::default();
+        for round in 1..=rounds {
+            ledger.append(&Entry::UpdateCommitment {
+                round,
+                attempt: 0,
+                participant: 3,
+                update_digest: "ab".repeat(32),
+                num_samples: 10,
+                signature: "00".repeat(64),
+            });
+        }
+        ledger
+    }
+
+    fn promise(coordinator: &Identity, round: u64) -> UpdatePromise {
+        UpdatePromise {
+            federation: "fed".into(),
+            round,
+            attempt: 0,
+            participant: 3,
+            update_digest: "ab".repeat(32),
+            timestamp_ms: 7,
+            signature: String::new(),
+        }
+        .signed(coordinator)
+    }
+
+    proptest! {
+        // Witness files are untrusted text: any line parses or is refused, never a panic.
+        #[test]
+        fn any_text_parses_as_a_witness_or_is_refused(text in ".{0,300}") {
+            let _ = Witness::parse_line(&text);
+        }
+
+        #[test]
+        fn heads_and_promises_round_trip_through_their_lines(size in 1u64..20, ts in any::<u64>()) {
+            let coordinator = Identity::generate().unwrap();
+            let ledger = ledger_of(size);
+            for w in [Witness::Head(ledger.sign_head(&coordinator, ts)), Witness::Promise(promise(&coordinator, 1))] {
+                prop_assert_eq!(Witness::parse_line(&w.to_line()).unwrap(), w);
+            }
+        }
+    }
+
+    // What the witnesses exist for: a ledger that only grew agrees with every head signed on
+    // the way; one rewritten or cut short does not, and a promised update must be there.
+    #[test]
+    fn a_grown_ledger_agrees_and_a_rewritten_or_truncated_one_is_named() {
+        let coordinator = Identity::generate().unwrap();
+        let key = coordinator.public();
+        let early = Witness::Head(ledger_of(2).sign_head(&coordinator, 1));
+        let late = Witness::Head(ledger_of(4).sign_head(&coordinator, 2));
+        let grown = ledger_of(5);
+        assert!(check_witness(&grown, &early, &key).is_ok());
+        assert!(check_witness(&grown, &late, &key).is_ok());
+        let truncated = ledger_of(3);
+        let err = check_witness(&truncated, &late, &key).unwrap_err();
+        assert!(err.contains("truncated"), "{err}");
+        let mut rewritten = Ledger::default();
+        rewritten.append(&Entry::Release {
+            rounds: 1,
+            model_digest: "00".repeat(32),
+        });
+        rewritten.append(&Entry::Release {
+            rounds: 2,
+            model_digest: "00".repeat(32),
+        });
+        let err = check_witness(&rewritten, &early, &key).unwrap_err();
+        assert!(err.contains("rewritten"), "{err}");
+        assert!(check_witness(&grown, &Witness::Promise(promise(&coordinator, 5)), &key).is_ok());
+        let err = check_witness(
+            &truncated,
+            &Witness::Promise(promise(&coordinator, 5)),
+            &key,
+        )
+        .unwrap_err();
+        assert!(err.contains("no such commitment"), "{err}");
+        // Signed by someone else: not the coordinator's word at all.
+        let stranger = Identity::generate().unwrap();
+        let forged = Witness::Head(ledger_of(2).sign_head(&stranger, 1));
+        assert!(check_witness(&grown, &forged, &key).is_err());
+        assert!(check_witness(&grown, &Witness::Promise(promise(&stranger, 1)), &key).is_err());
+    }
+}

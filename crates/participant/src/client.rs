@@ -3,10 +3,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use harambee_identity::{Identity, UpdateStatement};
+use harambee_identity::{Identity, PublicKey, UpdateStatement};
 use harambee_learn::{
     DataKind, InnerState, ModelKind, ModelTask, Optimizer, Split, Trainer, participant_seed,
 };
+use harambee_ledger::UpdatePromise;
 use harambee_params::{Digest, Encoding, Layout, ParamSet};
 use harambee_proto::auth::{body_digest, method};
 use harambee_proto::{CHUNK_BYTES, CoordinatorClient, Invite, v1};
@@ -15,6 +16,7 @@ use tokio_stream::StreamExt;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
+use crate::witness::Witnesses;
 use crate::{LocalState, ParticipantError};
 
 /// How to join.
@@ -259,6 +261,11 @@ pub async fn join(options: JoinOptions) -> Result<JoinReport, ParticipantError> 
             reply.charter_sha256, options.invite.charter_sha256
         )));
     }
+    let coordinator_key = coordinator_key(&options.invite, &reply)?;
+    let mut witnesses = Witnesses::open(
+        &options.state_path.with_extension("witness.jsonl"),
+        coordinator_key,
+    )?;
     let spec = reply
         .model
         .ok_or_else(|| ParticipantError::Model("the coordinator sent no model".into()))?;
@@ -308,12 +315,20 @@ pub async fn join(options: JoinOptions) -> Result<JoinReport, ParticipantError> 
             .map_err(|e| e.into_error("a task"))?;
         match v1::task::Kind::try_from(next.kind) {
             Ok(v1::task::Kind::Finished) => {
+                // The released ledger's head too, so the witness covers the whole history.
+                keep_tree_head(&session, &mut witnesses).await?;
                 report.finish_message = next.message;
                 return Ok(report);
             }
             Ok(v1::task::Kind::Train) => {
+                keep_tree_head(&session, &mut witnesses).await?;
                 match ctx.run_round(&next).await? {
-                    RoundEnd::Acknowledged => report.acknowledged.push(next.round),
+                    RoundEnd::Acknowledged(promise) => {
+                        if let Some(promise) = promise {
+                            witnesses.keep_promise(promise)?;
+                        }
+                        report.acknowledged.push(next.round);
+                    }
                     RoundEnd::Refused(why) => report.refused.push((next.round, why)),
                     RoundEnd::MovedOn => {}
                 }
@@ -326,7 +341,8 @@ pub async fn join(options: JoinOptions) -> Result<JoinReport, ParticipantError> 
 }
 
 pub(crate) enum RoundEnd {
-    Acknowledged,
+    /// Held by the coordinator; with its promise to record it, when it gave one now.
+    Acknowledged(Option<UpdatePromise>),
     Refused(String),
     /// The round closed before this participant could fetch its parameters.
     MovedOn,
@@ -444,14 +460,23 @@ impl RoundContext<'_> {
                     quorum = reply.quorum,
                     "update acknowledged"
                 );
-                Ok(RoundEnd::Acknowledged)
+                let promise = UpdatePromise {
+                    federation: self.federation.to_string(),
+                    round: task.round,
+                    attempt: task.attempt,
+                    participant: self.participant,
+                    update_digest: digest.to_hex(),
+                    timestamp_ms: reply.promise_timestamp_ms,
+                    signature: hex::encode(&reply.promise_signature),
+                };
+                Ok(RoundEnd::Acknowledged(Some(promise)))
             }
             Err(RetryError::Final(s)) if s.code() == Code::AlreadyExists => {
                 tracing::info!(
                     round = task.round,
                     "update acknowledged (already held by the coordinator)"
                 );
-                Ok(RoundEnd::Acknowledged)
+                Ok(RoundEnd::Acknowledged(None))
             }
             Err(RetryError::Final(s))
                 if matches!(
@@ -577,6 +602,54 @@ impl RoundContext<'_> {
             );
         }
     }
+}
+
+/// The key that signs the federation's tree heads and promises: the invite's, which the
+/// steward handed over; the coordinator's own word only for invites made before it carried one.
+fn coordinator_key(invite: &Invite, reply: &v1::EnrolReply) -> Result<PublicKey, ParticipantError> {
+    let bad = |what: &str, e: harambee_identity::IdentityError| {
+        ParticipantError::Setup(format!("{what}: not a coordinator key: {e}"))
+    };
+    let announced = (!reply.coordinator_key.is_empty())
+        .then(|| reply.coordinator_key.parse::<PublicKey>())
+        .transpose()
+        .map_err(|e| bad("the coordinator's announced key", e))?;
+    if invite.coordinator_key.is_empty() {
+        return announced.ok_or_else(|| {
+            ParticipantError::Setup(
+                "neither the invite nor the coordinator names the coordinator's key".into(),
+            )
+        });
+    }
+    let pinned: PublicKey = invite
+        .coordinator_key
+        .parse()
+        .map_err(|e| bad("the invite's coordinator_key", e))?;
+    match announced {
+        Some(k) if k != pinned => Err(ParticipantError::Setup(format!(
+            "the coordinator announces key {k}, but the invite names {pinned}: refusing to trust it"
+        ))),
+        _ => Ok(pinned),
+    }
+}
+
+/// Asks for the ledger's latest tree head and keeps it (checked against the last one kept).
+async fn keep_tree_head(
+    session: &Session,
+    witnesses: &mut Witnesses,
+) -> Result<(), ParticipantError> {
+    let request = v1::TreeHeadRequest {
+        public_key: session.key(),
+        since_size: witnesses.since(),
+    };
+    let reply = session
+        .retry("the tree head", |mut c| {
+            let r = session.signed(method::GET_TREE_HEAD, request.clone());
+            async move { c.get_tree_head(r).await.map(tonic::Response::into_inner) }
+        })
+        .await
+        .map_err(|e| e.into_error("the tree head"))?;
+    witnesses.keep_head(&reply)
 }
 
 /// The training examples of `shard` (every `count`-th from `index`), or all of them when the

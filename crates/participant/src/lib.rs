@@ -17,13 +17,18 @@
 //! Network errors and coordinator restarts are retried with exponential backoff. The last
 //! finished (round, attempt) is kept in a small state file, so a restarted participant does
 //! not train a round twice; if it retrains one whose update was already acknowledged, the
-//! coordinator answers "already exists" and that counts as done. Training is seeded by
+//! coordinator answers "already exists" and that counts as done.
+//!
+//! The participant also keeps, beside its state file (`*.witness.jsonl`), every tree head of
+//! the ledger it is shown (checked to extend the last one) and every promise to record its
+//! updates, for `harambee ledger verify --witness`. Training is seeded by
 //! (federation seed, round, participant), so a retrained update is the same update.
 
 mod client;
 mod error;
 mod secure;
 mod state;
+mod witness;
 
 pub use client::{JoinOptions, JoinReport, join};
 pub use error::ParticipantError;

@@ -40,7 +40,7 @@ pub(crate) async fn run(
                 contributors,
                 "secure aggregation complete"
             );
-            Ok(RoundEnd::Acknowledged)
+            Ok(RoundEnd::Acknowledged(None))
         }
         Err(RetryError::Final(s))
             if matches!(s.code(), Code::FailedPrecondition | Code::PermissionDenied) =>

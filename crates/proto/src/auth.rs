@@ -51,6 +51,8 @@ pub mod method {
     pub const SEC_AGG_STEP: &str = "/harambee.v1.Coordinator/SecAggStep";
     /// `Coordinator.SecAggMasked` (the proof covers the header message).
     pub const SEC_AGG_MASKED: &str = "/harambee.v1.Coordinator/SecAggMasked";
+    /// `Coordinator.GetTreeHead`.
+    pub const GET_TREE_HEAD: &str = "/harambee.v1.Coordinator/GetTreeHead";
 }
 
 /// Bytes of an encoded [`CallProof`]: key, timestamp, nonce, signature.

@@ -19,6 +19,11 @@ pub struct Invite {
     pub token: String,
     /// SHA-256 of the charter the participant accepts by joining.
     pub charter_sha256: String,
+    /// The coordinator's ed25519 public key (hex), which signs the ledger's tree heads and
+    /// the promises given with each acknowledgement. Absent in invites made before it was
+    /// added; participants then take the key the coordinator announces.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub coordinator_key: String,
 }
 
 /// An invite file that cannot be read.

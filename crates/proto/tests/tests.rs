@@ -35,3 +35,31 @@ proptest! {
         prop_assert_eq!(rebuilt, bytes);
     }
 }
+
+proptest! {
+    // Call proofs arrive as untrusted metadata: any bytes decode or are refused, never a
+    // panic, and what decodes re-encodes to the same bytes.
+    #[test]
+    fn call_proofs_decode_any_bytes_or_refuse_them(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        match harambee_proto::CallProof::from_bytes(&bytes) {
+            Ok(p) => prop_assert_eq!(p.to_bytes().to_vec(), bytes),
+            Err(_) => prop_assert_ne!(bytes.len(), harambee_proto::auth::PROOF_BYTES),
+        }
+    }
+
+    // A proof signs one call: another federation, method or body does not verify.
+    #[test]
+    fn a_call_proof_covers_its_federation_method_and_body(other in "[a-z]{1,8}") {
+        let me = harambee_identity::Identity::generate().unwrap();
+        let beat = v1::HeartbeatRequest { public_key: me.public().to_bytes().to_vec() };
+        let request = harambee_proto::auth::signed(&me, "fed", harambee_proto::auth::method::HEARTBEAT, beat.clone());
+        let proof = harambee_proto::CallProof::of(&request).unwrap().unwrap();
+        let body = harambee_proto::auth::body_digest(&beat);
+        let ok = |fed: &str, method: &str, body: &[u8; 32]| me.public().verify_raw(&proof.message(fed, method, body), &proof.signature).is_ok();
+        prop_assert!(ok("fed", harambee_proto::auth::method::HEARTBEAT, &body));
+        let elsewhere = format!("{}-fed", other);
+        prop_assert!(!ok(&elsewhere, harambee_proto::auth::method::HEARTBEAT, &body));
+        prop_assert!(!ok("fed", harambee_proto::auth::method::GET_TASK, &body));
+        prop_assert!(!ok("fed", harambee_proto::auth::method::HEARTBEAT, &[1; 32]));
+    }
+}

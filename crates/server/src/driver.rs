@@ -9,7 +9,7 @@ use crate::rejection::Rejection;
 use harambee_charter::Charter;
 use harambee_coordinator::{Action, Coordinator, Event, EventOutcome, Refusal, RestorePoint, Tick};
 use harambee_identity::{Identity, PublicKey, SignedUpdate, UpdateStatement};
-use harambee_ledger::{Entry, Ledger, TreeHead};
+use harambee_ledger::{Entry, Ledger, TreeHead, UpdatePromise};
 use harambee_params::{Digest, Encoding, Layout, ParamSet};
 use harambee_proto::v1;
 use harambee_store::{
@@ -347,6 +347,11 @@ impl Driver {
         let now = self.now();
         self.timed(|core| core.handle_timeout(now));
         self.process_actions()
+    }
+
+    /// The coordinator's public key (hex): it signs tree heads and update promises.
+    pub(crate) fn coordinator_key(&self) -> String {
+        self.key.public().to_string()
     }
 
     /// SHA-256 of the charter in force.

@@ -148,6 +148,10 @@ impl FederationFolder {
             ca_certificate: ca_pem,
             token,
             charter_sha256: charter.hash(),
+            coordinator_key: Identity::load(&self.root.join("coordinator.key"))
+                .map_err(|e| ServerError::Config(e.to_string()))?
+                .public()
+                .to_string(),
         };
         invite
             .save(&self.invite_path())

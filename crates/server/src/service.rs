@@ -34,6 +34,7 @@ pub(crate) struct Service {
     token_sha256: String,
     spec: v1::ModelSpec,
     charter_sha256: String,
+    coordinator_key: String,
     metrics: Metrics,
 }
 
@@ -61,6 +62,7 @@ impl Service {
             token_sha256: config.invite_token_sha256.clone(),
             spec: driver.model_spec(),
             charter_sha256: driver.charter_hash(),
+            coordinator_key: driver.coordinator_key(),
             metrics: driver.metrics(),
         }
     }
@@ -263,6 +265,7 @@ impl CoordinatorService for Service {
             participant_id: id.0,
             model: Some(self.spec.clone()),
             charter_sha256: self.charter_sha256.clone(),
+            coordinator_key: self.coordinator_key.clone(),
         }))
     }
 
@@ -417,6 +420,21 @@ impl CoordinatorService for Service {
         request: Request<Streaming<v1::MaskedChunk>>,
     ) -> Result<Response<v1::SecAggReply>, Status> {
         self.receive_masked(request).await
+    }
+
+    async fn get_tree_head(
+        &self,
+        request: Request<v1::TreeHeadRequest>,
+    ) -> Result<Response<v1::TreeHeadReply>, Status> {
+        let r = self
+            .authenticate(request, method::GET_TREE_HEAD, Caller::Member, |r| {
+                &r.public_key
+            })
+            .await?;
+        let since = r.since_size;
+        Ok(Response::new(
+            self.with_driver(move |d| d.tree_head_since(since)).await?,
+        ))
     }
 
     async fn get_status(

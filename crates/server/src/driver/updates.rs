@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// What an accepted update's sender hears: how the round stands, and the coordinator's
+/// signed promise to record the update in the ledger.
+#[derive(Debug, Clone)]
+pub(crate) struct Acknowledgement {
+    pub(crate) received: u32,
+    pub(crate) quorum: u32,
+    pub(crate) promise: UpdatePromise,
+}
+
 impl Driver {
     /// The current global parameters, if `digest` names them.
     pub(crate) fn parameters(&self, digest: &[u8]) -> Result<Arc<Vec<u8>>, Rejection> {
@@ -81,7 +90,7 @@ impl Driver {
         &mut self,
         h: &v1::UpdateHeader,
         bytes: &[u8],
-    ) -> Result<(u32, u32), Rejection> {
+    ) -> Result<Acknowledgement, Rejection> {
         let id = self.check_header(h)?;
         let encoding: Encoding = h
             .encoding
@@ -168,8 +177,51 @@ impl Driver {
             return Err(Rejection::internal(format!("refused after checking: {r}")));
         }
         tracing::info!(round = h.round, participant = id.0, "update accepted");
+        // Promised before the round closes, so the promise is owed even if this update closed
+        // it: its commitment is among that round's entries.
+        let promise = UpdatePromise {
+            federation: self.config.federation_id.clone(),
+            round: h.round,
+            attempt: h.attempt,
+            participant: id.0,
+            update_digest: digest.to_hex(),
+            timestamp_ms: crate::gate::unix_ms(),
+            signature: String::new(),
+        }
+        .signed(&self.key);
         self.process_actions().map_err(|e| self.storage_failed(e))?;
-        Ok((received, self.config.rounds.quorum as u32))
+        Ok(Acknowledgement {
+            received,
+            quorum: self.config.rounds.quorum as u32,
+            promise,
+        })
+    }
+
+    /// The latest signed tree head, with a consistency proof from a head of `since` entries
+    /// the participant kept. A participant that kept a bigger tree than the ledger holds has
+    /// caught the coordinator truncating it, and is told so.
+    pub(crate) fn tree_head_since(&self, since: u64) -> Result<v1::TreeHeadReply, Rejection> {
+        let Some(head) = &self.head else {
+            return Ok(v1::TreeHeadReply::default());
+        };
+        if since > head.size {
+            return Err(Rejection::out_of_range(format!(
+                "you kept a tree head of {since} entries, but the ledger's latest has {}: keep your witness file, it is evidence",
+                head.size
+            )));
+        }
+        let consistency = if since == 0 {
+            Vec::new()
+        } else {
+            self.ledger.consistency_proof(since, head.size)
+        };
+        Ok(v1::TreeHeadReply {
+            size: head.size,
+            root: head.root.to_vec(),
+            timestamp_ms: head.timestamp_ms,
+            signature: head.signature.clone(),
+            consistency: consistency.iter().map(|h| h.to_vec()).collect(),
+        })
     }
 
     /// Records a participant's evaluation of a round's result.

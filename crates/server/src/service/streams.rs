@@ -81,11 +81,13 @@ impl Service {
                 bytes.len()
             )));
         }
-        let (received, quorum) = self.with_driver(move |d| d.accept(&header, &bytes)).await?;
+        let ack = self.with_driver(move |d| d.accept(&header, &bytes)).await?;
         Ok(Response::new(v1::SubmitReply {
             accepted: true,
-            received,
-            quorum,
+            received: ack.received,
+            quorum: ack.quorum,
+            promise_timestamp_ms: ack.promise.timestamp_ms,
+            promise_signature: hex::decode(&ack.promise.signature).unwrap_or_default(),
         }))
     }
 
