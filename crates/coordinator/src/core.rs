@@ -546,12 +546,18 @@ impl Coordinator {
         let Phase::Training(open) = std::mem::replace(&mut self.phase, Phase::Waiting) else {
             return;
         };
+        let exhausted = open.attempt >= self.config.max_round_retries;
+        let pause = exhausted && self.config.pause_when_quorum_missed;
         self.actions.push_back(Action::RoundRetried {
             round: open.round,
             received: open.results.len(),
             quorum: self.config.quorum,
+            paused: pause,
         });
-        if open.attempt >= self.config.max_round_retries {
+        if pause {
+            // Waits, as a steward's pause does: the next attempt opens when one resumes.
+            self.paused = true;
+        } else if exhausted {
             self.fail(CoreError::QuorumNotReached {
                 round: open.round,
                 quorum: self.config.quorum,

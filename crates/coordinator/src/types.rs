@@ -35,6 +35,10 @@ pub struct CoordinatorConfig {
     pub round_timeout_ms: u64,
     /// Times a round that missed its quorum is opened again before the federation fails.
     pub max_round_retries: u32,
+    /// When a round has missed its quorum `max_round_retries + 1` times: pause the federation
+    /// (a steward resumes it once enough members are back) instead of failing it.
+    #[serde(default)]
+    pub pause_when_quorum_missed: bool,
 }
 
 impl Default for CoordinatorConfig {
@@ -46,6 +50,7 @@ impl Default for CoordinatorConfig {
             quorum: 1,
             round_timeout_ms: 600_000,
             max_round_retries: 3,
+            pause_when_quorum_missed: false,
         }
     }
 }
@@ -216,7 +221,8 @@ pub enum Action {
     OpenRound(OpenRound),
     /// A round is complete.
     CloseRound(RoundSummary),
-    /// A round missed its quorum and will be opened again.
+    /// A round missed its quorum: it will be opened again, or (`paused`) it has missed it too
+    /// often and the federation waits for a steward to resume it.
     RoundRetried {
         /// The round.
         round: u64,
@@ -224,6 +230,9 @@ pub enum Action {
         received: usize,
         /// Results that were needed.
         quorum: usize,
+        /// The federation paused itself instead of failing (see
+        /// [`CoordinatorConfig::pause_when_quorum_missed`]).
+        paused: bool,
     },
     /// All rounds are done (or the federation failed, see [`Coordinator::error`](crate::Coordinator::error)).
     Finished {

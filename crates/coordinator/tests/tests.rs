@@ -117,6 +117,7 @@ fn config(rounds: u64, quorum: usize) -> CoordinatorConfig {
         quorum,
         round_timeout_ms: 1000,
         max_round_retries: 1,
+        pause_when_quorum_missed: false,
     }
 }
 
@@ -583,4 +584,51 @@ fn a_secure_sum_closes_the_round_and_bad_ones_are_refused() {
     assert_eq!(closed.contributions.len(), 2);
     let dropped: Vec<u64> = closed.failures.iter().map(|f| f.participant.0).collect();
     assert_eq!(dropped, vec![2, 4]);
+}
+
+// Before, a round that missed its quorum too often ended the federation as failed, even when
+// its members were only quiet for a while (or crowded out by silent enrolments).
+#[test]
+fn below_quorum_too_often_a_federation_can_pause_and_a_resume_carries_on() {
+    let mut settings = config(1, 3);
+    settings.pause_when_quorum_missed = true;
+    let mut h = Harness::new(3, 1.0, settings);
+    let _ = h.deliver(ParticipantId(1));
+    h.advance_to(Tick(1000));
+    h.advance_to(Tick(2000));
+    assert_eq!(h.retried, 2);
+    assert!(h.finished.is_none() && h.core.error().is_none());
+    assert!(h.core.is_paused());
+    assert_eq!(h.core.open_round(), None, "no round opens while paused");
+    let _ = h.core.handle_event(h.now, Event::Resume);
+    h.drain();
+    assert_eq!((h.current().round, h.current().attempt), (1, 2));
+}
+
+// Before, silent members were chosen as often as anyone: a swarm of them kept every attempt
+// from its quorum. Now those who stayed silent fill only the places left.
+#[test]
+fn members_who_stayed_silent_are_chosen_only_when_too_few_others_are_left() {
+    let mut settings = config(1, 2);
+    settings.max_round_retries = 5;
+    // Six members, a third of them chosen each attempt.
+    let mut h = Harness::new(6, 1.0 / 3.0, settings);
+    let first = h.current().participants.clone();
+    h.advance_to(Tick(1000));
+    let second = h.current().participants.clone();
+    assert!(
+        second.iter().all(|p| !first.contains(p)),
+        "chosen again after staying silent: {first:?} then {second:?}"
+    );
+    h.advance_to(Tick(2000));
+    let third = h.current().participants.clone();
+    assert!(
+        third
+            .iter()
+            .all(|p| !first.contains(p) && !second.contains(p))
+    );
+    // Everyone has stayed silent once: the places are filled from all of them again.
+    h.advance_to(Tick(3000));
+    assert_eq!(h.current().participants.len(), 2);
+    assert!(h.core.error().is_none());
 }

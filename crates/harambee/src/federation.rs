@@ -113,6 +113,7 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
             quorum: args.quorum,
             deadline_s: args.deadline_s,
             max_retries: 3,
+            pause_when_quorum_missed: true,
             seed: args.seed,
         },
         training: TrainingSettings {

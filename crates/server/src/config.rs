@@ -56,8 +56,14 @@ pub struct RoundSettings {
     pub quorum: usize,
     /// Seconds from opening a round to its deadline.
     pub deadline_s: f64,
-    /// Times a round that misses its quorum is opened again before the federation fails.
+    /// Times a round that misses its quorum is opened again before the federation pauses
+    /// (or fails, see `pause_when_quorum_missed`).
     pub max_retries: u32,
+    /// After `max_retries` missed quorums, pause the federation until a steward resumes it
+    /// (`harambee admin resume`), rather than end it as failed: a federation whose members
+    /// went quiet for a while, or that a swarm of silent enrolments crowded, waits for them.
+    #[serde(default = "pause_by_default")]
+    pub pause_when_quorum_missed: bool,
     /// Seed for selection, the initial model and participants' shuffling.
     pub seed: u64,
 }
@@ -84,6 +90,10 @@ pub struct TrainingSettings {
     /// an update in the fixed-point encoding (larger ones are clipped to it).
     #[serde(default = "default_secagg_range")]
     pub secagg_range: f32,
+}
+
+fn pause_by_default() -> bool {
+    true
 }
 
 fn default_secagg_range() -> f32 {
@@ -249,6 +259,7 @@ impl FederationConfig {
             quorum: self.rounds.quorum,
             round_timeout_ms: (self.rounds.deadline_s * 1000.0) as u64,
             max_round_retries: self.rounds.max_retries,
+            pause_when_quorum_missed: self.rounds.pause_when_quorum_missed,
         }
     }
 

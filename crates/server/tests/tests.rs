@@ -40,6 +40,7 @@ fn config(min_participants: usize) -> FederationConfig {
             quorum: 1,
             deadline_s: 60.0,
             max_retries: 1,
+            pause_when_quorum_missed: true,
             seed: 3,
         },
         training: TrainingSettings {

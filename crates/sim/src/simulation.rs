@@ -112,6 +112,7 @@ impl Simulation {
             // Virtual time: the deadline only orders events, it is never waited for.
             round_timeout_ms: 60_000,
             max_round_retries: 10,
+            pause_when_quorum_missed: false,
         };
         let core = Coordinator::new(core_config, strategy, trainer.init(config.seed));
         let attacker =

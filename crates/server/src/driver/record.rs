@@ -88,6 +88,20 @@ impl Driver {
                     round,
                     received,
                     quorum,
+                    paused: true,
+                } => {
+                    tracing::error!(
+                        round,
+                        received,
+                        quorum,
+                        "round missed its quorum too often; the federation is paused until a steward resumes it (harambee admin resume)"
+                    );
+                }
+                Action::RoundRetried {
+                    round,
+                    received,
+                    quorum,
+                    paused: false,
                 } => {
                     tracing::warn!(
                         round,
