@@ -10,8 +10,8 @@ use rand::seq::index;
 use rand_chacha::ChaCha20Rng;
 
 use crate::types::{
-    Action, CoordinatorConfig, CoreError, Event, EventOutcome, OpenRound, Refusal, RestorePoint,
-    RoundOutcome, RoundSummary, Tick,
+    Action, Contribution, CoordinatorConfig, CoreError, Event, EventOutcome, OpenRound, Refusal,
+    RestorePoint, RoundOutcome, RoundSummary, Tick,
 };
 
 /// Where the federation stands.
@@ -520,13 +520,23 @@ impl Coordinator {
                 let digest = sum.delta_sum.digest();
                 sum.contributors
                     .iter()
-                    .map(|&p| (p, 0, digest, 0.0))
+                    .map(|&participant| Contribution {
+                        participant,
+                        num_samples: 0,
+                        digest,
+                        train_loss: 0.0,
+                    })
                     .collect()
             }
             None => results
                 .iter()
                 .zip(digests)
-                .map(|(r, d)| (r.participant, r.num_samples, d, r.train_loss))
+                .map(|(r, digest)| Contribution {
+                    participant: r.participant,
+                    num_samples: r.num_samples,
+                    digest,
+                    train_loss: r.train_loss,
+                })
                 .collect(),
         };
         self.actions.push_back(Action::CloseRound(RoundSummary {

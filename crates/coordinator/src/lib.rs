@@ -43,6 +43,6 @@ mod types;
 
 pub use crate::core::Coordinator;
 pub use crate::types::{
-    Action, CoordinatorConfig, CoreError, Event, EventOutcome, OpenRound, Refusal, RestorePoint,
-    RoundOutcome, RoundSummary, Tick,
+    Action, Contribution, CoordinatorConfig, CoreError, Event, EventOutcome, OpenRound, Refusal,
+    RestorePoint, RoundOutcome, RoundSummary, Tick,
 };

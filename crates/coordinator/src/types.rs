@@ -193,6 +193,19 @@ pub enum RoundOutcome {
     },
 }
 
+/// One participant's part in a closed round, as the ledger and the dashboard record it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contribution {
+    /// Who.
+    pub participant: ParticipantId,
+    /// The examples it trained on (its weight; 0 under secure aggregation).
+    pub num_samples: u64,
+    /// Its update's digest (under secure aggregation, the sum's).
+    pub digest: Digest,
+    /// Its mean training loss (0 under secure aggregation).
+    pub train_loss: f32,
+}
+
 /// Everything a completed round used and produced: what the ledger and the metrics record.
 #[derive(Debug, Clone)]
 pub struct RoundSummary {
@@ -205,7 +218,7 @@ pub struct RoundSummary {
     /// Accepted results: who, how many samples, the digest of their parameters, their loss.
     /// Under secure aggregation: each contributor with 0 samples, the digest of the sum of
     /// updates and no loss, since no one's own update was seen.
-    pub contributions: Vec<(ParticipantId, u64, Digest, f32)>,
+    pub contributions: Vec<Contribution>,
     /// Selected participants that did not contribute.
     pub failures: Vec<Failure>,
     /// What came of it.

@@ -525,7 +525,7 @@ mod properties {
                 h.drain();
             }
             for (i, s) in h.closed.iter().enumerate() {
-                let mut who: Vec<_> = s.contributions.iter().map(|c| c.0).collect();
+                let mut who: Vec<_> = s.contributions.iter().map(|c| c.participant).collect();
                 let n = who.len();
                 who.dedup();
                 prop_assert_eq!(who.len(), n, "a participant counted twice");

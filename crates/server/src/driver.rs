@@ -47,11 +47,43 @@ pub(crate) struct OpenTask {
     pub(crate) sharded: bool,
 }
 
+/// How a federation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Every round ran; the model is released.
+    Finished,
+    /// It failed, for this reason.
+    Failed(String),
+}
+
+impl Ending {
+    /// From what the store recorded: `None` finished, `Some(reason)` failed.
+    pub(crate) fn from_record(error: Option<String>) -> Self {
+        error.map_or(Ending::Finished, Ending::Failed)
+    }
+
+    /// What participants are told when they ask for a task.
+    pub(crate) fn message(&self) -> &str {
+        match self {
+            Ending::Finished => "finished",
+            Ending::Failed(why) => why,
+        }
+    }
+
+    /// The failure, if it failed.
+    pub(crate) fn failure(&self) -> Option<&str> {
+        match self {
+            Ending::Finished => None,
+            Ending::Failed(why) => Some(why),
+        }
+    }
+}
+
 /// What long polls watch: the open round, or the end.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Board {
     pub(crate) open: Option<OpenTask>,
-    pub(crate) finished: Option<String>,
+    pub(crate) finished: Option<Ending>,
     /// Set when a write failed: the coordinator must stop and restart from disk.
     pub(crate) stopped: Option<String>,
 }
@@ -229,7 +261,7 @@ impl Driver {
             while driver.core.poll_action().is_some() {}
             driver.board.send_replace(Board {
                 open: None,
-                finished: Some(ended.unwrap_or_else(|| "finished".into())),
+                finished: Some(Ending::from_record(ended)),
                 stopped: None,
             });
             return Ok(driver);

@@ -173,10 +173,10 @@ type ChunkStream = Pin<Box<dyn Stream<Item = Result<v1::ParameterChunk, Status>>
 
 /// The task a participant should get now, if any is newer than what it has done.
 fn task_for(board: &Board, id: u64, after: (u64, u32), parameter_bytes: u64) -> Option<v1::Task> {
-    if let Some(reason) = &board.finished {
+    if let Some(ending) = &board.finished {
         return Some(v1::Task {
             kind: v1::task::Kind::Finished as i32,
-            message: reason.clone(),
+            message: ending.message().to_string(),
             ..Default::default()
         });
     }

@@ -129,7 +129,7 @@ impl Driver {
                     }
                     self.board.send_replace(Board {
                         open: None,
-                        finished: Some(error.unwrap_or_else(|| "finished".into())),
+                        finished: Some(Ending::from_record(error)),
                         stopped: None,
                     });
                 }
@@ -144,12 +144,12 @@ impl Driver {
         &self,
         summary: &harambee_coordinator::RoundSummary,
     ) -> Result<f64, ServerError> {
-        let samples: u64 = summary.contributions.iter().map(|c| c.1).sum();
+        let samples: u64 = summary.contributions.iter().map(|c| c.num_samples).sum();
         if samples > 0 || !self.config.training.secure_aggregation {
             let weighted: f64 = summary
                 .contributions
                 .iter()
-                .map(|c| c.1 as f64 * f64::from(c.3))
+                .map(|c| c.num_samples as f64 * f64::from(c.train_loss))
                 .sum();
             return Ok(weighted / samples.max(1) as f64);
         }
@@ -227,7 +227,11 @@ impl Driver {
         let inputs: Vec<String> = if self.config.training.secure_aggregation {
             updates.iter().map(|u| u.update_digest.to_hex()).collect()
         } else {
-            summary.contributions.iter().map(|c| c.2.to_hex()).collect()
+            summary
+                .contributions
+                .iter()
+                .map(|c| c.digest.to_hex())
+                .collect()
         };
         for u in updates {
             entries.push(Entry::UpdateCommitment {
@@ -283,8 +287,9 @@ pub(super) fn summary_json(s: &harambee_coordinator::RoundSummary) -> String {
         "round": s.round,
         "strategy": s.strategy,
         "base": s.base.to_hex(),
-        "contributions": s.contributions.iter().map(|(p, n, d, loss)| serde_json::json!({
-            "participant": p.0, "samples": n, "digest": d.to_hex(), "train_loss": loss,
+        "contributions": s.contributions.iter().map(|c| serde_json::json!({
+            "participant": c.participant.0, "samples": c.num_samples,
+            "digest": c.digest.to_hex(), "train_loss": c.train_loss,
         })).collect::<Vec<_>>(),
         "failures": s.failures.iter().map(|f| serde_json::json!({
             "participant": f.participant.0, "reason": format!("{:?}", f.reason),

@@ -286,7 +286,7 @@ impl Driver {
             .core
             .error()
             .map(|e| e.to_string())
-            .or_else(|| board.finished.clone().filter(|f| f != "finished"));
+            .or_else(|| board.finished.as_ref()?.failure().map(str::to_string));
         let (phase, round, selected) = match (&board.finished, self.core.open_selection()) {
             (Some(_), _) if error.is_some() => ("failed", rounds.len() as u64, 0),
             (Some(_), _) => ("finished", rounds.len() as u64, 0),

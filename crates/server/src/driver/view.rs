@@ -169,7 +169,7 @@ impl Driver {
             .core
             .error()
             .map(|e| e.to_string())
-            .or_else(|| board.finished.clone().filter(|f| f != "finished"));
+            .or_else(|| board.finished.as_ref()?.failure().map(str::to_string));
         let open = self.core.open_selection();
         let (phase, round) = match (&board.finished, &open) {
             (Some(_), _) if error.is_some() => (Phase::Failed, completed),
