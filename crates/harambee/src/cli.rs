@@ -29,6 +29,9 @@ pub(crate) enum Command {
     Init(InitArgs),
     /// Run the coordinator of a federation folder (resumes where it stopped).
     Serve(ServeArgs),
+    /// As a steward, issue one member's single-use invite (recorded in the federation's
+    /// state; works while the coordinator runs).
+    Invite(InviteArgs),
     /// Join a federation as a participant: train on local data, send signed updates.
     Join(JoinArgs),
     /// Audit a federation's transparency ledger, offline.
@@ -244,6 +247,10 @@ pub(crate) struct InitArgs {
     /// Admit only the charter's named members (default: anyone with the invite).
     #[arg(long)]
     pub(crate) members_only: bool,
+    /// Admit only members holding their own single-use invite (`harambee invite`); the
+    /// shared token of invite.toml is then refused.
+    #[arg(long)]
+    pub(crate) per_member_invites: bool,
     /// The charter's participant-level privacy budget ε (needs a dp-fedavg strategy).
     #[arg(long, requires = "privacy_delta")]
     pub(crate) privacy_epsilon: Option<f64>,
@@ -311,6 +318,19 @@ pub(crate) struct JoinArgs {
     /// Give up on a call after this many seconds of failed retries.
     #[arg(long, default_value_t = 600.0)]
     pub(crate) give_up_after_s: f64,
+}
+
+/// `harambee keygen`.
+#[derive(Debug, Args)]
+pub(crate) struct InviteArgs {
+    /// The federation folder.
+    pub(crate) dir: PathBuf,
+    /// Who the invite is for (recorded with it).
+    #[arg(long)]
+    pub(crate) name: String,
+    /// Where to write the invite (never overwritten; readable by its owner only).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
 }
 
 /// `harambee keygen`.

@@ -75,6 +75,7 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
         steward: Vec::new(),
         amendment_threshold: 1,
         members_only: false,
+        per_member_invites: false,
         privacy_epsilon: None,
         privacy_delta: None,
         privacy: args.private.then(|| "secagg,distributed-dp".into()),

@@ -164,6 +164,7 @@ fn init_args(dir: &Path, workers: usize, rounds: u64, seed: u64) -> InitArgs {
         steward: Vec::new(),
         amendment_threshold: 1,
         members_only: false,
+        per_member_invites: false,
         privacy_epsilon: None,
         privacy_delta: None,
         privacy: None,

@@ -16,9 +16,11 @@ use harambee_server::{
     FederationConfig, FederationFolder, Limits, RoundSettings, ServeOptions, ServeOutcome,
     TrainingSettings,
 };
+use harambee_store::{SqliteState, StateStore};
 use harambee_strategy::StrategyConfig;
+use sha2::{Digest as _, Sha256};
 
-use crate::cli::{InitArgs, JoinArgs, ServeArgs};
+use crate::cli::{InitArgs, InviteArgs, JoinArgs, ServeArgs};
 
 /// Settings for a new federation, from `harambee init` or the demo.
 pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
@@ -100,6 +102,7 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
             .unwrap_or_else(|| format!("https://{listen}")),
         server_names,
         invite_token_sha256: String::new(),
+        per_member_invites: args.per_member_invites,
         model: ModelTask {
             model,
             data,
@@ -255,6 +258,37 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         }
         ServeOutcome::Failed(e) => bail!("the federation failed: {e}"),
     }
+}
+
+/// `harambee invite`: one member's single-use invite, its token's hash recorded in the
+/// federation's state (SQLite allows this beside a running coordinator, which reads it at the
+/// member's enrolment).
+pub(crate) fn invite(args: InviteArgs) -> Result<()> {
+    let folder = FederationFolder::new(&args.dir);
+    folder.config()?;
+    if args.out.exists() {
+        bail!("{} exists; choose another --out", args.out.display());
+    }
+    let mut invite = Invite::load(&folder.invite_path())?;
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    invite.token = hex::encode(secret);
+    let state = SqliteState::open(&folder.state_path())?;
+    let issued_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    state.issue_invite(
+        &hex::encode(Sha256::digest(invite.token.as_bytes())),
+        &args.name,
+        issued_ms,
+    )?;
+    invite.save(&args.out)?;
+    println!(
+        "single-use invite for {} written to {} (owner-only; it admits the first key that enrols with it)",
+        args.name,
+        args.out.display()
+    );
+    Ok(())
 }
 
 pub(crate) fn join(args: JoinArgs) -> Result<()> {

@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         cli::Command::Bench(args) => bench::run(args),
         cli::Command::Keygen(args) => keygen::run(args),
         cli::Command::Init(args) => federation::init(args),
+        cli::Command::Invite(args) => federation::invite(args),
         cli::Command::Serve(args) => federation::serve(args),
         cli::Command::Join(args) => federation::join(args),
         cli::Command::Ledger(args) => ledger::run(args),

@@ -774,3 +774,82 @@ const SETTINGS: [&str; 15] = [
     "--seed",
     "5",
 ];
+
+// Before, one invite token admitted any number of keys: a Sybil with the shared invite
+// enrolled as many members as it liked. Per-member invites admit one key each.
+#[test]
+fn a_single_use_invite_admits_one_key_and_the_shared_token_none() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    corpus(&root.join("classes"), &LANGUAGES);
+    let fed = root.join("fed");
+    let classes = root.join("classes");
+    let mut args = vec!["init", fed.to_str().unwrap(), "--per-member-invites"];
+    args.extend(["--classes-from", classes.to_str().unwrap()]);
+    args.extend(SETTINGS);
+    let out = harambee(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let alice = root.join("alice.toml");
+    let issue = || {
+        harambee(&[
+            "invite",
+            fed.to_str().unwrap(),
+            "--name",
+            "alice",
+            "--out",
+            alice.to_str().unwrap(),
+        ])
+    };
+    assert!(issue().status.success());
+    assert!(!issue().status.success(), "an invite file was overwritten");
+    let serve_log = root.join("serve.log");
+    let mut coordinator = spawn(
+        std::process::Command::new(env!("CARGO_BIN_EXE_harambee"))
+            .arg("serve")
+            .arg(&fed),
+        &serve_log,
+    );
+    common::wait_for(&serve_log, "coordinator listening", Duration::from_secs(60));
+
+    let shared = Invite::load(&fed.join("invite.toml")).unwrap();
+    let own = Invite::load(&alice).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut adv = Adversary {
+            c: client(&shared),
+            me: Identity::generate().unwrap(),
+            invite: own.clone(),
+        };
+        let alice_key = Identity::generate().unwrap();
+        adv.enrol(Some(&alice_key)).await.unwrap();
+        adv.enrol(Some(&alice_key))
+            .await
+            .expect("enrolling again with one's own invite is harmless");
+        refused(
+            "a second key with a used single-use invite",
+            adv.enrol(None).await,
+            &[Code::PermissionDenied],
+            "already used",
+        );
+        adv.invite = shared.clone();
+        refused(
+            "the shared token where only per-member invites admit",
+            adv.enrol(None).await,
+            &[Code::PermissionDenied],
+            "single-use invite",
+        );
+        adv.invite.token = "0".repeat(64);
+        refused(
+            "a made-up invite token",
+            adv.enrol(None).await,
+            &[Code::PermissionDenied],
+            "not valid",
+        );
+    });
+    coordinator.kill().unwrap();
+    coordinator.wait().unwrap();
+}

@@ -33,6 +33,12 @@ pub struct FederationConfig {
     pub server_names: Vec<String>,
     /// SHA-256 (hex) of the invite token: the coordinator never stores the token itself.
     pub invite_token_sha256: String,
+    /// Admit only members holding their own single-use invite (`harambee invite`), each
+    /// redeemed by the first key that enrols with it; the shared token of `invite.toml` is
+    /// then refused. Off: the shared token admits anyone who holds it (up to
+    /// `limits.max_participants`), and per-member invites work too.
+    #[serde(default)]
+    pub per_member_invites: bool,
     /// What is trained.
     pub model: ModelTask,
     /// How rounds run.

@@ -13,8 +13,8 @@ use harambee_ledger::{Entry, Ledger, TreeHead, UpdatePromise};
 use harambee_params::{Digest, Encoding, Layout, ParamSet};
 use harambee_proto::v1;
 use harambee_store::{
-    BlobStore, ClosedRoundRecord, FsBlobStore, HeadRecord, OpenRoundRecord, SqliteState,
-    StateStore, UpdateRecord,
+    BlobStore, ClosedRoundRecord, FsBlobStore, HeadRecord, OpenRoundRecord, Redemption,
+    SqliteState, StateStore, UpdateRecord,
 };
 use harambee_strategy::{FitConfig, FitResult, ParticipantId};
 use sha2::{Digest as _, Sha256};

@@ -16,7 +16,6 @@ use harambee_dashboard::{Metrics, RefusalReason};
 
 use crate::actor::Actor;
 use crate::driver::{Board, Driver};
-use crate::folder::token_hash;
 use crate::gate::{Call, Gate, same_key, unix_ms};
 use crate::rejection::{Rejection, Why};
 
@@ -31,7 +30,6 @@ pub(crate) struct Service {
     gate: Gate,
     max_wait_ms: u32,
     federation_id: String,
-    token_sha256: String,
     spec: v1::ModelSpec,
     charter_sha256: String,
     coordinator_key: String,
@@ -59,7 +57,6 @@ impl Service {
             gate: Gate::new(&config.federation_id, &config.limits),
             max_wait_ms: config.limits.max_wait_ms,
             federation_id: config.federation_id.clone(),
-            token_sha256: config.invite_token_sha256.clone(),
             spec: driver.model_spec(),
             charter_sha256: driver.charter_hash(),
             coordinator_key: driver.coordinator_key(),
@@ -227,11 +224,6 @@ impl CoordinatorService for Service {
         let key: [u8; 32] = r.public_key[..]
             .try_into()
             .map_err(|_| Status::invalid_argument("public_key must be 32 bytes"))?;
-        if token_hash(&r.invite_token) != self.token_sha256 {
-            return Err(Status::permission_denied(
-                "the invite token is not valid for this federation",
-            ));
-        }
         if r.name.chars().count() > 64 {
             return Err(Status::invalid_argument("name: at most 64 characters"));
         }
@@ -245,6 +237,7 @@ impl CoordinatorService for Service {
                 )
             })?;
         let name = r.name.clone();
+        let token = r.invite_token.clone();
         let id = self
             .with_driver(move |d| {
                 if d.removed_key(&key) {
@@ -257,6 +250,7 @@ impl CoordinatorService for Service {
                         "the charter admits only its named members (stewards and contributors) to train",
                     ));
                 }
+                d.admit_invite(&token, &key)?;
                 d.enrol(&public, &name)
             })
             .await?;

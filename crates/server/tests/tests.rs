@@ -27,6 +27,7 @@ fn config(min_participants: usize) -> FederationConfig {
         public_url: String::new(),
         server_names: vec!["localhost".into(), "127.0.0.1".into()],
         invite_token_sha256: String::new(),
+        per_member_invites: false,
         model: ModelTask {
             model: ModelKind::LogReg,
             data: DataKind::Images,

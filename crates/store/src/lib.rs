@@ -30,6 +30,6 @@ pub use blob::{BlobStore, FsBlobStore};
 pub use error::StoreError;
 pub use harambee_params::Digest;
 pub use state::{
-    Checkpoint, ClosedRoundRecord, HeadRecord, OpenRoundRecord, ParticipantRecord, RoundEvaluation,
-    SqliteState, StateStore, StewardActionRecord, UpdateRecord,
+    Checkpoint, ClosedRoundRecord, HeadRecord, OpenRoundRecord, ParticipantRecord, Redemption,
+    RoundEvaluation, SqliteState, StateStore, StewardActionRecord, UpdateRecord,
 };

@@ -6,6 +6,17 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::StoreError;
 
+/// What redeeming a single-use invite found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redemption {
+    /// No invite has that token.
+    Unknown,
+    /// The invite is (now, or already was) this key's.
+    Redeemed,
+    /// Another key used it first.
+    UsedByAnother,
+}
+
 /// An enrolled participant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParticipantRecord {
@@ -137,6 +148,20 @@ pub trait StateStore: Send + Sync {
     ) -> Result<(ParticipantRecord, bool), StoreError>;
     /// Every enrolled participant, by id.
     fn participants(&self) -> Result<Vec<ParticipantRecord>, StoreError>;
+    /// Records a single-use invite, by its token's SHA-256 (hex), issued to `name`.
+    fn issue_invite(
+        &self,
+        token_sha256: &str,
+        name: &str,
+        issued_ms: u64,
+    ) -> Result<(), StoreError>;
+    /// Redeems an invite for a key, in one transaction: an unused invite becomes that key's;
+    /// one already that key's stays so (a participant enrolling again).
+    fn redeem_invite(
+        &self,
+        token_sha256: &str,
+        public_key: &[u8; 32],
+    ) -> Result<Redemption, StoreError>;
     /// Records that a round (attempt) opened; replaces an earlier attempt's record.
     fn open_round(&self, open: &OpenRoundRecord) -> Result<(), StoreError>;
     /// Records an acknowledged update. Refuses a second update by the same participant for
@@ -213,6 +238,9 @@ CREATE TABLE IF NOT EXISTS tree_heads (
 CREATE TABLE IF NOT EXISTS evaluations (
     round INTEGER NOT NULL, participant INTEGER NOT NULL, examples INTEGER NOT NULL,
     accuracy REAL NOT NULL, loss REAL, PRIMARY KEY (round, participant));
+CREATE TABLE IF NOT EXISTS invites (
+    token_sha256 TEXT PRIMARY KEY, name TEXT NOT NULL, issued_ms INTEGER NOT NULL,
+    used_by BLOB);
 CREATE TABLE IF NOT EXISTS steward_actions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, nonce TEXT NOT NULL UNIQUE, steward TEXT NOT NULL,
     timestamp_ms INTEGER NOT NULL, action TEXT NOT NULL, participant INTEGER,
@@ -358,6 +386,52 @@ impl StateStore for SqliteState {
                 },
                 new,
             ))
+        })
+    }
+
+    fn issue_invite(
+        &self,
+        token_sha256: &str,
+        name: &str,
+        issued_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO invites (token_sha256, name, issued_ms) VALUES (?1, ?2, ?3)",
+                params![token_sha256, name, to_i64(issued_ms)],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn redeem_invite(
+        &self,
+        token_sha256: &str,
+        public_key: &[u8; 32],
+    ) -> Result<Redemption, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let found: Option<Option<Vec<u8>>> = tx
+                .query_row(
+                    "SELECT used_by FROM invites WHERE token_sha256 = ?1",
+                    [token_sha256],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let redemption = match found {
+                None => Redemption::Unknown,
+                Some(Some(by)) if by == public_key => Redemption::Redeemed,
+                Some(Some(_)) => Redemption::UsedByAnother,
+                Some(None) => {
+                    tx.execute(
+                        "UPDATE invites SET used_by = ?2 WHERE token_sha256 = ?1",
+                        params![token_sha256, &public_key[..]],
+                    )?;
+                    Redemption::Redeemed
+                }
+            };
+            tx.commit()?;
+            Ok(redemption)
         })
     }
 

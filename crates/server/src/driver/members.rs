@@ -3,6 +3,34 @@
 use super::*;
 
 impl Driver {
+    /// Whether an invite token admits this key: the shared token (unless the federation
+    /// admits only per-member invites), or a single-use invite unused or already this key's.
+    pub(crate) fn admit_invite(&mut self, token: &str, key: &[u8; 32]) -> Result<(), Rejection> {
+        let hash = crate::folder::token_hash(token);
+        if hash == self.config.invite_token_sha256 {
+            return if self.config.per_member_invites {
+                Err(Rejection::not_permitted(
+                    "this federation admits members only with their own single-use invite; ask a steward for one (harambee invite)",
+                ))
+            } else {
+                Ok(())
+            };
+        }
+        match self
+            .state
+            .redeem_invite(&hash, key)
+            .map_err(|e| self.storage_failed(e.into()))?
+        {
+            Redemption::Redeemed => Ok(()),
+            Redemption::UsedByAnother => Err(Rejection::not_permitted(
+                "this invite was already used by another key: each invite admits one member",
+            )),
+            Redemption::Unknown => Err(Rejection::not_permitted(
+                "the invite token is not valid for this federation",
+            )),
+        }
+    }
+
     /// Whether the charter admits this key to train.
     pub(crate) fn admits(&self, key: &PublicKey) -> bool {
         self.charter.may_train(&key.to_string())
