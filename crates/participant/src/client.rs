@@ -10,7 +10,7 @@ use harambee_learn::{
 use harambee_ledger::UpdatePromise;
 use harambee_params::{Digest, Encoding, Layout, ParamSet};
 use harambee_proto::auth::{body_digest, method};
-use harambee_proto::{CHUNK_BYTES, CoordinatorClient, Invite, v1};
+use harambee_proto::{CHUNK_BYTES, CoordinatorClient, Invite, chunk_ranges, v1};
 use harambee_strategy::FitConfig;
 use tokio_stream::StreamExt;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
@@ -367,13 +367,7 @@ impl RoundContext<'_> {
         let base = global.digest();
         self.report_evaluation(task, &global, base).await;
         let config = task.config.unwrap_or_default();
-        let fit = FitConfig {
-            epochs: config.epochs,
-            batch_size: config.batch_size,
-            learning_rate: config.learning_rate,
-            proximal_mu: config.proximal_mu,
-            local_steps: config.local_steps,
-        };
+        let fit = FitConfig::from(config);
         let seed = participant_seed(self.spec.seed, task.round, self.participant);
         let trainer = Arc::clone(&self.trainer);
         let train = Arc::clone(&self.split.train);
@@ -685,13 +679,9 @@ fn update_stream(
     let header = std::iter::once(v1::UpdateChunk {
         part: Some(v1::update_chunk::Part::Header(header)),
     });
-    let data = (0..total)
-        .step_by(CHUNK_BYTES)
-        .map(move |start| v1::UpdateChunk {
-            part: Some(v1::update_chunk::Part::Data(
-                bytes[start..(start + CHUNK_BYTES).min(total)].to_vec(),
-            )),
-        });
+    let data = chunk_ranges(total, 0).map(move |range| v1::UpdateChunk {
+        part: Some(v1::update_chunk::Part::Data(bytes[range].to_vec())),
+    });
     tokio_stream::iter(header.chain(data))
 }
 

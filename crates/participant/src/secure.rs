@@ -7,7 +7,7 @@ use harambee_identity::{PublicKey, UpdateStatement};
 use harambee_params::{Digest, ParamSet};
 use harambee_proto::auth::{body_digest, method};
 use harambee_proto::secagg::{self as wire, signing_bytes, step};
-use harambee_proto::{CHUNK_BYTES, v1};
+use harambee_proto::{chunk_ranges, v1};
 use harambee_secagg::{Client, FixedPoint, KeyAdvert, Survivors};
 use harambee_strategy::UpdatePrivacy;
 use prost::Message;
@@ -303,12 +303,8 @@ fn masked_stream(
     let header = std::iter::once(v1::MaskedChunk {
         part: Some(v1::masked_chunk::Part::Header(header)),
     });
-    let data = (0..total)
-        .step_by(CHUNK_BYTES)
-        .map(move |start| v1::MaskedChunk {
-            part: Some(v1::masked_chunk::Part::Data(
-                bytes[start..(start + CHUNK_BYTES).min(total)].to_vec(),
-            )),
-        });
+    let data = chunk_ranges(total, 0).map(move |range| v1::MaskedChunk {
+        part: Some(v1::masked_chunk::Part::Data(bytes[range].to_vec())),
+    });
     tokio_stream::iter(header.chain(data))
 }

@@ -15,16 +15,25 @@ pub use v1::coordinator_server::{Coordinator as CoordinatorService, CoordinatorS
 /// message, large enough that per-message overhead is negligible.
 pub const CHUNK_BYTES: usize = 256 * 1024;
 
-/// Cuts `bytes` from `offset` into wire chunks.
+/// The byte ranges of the wire chunks of `total` bytes, from `offset`: how every stream of
+/// parameters, updates and masked updates is cut (the one chunker both ends use). Lazy, and
+/// owning nothing, so a stream can copy one chunk at a time out of a shared buffer.
+pub fn chunk_ranges(
+    total: usize,
+    offset: usize,
+) -> impl Iterator<Item = std::ops::Range<usize>> + Send + 'static {
+    (offset.min(total)..total)
+        .step_by(CHUNK_BYTES)
+        .map(move |start| start..(start + CHUNK_BYTES).min(total))
+}
+
+/// Cuts `bytes` from `offset` into wire chunks, with their offsets.
 pub fn chunks(bytes: &[u8], offset: usize) -> impl Iterator<Item = (usize, &[u8])> {
-    let start = offset.min(bytes.len());
-    bytes[start..]
-        .chunks(CHUNK_BYTES)
-        .enumerate()
-        .map(move |(i, c)| (start + i * CHUNK_BYTES, c))
+    chunk_ranges(bytes.len(), offset).map(move |r| (r.start, &bytes[r]))
 }
 
 pub mod auth;
+mod convert;
 mod invite;
 pub mod secagg;
 pub use auth::{CallProof, ProofError};

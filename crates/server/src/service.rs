@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use harambee_identity::PublicKey;
 use harambee_proto::auth::{body_digest, method};
-use harambee_proto::{CHUNK_BYTES, CallProof, CoordinatorService, v1};
+use harambee_proto::{CallProof, CoordinatorService, chunk_ranges, v1};
 use tokio::sync::watch;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Code, Request, Response, Status, Streaming};
@@ -187,13 +187,7 @@ fn task_for(board: &Board, id: u64, after: (u64, u32), parameter_bytes: u64) -> 
         round: open.round,
         attempt: open.attempt,
         base_digest: open.base.0.to_vec(),
-        config: Some(v1::FitConfig {
-            epochs: open.config.epochs,
-            batch_size: open.config.batch_size,
-            learning_rate: open.config.learning_rate,
-            proximal_mu: open.config.proximal_mu,
-            local_steps: open.config.local_steps,
-        }),
+        config: Some((&open.config).into()),
         deadline_ms: open
             .deadline
             .saturating_duration_since(std::time::Instant::now())
@@ -338,15 +332,13 @@ impl CoordinatorService for Service {
             )));
         }
         // Lazily cut: one chunk is copied at a time, however large the model.
-        let starts = (offset..total).step_by(CHUNK_BYTES);
         let metrics = self.metrics.clone();
-        let stream = tokio_stream::iter(starts).map(move |start| {
-            let end = (start + CHUNK_BYTES).min(total);
-            metrics.sent(end - start);
+        let stream = tokio_stream::iter(chunk_ranges(total, offset)).map(move |range| {
+            metrics.sent(range.len());
             Ok(v1::ParameterChunk {
-                offset: start as u64,
+                offset: range.start as u64,
                 total_bytes: total as u64,
-                data: bytes[start..end].to_vec(),
+                data: bytes[range].to_vec(),
             })
         });
         Ok(Response::new(Box::pin(stream)))
