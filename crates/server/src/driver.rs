@@ -47,6 +47,33 @@ pub(crate) struct OpenTask {
     pub(crate) sharded: bool,
 }
 
+/// The enrolled keys, as the call gate reads them. Written only by the driver (at enrolment);
+/// the lock is never held across anything but a set lookup or insert.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Roster(Arc<std::sync::RwLock<std::collections::HashSet<[u8; 32]>>>);
+
+impl Roster {
+    fn of(keys: impl Iterator<Item = [u8; 32]>) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(keys.collect())))
+    }
+
+    /// Whether `key` is enrolled (removed members included: their calls are refused later,
+    /// by name).
+    pub(crate) fn contains(&self, key: &[u8; 32]) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(key)
+    }
+
+    fn insert(&self, key: [u8; 32]) {
+        self.0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key);
+    }
+}
+
 /// How a federation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Ending {
@@ -105,6 +132,9 @@ pub(crate) struct Driver {
     started: Instant,
     /// Enrolled keys and their ids.
     keys: HashMap<[u8; 32], ParticipantId>,
+    /// The enrolled keys, shared read-only with the call gate: a call's membership is checked
+    /// before its proof is remembered, without a trip through the actor's queue.
+    roster: Roster,
     names: BTreeMap<u64, String>,
     last_seen: HashMap<u64, Instant>,
     /// Long polls open per participant: a participant waiting for a task is alive.
@@ -223,6 +253,7 @@ impl Driver {
             blobs,
             layout,
             started: Instant::now(),
+            roster: Roster::of(participants.iter().map(|p| p.public_key)),
             keys: participants
                 .iter()
                 .map(|p| (p.public_key, ParticipantId(p.id)))
@@ -384,6 +415,11 @@ impl Driver {
     /// The coordinator's public key (hex): it signs tree heads and update promises.
     pub(crate) fn coordinator_key(&self) -> String {
         self.key.public().to_string()
+    }
+
+    /// The enrolled keys, for the call gate.
+    pub(crate) fn roster(&self) -> Roster {
+        self.roster.clone()
     }
 
     /// SHA-256 of the charter in force.

@@ -33,6 +33,11 @@ fn armed() -> Option<&'static str> {
         .as_deref()
 }
 
+/// Whether a crash test armed `point`: callers skip the work of reaching a hook otherwise.
+pub(crate) fn is_armed(point: FaultPoint) -> bool {
+    armed() == Some(point.name())
+}
+
 /// Stops here for good if a crash test armed this point.
 pub(crate) fn pause_at(point: FaultPoint) {
     static REACHED: AtomicBool = AtomicBool::new(false);

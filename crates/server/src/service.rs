@@ -15,7 +15,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use harambee_dashboard::{Metrics, RefusalReason};
 
 use crate::actor::Actor;
-use crate::driver::{Board, Driver};
+use crate::driver::{Board, Driver, Roster};
 use crate::gate::{Call, Gate, same_key, unix_ms};
 use crate::rejection::{Rejection, Why};
 
@@ -24,6 +24,8 @@ mod streams;
 /// The coordinator's gRPC service.
 pub(crate) struct Service {
     actor: Actor,
+    /// The enrolled keys, read without the actor.
+    roster: Roster,
     board: watch::Receiver<Board>,
     /// Bumped whenever a secure-aggregation step closes.
     secure_progress: watch::Receiver<u64>,
@@ -52,6 +54,7 @@ impl Service {
         let config = driver.config();
         Self {
             actor,
+            roster: driver.roster(),
             board: driver.subscribe(),
             secure_progress: driver.secure_progress(),
             gate: Gate::new(&config.federation_id, &config.limits),
@@ -106,11 +109,10 @@ impl Service {
         };
         let proof = self.gate.verify(proof, call)?;
         if caller == Caller::Member {
-            let key = proof.key;
-            if !self.with_driver(move |d| Ok(d.is_enrolled(&key))).await? {
+            if !self.roster.contains(&proof.key) {
                 return Err(Rejection::not_permitted(format!(
                     "unknown key {}: enrol with an invite first",
-                    hex::encode(key)
+                    hex::encode(proof.key)
                 ))
                 .into());
             }

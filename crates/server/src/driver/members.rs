@@ -54,6 +54,7 @@ impl Driver {
             .map_err(|e| self.storage_failed(e.into()))?;
         let id = ParticipantId(record.id);
         self.keys.insert(record.public_key, id);
+        self.roster.insert(record.public_key);
         self.names.insert(record.id, record.name);
         self.last_seen.insert(record.id, Instant::now());
         let now = self.now();
@@ -63,12 +64,6 @@ impl Driver {
         }
         self.process_actions().map_err(|e| self.storage_failed(e))?;
         Ok(id)
-    }
-
-    /// Whether a key is enrolled (removed members too: their calls are refused later, by
-    /// name).
-    pub(crate) fn is_enrolled(&self, key: &[u8; 32]) -> bool {
-        self.keys.contains_key(key)
     }
 
     /// The participant behind a key, or why there is none.

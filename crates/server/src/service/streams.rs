@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{Caller, Service, refusal_reason};
+use crate::fault::{FaultPoint, is_armed};
 use crate::gate::same_key;
 
 impl Service {
@@ -45,7 +46,8 @@ impl Service {
             .await?;
         let total = usize::try_from(header.total_bytes).unwrap_or(usize::MAX);
         let mut bytes = Vec::with_capacity(total);
-        let mut halfway_checked = false;
+        // The crash tests' hook halfway through an upload; a trip to the actor only when armed.
+        let mut halfway_checked = !is_armed(FaultPoint::MidUpload);
         while let Some(chunk) = stream.message().await? {
             match chunk.part {
                 Some(v1::update_chunk::Part::Data(data)) => {
@@ -58,7 +60,7 @@ impl Service {
                     bytes.extend_from_slice(&data);
                     if !halfway_checked && bytes.len() * 2 >= total {
                         halfway_checked = true;
-                        // On the blocking pool: a crash test's pause must not stall a
+                        // On the actor's thread: a crash test's pause must not stall a
                         // runtime worker that still has acknowledgements to send.
                         self.with_driver(|d| {
                             d.mid_upload_point();
