@@ -237,7 +237,19 @@ fn print_privacy(rounds: u64) {
 
 /// The demo ends as an auditor would: by verifying the federation's ledger.
 fn verify_ledger(dir: &Path) -> Result<()> {
-    let v = crate::ledger::verify_folder(dir, None)?;
+    let mut v = crate::ledger::verify_folder(dir, None)?;
+    // What each community kept of the ledger while it trained: the heads it was shown and the
+    // promises it was given. The ledger must agree with all of them.
+    let mut witnesses: Vec<std::path::PathBuf> = std::fs::read_dir(dir.join("participants"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("key.pem.state.witness.jsonl"))
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    witnesses.sort();
+    crate::ledger::check_witnesses(dir, &witnesses, &mut v)?;
     if !v.ok() {
         v.print();
         bail!("the federation's ledger does not verify");
@@ -254,6 +266,12 @@ fn verify_ledger(dir: &Path) -> Result<()> {
     reasons.dedup();
     for why in reasons {
         println!("  not recomputed: {why}");
+    }
+    if let Some(n) = v.witnessed {
+        println!(
+            "Witnessed: {n} tree heads and update promises that the {} communities kept agree with it.",
+            witnesses.len()
+        );
     }
     println!("Signed {}", v.head_line());
     println!(

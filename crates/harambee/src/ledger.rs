@@ -183,7 +183,11 @@ pub(crate) fn verify_folder(dir: &Path, pinned: Option<&PublicKey>) -> Result<Ve
 /// Checks the ledger against what others kept of it (participants' witness files): every
 /// tree head they were shown must be this ledger's root at its size, and every update the
 /// coordinator promised to record must be committed in it.
-fn check_witnesses(dir: &Path, files: &[std::path::PathBuf], v: &mut Verification) -> Result<()> {
+pub(crate) fn check_witnesses(
+    dir: &Path,
+    files: &[std::path::PathBuf],
+    v: &mut Verification,
+) -> Result<()> {
     if files.is_empty() {
         return Ok(());
     }
