@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::ServerError;
 use crate::driver::Driver;
 use crate::rejection::Rejection;
 
@@ -98,6 +99,20 @@ impl Actor {
     }
 }
 
+/// Runs `work` on the driver; a panic in it (a bug) stops the driver as a failed write does,
+/// rather than killing the thread and leaving every caller waiting: the coordinator then
+/// restarts from what is on disk. Its caller hears "shutting down" (the reply was dropped).
+fn guarded(driver: &mut Driver, work: impl FnOnce(&mut Driver)) -> Result<(), String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(driver))).map_err(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        format!("a coordinator job panicked ({what}); restart it to resume from disk")
+    })
+}
+
 fn stopped() -> Rejection {
     Rejection::unavailable("the coordinator is shutting down")
 }
@@ -120,15 +135,23 @@ fn run(mut driver: Driver, inbox: &mpsc::Receiver<Job>) {
                 next_liveness = now + LIVENESS_EVERY;
             }
             if driver.fatal().is_none() {
-                let ticked = driver.on_timer().and_then(|()| driver.check_liveness());
-                if let Err(e) = ticked {
-                    driver.stop(e);
+                let ticked = guarded(&mut driver, |d| {
+                    if let Err(e) = d.on_timer().and_then(|()| d.check_liveness()) {
+                        d.stop(e);
+                    }
+                });
+                if let Err(why) = ticked {
+                    driver.stop(ServerError::Config(why));
                 }
             }
             continue;
         }
         match inbox.recv_timeout(wake - now) {
-            Ok(job) => job(&mut driver),
+            Ok(job) => {
+                if let Err(why) = guarded(&mut driver, job) {
+                    driver.stop(ServerError::Config(why));
+                }
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }

@@ -542,4 +542,87 @@ async fn the_charter_is_enforced_on_enrolment_and_at_start() {
     assert!(err.to_string().contains("charter forbids"), "{err}");
 }
 
+// Before, a failed write set a flag that only some paths checked: calls went on being served
+// by a driver whose state no longer matched the disk. Now every later call is refused and the
+// coordinator stops, to restart from what is on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failed_write_the_coordinator_accepts_nothing_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = FederationFolder::new(dir.path());
+    let invite = folder.init(config(2), &charter(None)).unwrap();
+    let (ready, addr) = tokio::sync::oneshot::channel();
+    let f = folder.clone();
+    let served = tokio::spawn(async move {
+        harambee_server::serve(&f, ServeOptions::default(), move |a| {
+            let _ = ready.send(a);
+        })
+        .await
+    });
+    let r = Running {
+        _dir: dir,
+        invite,
+        addr: addr.await.unwrap(),
+    };
+    let mut c = client(&r);
+    let (a, b) = (Identity::generate().unwrap(), Identity::generate().unwrap());
+    let spec = enrol(&mut c, &r, &a).await.model.unwrap();
+    enrol(&mut c, &r, &b).await;
+    let task = c
+        .get_task(call(
+            &a,
+            &r.invite.federation_id,
+            method::GET_TASK,
+            v1::TaskRequest {
+                public_key: a.public().to_bytes().to_vec(),
+                wait_ms: 5000,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let layout = harambee_params::Layout::new(spec.tensors.iter().map(|t| {
+        (
+            t.name.clone(),
+            t.shape.iter().map(|&d| d as usize).collect::<Vec<_>>(),
+        )
+    }))
+    .unwrap();
+    let global = Encoding::F32
+        .decode(
+            &layout,
+            &fetch_global(&mut c, &r, &a, &task.base_digest).await,
+        )
+        .unwrap();
+    let base = Digest(task.base_digest.as_slice().try_into().unwrap());
+
+    // The blob store's directory becomes a file: no blob can be written any more.
+    let blobs = folder.blobs_path();
+    std::fs::remove_dir_all(&blobs).unwrap();
+    std::fs::write(&blobs, b"not a directory").unwrap();
+    let (h, bytes) = update(&r, &a, 1, base, &global);
+    let refused = submit(&mut c, &r, &a, chunks(h, &bytes)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("could not store"), "{refused:?}");
+    // Any later call, on any path, is refused, and the coordinator stops.
+    let beat = c
+        .heartbeat(call(
+            &b,
+            &r.invite.federation_id,
+            method::HEARTBEAT,
+            v1::HeartbeatRequest {
+                public_key: b.public().to_bytes().to_vec(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(beat.code(), Code::Unavailable, "{beat:?}");
+    let outcome = tokio::time::timeout(Duration::from_secs(30), served)
+        .await
+        .expect("the coordinator stops after a failed write")
+        .unwrap();
+    let err = outcome.expect_err("a storage failure is an error");
+    assert!(err.to_string().contains("storage failure"), "{err}");
+}
+
 mod dashboard;
