@@ -7,7 +7,9 @@
 //! poisons itself after an I/O error).
 //!
 //! A job is a closure over the driver's typed methods, and its answer is their domain result
-//! (`Result<T, Rejection>`); transport types stay in `service.rs`. The queue is unbounded, but
+//! (`Result<T, Rejection>`); transport types stay in `service.rs`. After each job, before its
+//! answer is sent, the driver republishes its status snapshot, which `GetStatus` reads without
+//! joining the queue. The queue is unbounded, but
 //! what can be in it at once is bounded by the listener's caps on connections and on calls
 //! per connection.
 
@@ -76,6 +78,7 @@ impl Actor {
         let _ = self.jobs.send(Box::new(move |d: &mut Driver| {
             if d.fatal().is_none() {
                 job(d);
+                d.publish_status();
             }
         }));
     }
@@ -90,7 +93,13 @@ impl Actor {
                 Some(e) => Err(Rejection::unavailable(format!(
                     "the coordinator stopped accepting after a storage failure and must be restarted: {e}"
                 ))),
-                None => job(d),
+                None => {
+                    let out = job(d);
+                    // Before the answer: whoever hears it and then asks for the status sees
+                    // what this job did.
+                    d.publish_status();
+                    out
+                }
             };
             let _ = reply.send(out);
         });
@@ -142,6 +151,9 @@ fn run(mut driver: Driver, inbox: &mpsc::Receiver<Job>) {
                 });
                 if let Err(why) = ticked {
                     driver.stop(ServerError::Config(why));
+                }
+                if driver.fatal().is_none() {
+                    driver.publish_status();
                 }
             }
             continue;

@@ -27,8 +27,10 @@ use crate::{FederationConfig, FederationFolder, ServerError};
 mod members;
 mod record;
 mod secure_steps;
+mod status;
 mod updates;
 mod view;
+pub(crate) use status::StatusSnapshot;
 pub(crate) use view::CoordinatorView;
 
 /// The round a participant may be asked to train for, as published to long polls.
@@ -140,6 +142,14 @@ pub(crate) struct Driver {
     /// Long polls open per participant: a participant waiting for a task is alive.
     waiting: HashMap<u64, u32>,
     published: Published,
+    /// What `GetStatus` answers, republished after every job.
+    status_board: watch::Sender<StatusSnapshot>,
+    /// The completed rounds as the status reports them; `None` once a round closed or an
+    /// evaluation arrived since they were read.
+    completed_rounds: Option<Arc<Vec<v1::RoundStatus>>>,
+    /// When they were read, and whether evaluations arrived since.
+    completed_read_at: Instant,
+    evaluations_arrived: bool,
     board: watch::Sender<Board>,
     model_path: std::path::PathBuf,
     /// A storage failure after which the process must restart from disk.
@@ -266,6 +276,10 @@ impl Driver {
             last_seen: active().map(|p| (p.id, Instant::now())).collect(),
             waiting: HashMap::new(),
             published,
+            status_board: watch::Sender::new(StatusSnapshot::default()),
+            completed_rounds: None,
+            completed_read_at: Instant::now(),
+            evaluations_arrived: false,
             board: watch::Sender::new(Board::default()),
             model_path: folder.model_path(),
             fatal: None,
@@ -295,6 +309,7 @@ impl Driver {
                 finished: Some(Ending::from_record(ended)),
                 stopped: None,
             });
+            driver.publish_status();
             return Ok(driver);
         }
         driver.process_actions()?;
@@ -303,6 +318,7 @@ impl Driver {
         if let Some(o) = open.filter(|_| !driver.config.training.secure_aggregation) {
             driver.replay(o.round, o.attempt)?;
         }
+        driver.publish_status();
         Ok(driver)
     }
 

@@ -15,7 +15,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use harambee_dashboard::{Metrics, RefusalReason};
 
 use crate::actor::Actor;
-use crate::driver::{Board, Driver, Roster};
+use crate::driver::{Board, Driver, Roster, StatusSnapshot};
 use crate::gate::{Call, Gate, same_key, unix_ms};
 use crate::rejection::{Rejection, Why};
 
@@ -27,6 +27,8 @@ pub(crate) struct Service {
     /// The enrolled keys, read without the actor.
     roster: Roster,
     board: watch::Receiver<Board>,
+    /// What `GetStatus` answers.
+    status: watch::Receiver<StatusSnapshot>,
     /// Bumped whenever a secure-aggregation step closes.
     secure_progress: watch::Receiver<u64>,
     gate: Gate,
@@ -56,6 +58,7 @@ impl Service {
             actor,
             roster: driver.roster(),
             board: driver.subscribe(),
+            status: driver.status_snapshots(),
             secure_progress: driver.secure_progress(),
             gate: Gate::new(&config.federation_id, &config.limits),
             max_wait_ms: config.limits.max_wait_ms,
@@ -431,7 +434,8 @@ impl CoordinatorService for Service {
     ) -> Result<Response<v1::FederationStatus>, Status> {
         // Public, as the dashboard is: what any observer may read; limited per connection.
         self.gate.throttle(request.remote_addr())?;
-        let status = self.with_driver(|d| d.status()).await?;
+        // The snapshot the actor published after its last job: no wait behind a write.
+        let status = self.status.borrow().to_status();
         Ok(Response::new(status))
     }
 }

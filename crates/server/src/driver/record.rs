@@ -44,6 +44,7 @@ impl Driver {
                     });
                 }
                 Action::CloseRound(summary) => {
+                    self.completed_rounds_changed();
                     pause_at(FaultPoint::Aggregation);
                     let global_blob = self.blobs.put(&Encoding::F32.encode(&summary.global))?;
                     let strategy_state = self
@@ -111,6 +112,7 @@ impl Driver {
                     );
                 }
                 Action::Finished { global } => {
+                    self.completed_rounds_changed();
                     let error = self.core.error().map(|e| e.to_string());
                     if error.is_none() {
                         self.append(vec![Entry::Release {

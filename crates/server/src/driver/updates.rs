@@ -250,62 +250,9 @@ impl Driver {
         }
         self.state
             .record_evaluation(r.round, id.0, r.examples, r.accuracy, r.loss)
-            .map_err(|e| self.storage_failed(e.into()))
-    }
-
-    /// Where the federation stands.
-    pub(crate) fn status(&self) -> Result<v1::FederationStatus, Rejection> {
-        let rounds = self
-            .state
-            .closed_rounds()
-            .map_err(|e| Rejection::internal(e.to_string()))?;
-        let evaluations: std::collections::HashMap<u64, harambee_store::RoundEvaluation> = self
-            .state
-            .round_evaluations()
-            .map_err(|e| Rejection::internal(e.to_string()))?
-            .into_iter()
-            .map(|e| (e.round, e))
-            .collect();
-        let completed = rounds
-            .iter()
-            .map(|r| {
-                // A round's result is evaluated by the next round's participants.
-                let evaluation = evaluations.get(&r.round);
-                v1::RoundStatus {
-                    round: r.round,
-                    contributors: r.contributors,
-                    global_digest: r.global_digest.0.to_vec(),
-                    accuracy: evaluation.map_or(-1.0, |e| e.accuracy),
-                    train_loss: r.train_loss,
-                    validation_loss: evaluation.and_then(|e| e.loss).unwrap_or(-1.0),
-                }
-            })
-            .collect::<Vec<_>>();
-        let board = self.board.borrow();
-        let error = self
-            .core
-            .error()
-            .map(|e| e.to_string())
-            .or_else(|| board.finished.as_ref()?.failure().map(str::to_string));
-        let (phase, round, selected) = match (&board.finished, self.core.open_selection()) {
-            (Some(_), _) if error.is_some() => ("failed", rounds.len() as u64, 0),
-            (Some(_), _) => ("finished", rounds.len() as u64, 0),
-            (None, Some((round, _, selected))) => ("training", round, selected.len()),
-            (None, None) => ("waiting", rounds.len() as u64 + 1, 0),
-        };
-        Ok(v1::FederationStatus {
-            federation_id: self.config.federation_id.clone(),
-            phase: phase.into(),
-            round,
-            rounds: self.config.rounds.rounds,
-            selected: selected as u32,
-            received: self.core.received() as u32,
-            quorum: self.config.rounds.quorum as u32,
-            enrolled: self.keys.len() as u32,
-            global_digest: self.published.digest.0.to_vec(),
-            completed,
-            error: error.unwrap_or_default(),
-        })
+            .map_err(|e| self.storage_failed(e.into()))?;
+        self.evaluation_arrived();
+        Ok(())
     }
 }
 
