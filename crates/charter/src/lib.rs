@@ -202,6 +202,11 @@ pub struct Charter {
     /// before modes existed keep their hash.
     #[serde(default, skip_serializing_if = "Mode::is_federated")]
     pub mode: Mode,
+    /// The largest sample count one update may claim (its weight in FedAvg): the
+    /// coordinator refuses more, and an auditor names any recorded commitment above it.
+    /// Absent: the coordinator's own limit (`limits.max_samples`) applies, unrecorded here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_samples: Option<u64>,
 }
 
 /// What the members pool: their data, or their compute.
@@ -267,6 +272,9 @@ impl Charter {
         }
         if !(self.max_deadline_s.is_finite() && self.max_deadline_s > 0.0) {
             return bad("max_deadline_s must be positive".into());
+        }
+        if self.max_samples == Some(0) {
+            return bad("max_samples must be at least 1".into());
         }
         let mut seen: Vec<(String, &str)> = Vec::with_capacity(self.members.len());
         for m in &self.members {

@@ -26,6 +26,7 @@ fn charter(stewards: &[&Identity], threshold: usize) -> Charter {
         privacy: None,
         secure_aggregation: None,
         mode: Default::default(),
+        max_samples: None,
         members: stewards
             .iter()
             .enumerate()
@@ -366,4 +367,25 @@ fn save_replaces_the_charter_whole_and_leaves_nothing_else() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, ["charter.toml"]);
+}
+
+// A charter written before max_samples existed must keep its hash (the ledgers of running
+// federations record it), and a maximum of zero samples admits nothing: refused.
+#[test]
+fn max_samples_is_optional_in_the_hash_and_must_admit_something() {
+    let steward = Identity::generate().unwrap();
+    let plain = charter(&[&steward], 1);
+    let text = String::from_utf8(plain.canonical_bytes()).unwrap();
+    assert!(!text.contains("max_samples"), "{text}");
+    let bounded = Charter {
+        max_samples: Some(1000),
+        ..plain.clone()
+    };
+    assert_ne!(bounded.hash(), plain.hash());
+    assert!(bounded.validate().is_ok());
+    let nothing = Charter {
+        max_samples: Some(0),
+        ..plain
+    };
+    assert!(nothing.validate().is_err());
 }

@@ -247,6 +247,10 @@ pub(crate) struct InitArgs {
     /// Admit only the charter's named members (default: anyone with the invite).
     #[arg(long)]
     pub(crate) members_only: bool,
+    /// The largest sample count one update may claim, written into the charter (so the
+    /// ledger's auditors check it) and the coordinator's limits.
+    #[arg(long)]
+    pub(crate) max_samples: Option<u64>,
     /// Admit only members holding their own single-use invite (`harambee invite`); the
     /// shared token of invite.toml is then refused.
     #[arg(long)]

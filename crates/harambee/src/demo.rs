@@ -76,6 +76,7 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
         amendment_threshold: 1,
         members_only: false,
         per_member_invites: false,
+        max_samples: None,
         privacy_epsilon: None,
         privacy_delta: None,
         privacy: args.private.then(|| "secagg,distributed-dp".into()),

@@ -165,6 +165,7 @@ fn init_args(dir: &Path, workers: usize, rounds: u64, seed: u64) -> InitArgs {
         amendment_threshold: 1,
         members_only: false,
         per_member_invites: false,
+        max_samples: None,
         privacy_epsilon: None,
         privacy_delta: None,
         privacy: None,

@@ -128,7 +128,10 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
             secure_aggregation: privacy.secure_aggregation,
             secagg_range: args.secagg_range,
         },
-        limits: Limits::default(),
+        limits: Limits {
+            max_samples: args.max_samples.unwrap_or(Limits::default().max_samples),
+            ..Limits::default()
+        },
     })
 }
 
@@ -196,6 +199,7 @@ pub(crate) fn charter_from(args: &InitArgs, config: &FederationConfig) -> Result
         } else {
             Mode::Federated
         },
+        max_samples: args.max_samples,
     };
     charter.validate()?;
     Ok(charter)

@@ -756,8 +756,11 @@ fn a_hostile_member_and_strangers_cannot_stall_take_over_or_corrupt_a_federation
     );
 }
 
-/// The federation's settings: three rounds among three communities, every result needed.
-const SETTINGS: [&str; 15] = [
+/// The federation's settings: three rounds among three communities, every result needed, at
+/// most a million samples an update (a charter rule).
+const SETTINGS: [&str; 17] = [
+    "--max-samples",
+    "1000000",
     "--listen",
     "127.0.0.1:0",
     "--no-dashboard",

@@ -336,6 +336,11 @@ fn check_entries(a: &mut Audit, parsed: &[Option<Entry>], federation: &str, mut 
                     };
                     signed.verify().ok()
                 })();
+                if let Some(max) = charter.max_samples
+                    && *num_samples > max
+                {
+                    a.find(at, r, format!("round {round}: participant {participant} claims {num_samples} samples, beyond the charter's max_samples of {max}"));
+                }
                 if verified.is_some() {
                     a.signatures_verified += 1;
                 } else {

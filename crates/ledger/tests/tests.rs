@@ -118,6 +118,7 @@ fn test_charter(members: Vec<harambee_charter::Member>) -> harambee_charter::Cha
         privacy: None,
         secure_aggregation: None,
         mode: Default::default(),
+        max_samples: None,
         members,
     }
 }
@@ -136,10 +137,17 @@ fn genesis(charter: &harambee_charter::Charter, coordinator: &Identity) -> Entry
 /// A small, valid ledger: genesis, two enrolments, one round with two signed updates, a
 /// release, and a signed head.
 fn small_ledger() -> (Ledger, Vec<harambee_ledger::TreeHead>, Identity) {
+    small_ledger_under(&test_charter(Vec::new()))
+}
+
+/// [`small_ledger`] under another charter (each update claims 10 samples).
+fn small_ledger_under(
+    charter: &harambee_charter::Charter,
+) -> (Ledger, Vec<harambee_ledger::TreeHead>, Identity) {
     let coordinator = Identity::generate().unwrap();
     let members = [Identity::generate().unwrap(), Identity::generate().unwrap()];
     let mut ledger = Ledger::default();
-    ledger.append(&genesis(&test_charter(Vec::new()), &coordinator));
+    ledger.append(&genesis(charter, &coordinator));
     for (i, m) in members.iter().enumerate() {
         ledger.append(&Entry::Enrolment {
             participant: i as u64,
@@ -193,6 +201,26 @@ fn small_ledger() -> (Ledger, Vec<harambee_ledger::TreeHead>, Identity) {
     });
     let head = ledger.sign_head(&coordinator, 1);
     (ledger, vec![head], coordinator)
+}
+
+// Before, a charter could not bound the sample counts, so no auditor could tell that one
+// member had outweighed the federation by a number alone.
+#[test]
+fn a_commitment_claiming_more_samples_than_the_charter_allows_is_named() {
+    for (max, clean) in [(10, true), (9, false)] {
+        let charter = harambee_charter::Charter {
+            max_samples: Some(max),
+            ..test_charter(Vec::new())
+        };
+        let (ledger, heads, coordinator) = small_ledger_under(&charter);
+        let report = audit(ledger.entries(), &heads, Some(&coordinator.public()));
+        let named = report
+            .findings
+            .iter()
+            .any(|f| f.problem.contains("beyond the charter's max_samples of 9"));
+        assert_eq!(report.findings.is_empty(), clean, "{:?}", report.findings);
+        assert_eq!(named, !clean, "{:?}", report.findings);
+    }
 }
 
 #[test]

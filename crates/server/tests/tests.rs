@@ -76,6 +76,7 @@ fn charter(members_only: Option<&Identity>) -> Charter {
         privacy: None,
         secure_aggregation: None,
         mode: Default::default(),
+        max_samples: None,
         members: members_only
             .map(|m| Member {
                 name: "member".into(),

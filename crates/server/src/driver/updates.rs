@@ -56,10 +56,13 @@ impl Driver {
         let encoding: Encoding = h.encoding.parse().map_err(|_| {
             Rejection::invalid(format!("unknown encoding {:?}; use f32 or f16", h.encoding))
         })?;
-        let max = self.config.limits.max_samples;
+        let (max, rule) = match self.charter.max_samples {
+            Some(m) if m <= self.config.limits.max_samples => (m, "the charter's max_samples"),
+            _ => (self.config.limits.max_samples, "limits.max_samples"),
+        };
         if h.num_samples == 0 || h.num_samples > max {
             return Err(Rejection::out_of_range(format!(
-                "num_samples {} is outside 1..={max} (limits.max_samples)",
+                "num_samples {} is outside 1..={max} ({rule})",
                 h.num_samples
             )));
         }
