@@ -12,27 +12,16 @@ use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::{COMMUNITIES, LANGUAGES, corpus, harambee, join_community, read, spawn, wait_exit};
+use common::{
+    COMMUNITIES, LANGUAGES, client, corpus, harambee, join_community, read, spawn, wait_exit,
+};
 use harambee_identity::{Identity, UpdateStatement};
 use harambee_params::{Digest, Encoding, Layout, ParamSet};
 use harambee_proto::auth::{self, method};
 use harambee_proto::{CallProof, CoordinatorClient, Invite, v1};
 use tokio::io::AsyncReadExt;
 use tonic::Code;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
-
-fn client(invite: &Invite) -> CoordinatorClient<Channel> {
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(&invite.ca_certificate))
-        .domain_name(invite.server_name.clone());
-    let channel = Endpoint::from_shared(invite.coordinator.clone())
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect_timeout(Duration::from_secs(10))
-        .connect_lazy();
-    CoordinatorClient::new(channel).max_decoding_message_size(8 << 20)
-}
+use tonic::transport::Channel;
 
 /// Fails the test unless `result` is a refusal with one of `codes` whose message says `words`.
 fn refused<T: std::fmt::Debug>(

@@ -6,31 +6,20 @@
 //! outcomes are asserted: timings on a shared machine are not pass/fail.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::client;
 use harambee_identity::{Identity, UpdateStatement};
 use harambee_params::{Digest, Encoding, Layout};
 use harambee_proto::auth::{self, method};
-use harambee_proto::{CoordinatorClient, Invite, v1};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use harambee_proto::{Invite, v1};
 
 const PARTICIPANTS: usize = 1000;
 const ROUNDS: u64 = 5;
-
-fn client(invite: &Invite) -> CoordinatorClient<Channel> {
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(&invite.ca_certificate))
-        .domain_name(invite.server_name.clone());
-    let channel = Endpoint::from_shared(invite.coordinator.clone())
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect_timeout(Duration::from_secs(30))
-        .connect_lazy();
-    CoordinatorClient::new(channel)
-}
 
 /// One participant: enrol, then answer every task until the end. Returns upload latencies.
 async fn participant(invite: Arc<Invite>, latencies: Arc<Mutex<Vec<Duration>>>) {

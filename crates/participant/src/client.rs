@@ -118,11 +118,6 @@ impl Session {
         harambee_proto::auth::prove(&self.identity, &self.federation, method, body, inner)
     }
 
-    /// A copy for a spawned task (the key is shared, not copied).
-    pub(crate) fn for_task(&self) -> Session {
-        self.clone()
-    }
-
     /// A unary request with its proof (see [`Session::prove`]).
     pub(crate) fn signed<M: prost::Message>(&self, method: &str, message: M) -> tonic::Request<M> {
         self.prove(method, body_digest(&message), message)
@@ -488,7 +483,8 @@ impl RoundContext<'_> {
     /// Tells the coordinator every few seconds that this participant is alive, so long
     /// local training is not mistaken for a vanished participant.
     fn heartbeat_while_training(&self) -> tokio::task::JoinHandle<()> {
-        let session = self.session.for_task();
+        // A clone shares the key (an `Arc`), it does not copy it.
+        let session = self.session.clone();
         tokio::spawn(async move {
             let mut client = session.client.clone();
             loop {

@@ -433,6 +433,15 @@ impl Driver {
         self.key.public().to_string()
     }
 
+    /// Why the federation failed, if it did: the core's error, or the ending recorded by an
+    /// earlier run.
+    fn failure(&self) -> Option<String> {
+        self.core.error().map(|e| e.to_string()).or_else(|| {
+            let board = self.board.borrow();
+            board.finished.as_ref()?.failure().map(str::to_string)
+        })
+    }
+
     /// The enrolled keys, for the call gate.
     pub(crate) fn roster(&self) -> Roster {
         self.roster.clone()

@@ -49,12 +49,14 @@ pub(crate) struct Gate {
 
 impl Gate {
     pub(crate) fn new(federation: &str, limits: &Limits) -> Self {
-        let per_second =
-            NonZeroU32::new(limits.requests_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(limits.burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        let at_least_one = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        let (per_second, burst) = (
+            at_least_one(limits.requests_per_second),
+            at_least_one(limits.burst),
+        );
         // A connection carries one member's calls, plus its enrolment and status polls.
-        let per_connection = per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1));
-        let connection_burst = burst.saturating_mul(NonZeroU32::MIN.saturating_add(1));
+        let per_connection = at_least_one(limits.requests_per_second.saturating_mul(2));
+        let connection_burst = at_least_one(limits.burst.saturating_mul(2));
         Self {
             federation: federation.to_string(),
             skew_ms: (limits.clock_skew_s.max(1.0) * 1000.0) as u64,

@@ -80,7 +80,7 @@ impl Service {
 
     /// A unary call's body, once its connection is within its rate and its proof shows
     /// that the key the body names made the call now.
-    async fn authenticate<M: prost::Message>(
+    fn authenticate<M: prost::Message>(
         &self,
         request: Request<M>,
         method: &str,
@@ -90,14 +90,14 @@ impl Service {
         self.gate.throttle(request.remote_addr())?;
         let proof = CallProof::of(&request);
         let body = body_digest(request.get_ref());
-        let key = self.check_proof(proof, method, &body, caller).await?;
+        let key = self.check_proof(proof, method, &body, caller)?;
         let body = request.into_inner();
         same_key(named_key(&body), &key)?;
         Ok(body)
     }
 
     /// The key a call's proof shows, once it checks out (see `Gate::verify`).
-    async fn check_proof(
+    fn check_proof(
         &self,
         proof: Result<Option<CallProof>, harambee_proto::ProofError>,
         method: &str,
@@ -217,9 +217,7 @@ impl CoordinatorService for Service {
         &self,
         request: Request<v1::EnrolRequest>,
     ) -> Result<Response<v1::EnrolReply>, Status> {
-        let r = self
-            .authenticate(request, method::ENROL, Caller::Stranger, |r| &r.public_key)
-            .await?;
+        let r = self.authenticate(request, method::ENROL, Caller::Stranger, |r| &r.public_key)?;
         let key: [u8; 32] = r.public_key[..]
             .try_into()
             .map_err(|_| Status::invalid_argument("public_key must be 32 bytes"))?;
@@ -266,9 +264,7 @@ impl CoordinatorService for Service {
         &self,
         request: Request<v1::TaskRequest>,
     ) -> Result<Response<v1::Task>, Status> {
-        let r = self
-            .authenticate(request, method::GET_TASK, Caller::Member, |r| &r.public_key)
-            .await?;
+        let r = self.authenticate(request, method::GET_TASK, Caller::Member, |r| &r.public_key)?;
         let key = r.public_key.clone();
         let id = self
             .with_driver(move |d| {
@@ -317,11 +313,9 @@ impl CoordinatorService for Service {
         &self,
         request: Request<v1::FetchRequest>,
     ) -> Result<Response<Self::FetchParametersStream>, Status> {
-        let r = self
-            .authenticate(request, method::FETCH_PARAMETERS, Caller::Member, |r| {
-                &r.public_key
-            })
-            .await?;
+        let r = self.authenticate(request, method::FETCH_PARAMETERS, Caller::Member, |r| {
+            &r.public_key
+        })?;
         let (key, digest) = (r.public_key.clone(), r.digest.clone());
         let bytes = self
             .with_driver(move |d| {
@@ -365,11 +359,9 @@ impl CoordinatorService for Service {
         &self,
         request: Request<v1::EvaluationReport>,
     ) -> Result<Response<v1::EvaluationReply>, Status> {
-        let r = self
-            .authenticate(request, method::REPORT_EVALUATION, Caller::Member, |r| {
-                &r.public_key
-            })
-            .await?;
+        let r = self.authenticate(request, method::REPORT_EVALUATION, Caller::Member, |r| {
+            &r.public_key
+        })?;
         self.with_driver(move |d| d.evaluation(&r)).await?;
         Ok(Response::new(v1::EvaluationReply {}))
     }
@@ -378,11 +370,9 @@ impl CoordinatorService for Service {
         &self,
         request: Request<v1::HeartbeatRequest>,
     ) -> Result<Response<v1::HeartbeatReply>, Status> {
-        let r = self
-            .authenticate(request, method::HEARTBEAT, Caller::Member, |r| {
-                &r.public_key
-            })
-            .await?;
+        let r = self.authenticate(request, method::HEARTBEAT, Caller::Member, |r| {
+            &r.public_key
+        })?;
         let key = r.public_key.clone();
         self.with_driver(move |d| d.participant(&key).map(|_| ()))
             .await?;
@@ -394,11 +384,9 @@ impl CoordinatorService for Service {
         &self,
         request: Request<v1::SecAggRequest>,
     ) -> Result<Response<v1::SecAggReply>, Status> {
-        let r = self
-            .authenticate(request, method::SEC_AGG_STEP, Caller::Member, |r| {
-                &r.public_key
-            })
-            .await?;
+        let r = self.authenticate(request, method::SEC_AGG_STEP, Caller::Member, |r| {
+            &r.public_key
+        })?;
         let (round, attempt) = (r.round, r.attempt);
         let mut progress = self.secure_progress.clone();
         let (index, step) = self.with_driver(move |d| d.secagg_step(&r)).await?;
@@ -417,11 +405,9 @@ impl CoordinatorService for Service {
         &self,
         request: Request<v1::TreeHeadRequest>,
     ) -> Result<Response<v1::TreeHeadReply>, Status> {
-        let r = self
-            .authenticate(request, method::GET_TREE_HEAD, Caller::Member, |r| {
-                &r.public_key
-            })
-            .await?;
+        let r = self.authenticate(request, method::GET_TREE_HEAD, Caller::Member, |r| {
+            &r.public_key
+        })?;
         let since = r.since_size;
         Ok(Response::new(
             self.with_driver(move |d| d.tree_head_since(since)).await?,

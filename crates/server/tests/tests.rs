@@ -259,6 +259,41 @@ async fn fetch_global(
     bytes
 }
 
+/// Enrols `a` and `b` (round 1 then opens), takes `a`'s task and fetches its global model.
+async fn first_round(
+    c: &mut CoordinatorClient<Channel>,
+    r: &Running,
+    a: &Identity,
+    b: &Identity,
+) -> (v1::Task, ParamSet) {
+    let spec = enrol(c, r, a).await.model.unwrap();
+    enrol(c, r, b).await;
+    let task = c
+        .get_task(call(
+            a,
+            &r.invite.federation_id,
+            method::GET_TASK,
+            v1::TaskRequest {
+                public_key: a.public().to_bytes().to_vec(),
+                wait_ms: 5000,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(task.kind, v1::task::Kind::Train as i32, "{task:?}");
+    let layout = harambee_params::Layout::new(spec.tensors.iter().map(|t| {
+        (
+            t.name.clone(),
+            t.shape.iter().map(|&d| d as usize).collect::<Vec<_>>(),
+        )
+    }))
+    .unwrap();
+    let bytes = fetch_global(c, r, a, &task.base_digest).await;
+    (task, Encoding::F32.decode(&layout, &bytes).unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_with_a_clear_status_and_changes_nothing() {
     let r = start(2).await;
@@ -301,39 +336,9 @@ async fn bad_input_is_refused_with_a_clear_status_and_changes_nothing() {
         .unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
 
-    let spec = enrol(&mut c, &r, &a).await.model.unwrap();
-    enrol(&mut c, &r, &b).await;
-    let task = c
-        .get_task(call(
-            &a,
-            &r.invite.federation_id,
-            method::GET_TASK,
-            v1::TaskRequest {
-                public_key: a.public().to_bytes().to_vec(),
-                after_round: 0,
-                after_attempt: 0,
-                wait_ms: 5000,
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(task.kind, v1::task::Kind::Train as i32);
+    let (task, global) = first_round(&mut c, &r, &a, &b).await;
     assert_eq!(task.round, 1);
     let base = Digest(task.base_digest.as_slice().try_into().unwrap());
-    let layout = harambee_params::Layout::new(spec.tensors.iter().map(|t| {
-        (
-            t.name.clone(),
-            t.shape.iter().map(|&d| d as usize).collect::<Vec<_>>(),
-        )
-    }))
-    .unwrap();
-    let global = Encoding::F32
-        .decode(
-            &layout,
-            &fetch_global(&mut c, &r, &a, &task.base_digest).await,
-        )
-        .unwrap();
     assert_eq!(global.digest(), base);
     let mut trained = global.clone();
     trained.values_mut()[0] += 0.5;
@@ -566,35 +571,7 @@ async fn after_a_failed_write_the_coordinator_accepts_nothing_and_stops() {
     };
     let mut c = client(&r);
     let (a, b) = (Identity::generate().unwrap(), Identity::generate().unwrap());
-    let spec = enrol(&mut c, &r, &a).await.model.unwrap();
-    enrol(&mut c, &r, &b).await;
-    let task = c
-        .get_task(call(
-            &a,
-            &r.invite.federation_id,
-            method::GET_TASK,
-            v1::TaskRequest {
-                public_key: a.public().to_bytes().to_vec(),
-                wait_ms: 5000,
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let layout = harambee_params::Layout::new(spec.tensors.iter().map(|t| {
-        (
-            t.name.clone(),
-            t.shape.iter().map(|&d| d as usize).collect::<Vec<_>>(),
-        )
-    }))
-    .unwrap();
-    let global = Encoding::F32
-        .decode(
-            &layout,
-            &fetch_global(&mut c, &r, &a, &task.base_digest).await,
-        )
-        .unwrap();
+    let (task, global) = first_round(&mut c, &r, &a, &b).await;
     let base = Digest(task.base_digest.as_slice().try_into().unwrap());
 
     // The blob store's directory becomes a file: no blob can be written any more.

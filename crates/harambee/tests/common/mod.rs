@@ -131,3 +131,20 @@ pub(crate) fn spawn(command: &mut Command, log: &Path) -> Child {
         .spawn()
         .unwrap()
 }
+
+/// A gRPC client of the coordinator an invite names, trusting only the federation's CA.
+pub(crate) fn client(
+    invite: &harambee_proto::Invite,
+) -> harambee_proto::CoordinatorClient<tonic::transport::Channel> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&invite.ca_certificate))
+        .domain_name(invite.server_name.clone());
+    let channel = Endpoint::from_shared(invite.coordinator.clone())
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_timeout(Duration::from_secs(30))
+        .connect_lazy();
+    harambee_proto::CoordinatorClient::new(channel).max_decoding_message_size(8 << 20)
+}

@@ -71,12 +71,9 @@ impl Driver {
 
     fn status_snapshot(&mut self) -> Result<StatusSnapshot, Rejection> {
         let completed = self.completed_rounds()?;
+        // Before the board is borrowed: `failure` reads it too.
+        let error = self.failure();
         let board = self.board.borrow();
-        let error = self
-            .core
-            .error()
-            .map(|e| e.to_string())
-            .or_else(|| board.finished.as_ref()?.failure().map(str::to_string));
         let closed = completed.len() as u64;
         let (phase, round, selected) = match (&board.finished, self.core.open_selection()) {
             (Some(_), _) if error.is_some() => ("failed", closed, 0),

@@ -164,12 +164,9 @@ impl Driver {
     }
 
     fn current_round(&self, completed: u64) -> CurrentRound {
+        // Before the board is borrowed: `failure` reads it too.
+        let error = self.failure();
         let board = self.board.borrow();
-        let error = self
-            .core
-            .error()
-            .map(|e| e.to_string())
-            .or_else(|| board.finished.as_ref()?.failure().map(str::to_string));
         let open = self.core.open_selection();
         let (phase, round) = match (&board.finished, &open) {
             (Some(_), _) if error.is_some() => (Phase::Failed, completed),

@@ -32,14 +32,12 @@ impl Service {
             }
             None => return Err(Status::invalid_argument("empty update stream")),
         };
-        let key = self
-            .check_proof(
-                proof,
-                method::SUBMIT_UPDATE,
-                &body_digest(&header),
-                Caller::Member,
-            )
-            .await?;
+        let key = self.check_proof(
+            proof,
+            method::SUBMIT_UPDATE,
+            &body_digest(&header),
+            Caller::Member,
+        )?;
         same_key(&header.public_key, &key)?;
         let h = header.clone();
         self.with_driver(move |d| d.check_header(&h).map(|_| ()))
@@ -113,14 +111,12 @@ impl Service {
             }
             None => return Err(Status::invalid_argument("empty masked-update stream")),
         };
-        let key = self
-            .check_proof(
-                proof,
-                method::SEC_AGG_MASKED,
-                &body_digest(&header),
-                Caller::Member,
-            )
-            .await?;
+        let key = self.check_proof(
+            proof,
+            method::SEC_AGG_MASKED,
+            &body_digest(&header),
+            Caller::Member,
+        )?;
         same_key(&header.public_key, &key)?;
         let total = usize::try_from(header.total_bytes).unwrap_or(usize::MAX);
         let expected = 4 * self.masked_words();
