@@ -75,7 +75,7 @@ impl InnerState {
 
     /// One step of `optimizer` on `params` with gradient `grad`. AdamW as in Loshchilov and
     /// Hutter (β₁ 0.9, β₂ 0.999, ε 1e-8, decay `lr · λ · w`, PyTorch's defaults).
-    pub(crate) fn step(&mut self, optimizer: Optimizer, params: &mut [f32], grad: &[f32], lr: f32) {
+    pub fn step(&mut self, optimizer: Optimizer, params: &mut [f32], grad: &[f32], lr: f32) {
         self.t += 1;
         match optimizer {
             Optimizer::Sgd { momentum } => {
