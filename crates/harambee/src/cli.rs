@@ -363,7 +363,10 @@ pub(crate) struct SimulateArgs {
     #[arg(long)]
     pub(crate) data_dir: Option<PathBuf>,
     /// logreg, 2nn, cnn, langid, or char-transformer[:LAYERS:WIDTH:HEADS:CONTEXT] (with
-    /// --dataset shakespeare or udhr-text).
+    /// --dataset shakespeare or udhr-text), or hf:DIR: a pretrained language model in the
+    /// Hugging Face layout, fine-tuned with LoRA (--lora RANK) on text by language
+    /// (--data-dir: a UDHR corpus or a folder of .txt files; default the bundled UDHR's
+    /// African and Indian languages).
     #[arg(long)]
     pub(crate) model: Option<String>,
     /// Number of virtual participants (K).
@@ -419,6 +422,9 @@ pub(crate) struct SimulateArgs {
     /// Also train each participant alone and compare (prints a table).
     #[arg(long)]
     pub(crate) compare_local: bool,
+    /// With --model hf:DIR: the LoRA fine-tuning settings.
+    #[command(flatten)]
+    pub(crate) lora: LoraArgs,
     /// Train with burn even for the hand-written models (logreg, 2nn, cnn).
     #[arg(long)]
     pub(crate) burn_only: bool,
@@ -530,4 +536,28 @@ pub(crate) struct BenchArgs {
     /// run and print plain PyTorch's numbers beside ours.
     #[arg(long)]
     pub(crate) pytorch: bool,
+}
+
+/// LoRA fine-tuning of a pretrained language model (`--model hf:DIR`).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct LoraArgs {
+    /// The adapters' rank (needed with --model hf:DIR).
+    #[arg(long)]
+    pub(crate) lora: Option<usize>,
+    /// LoRA's alpha: the update is alpha/rank · B A (default twice the rank).
+    #[arg(long)]
+    pub(crate) lora_alpha: Option<f32>,
+    /// The projections adapted in every block: q, k, v, o, gate, up, down (default all).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) lora_targets: Option<Vec<String>>,
+    /// standard (A and B train; FedAvg averages each factor) or ffa (FFA-LoRA: A frozen at a
+    /// shared random value, only B trains and travels; averages are exact).
+    #[arg(long, default_value = "standard")]
+    pub(crate) lora_variant: String,
+    /// Tokens the model reads per training chunk.
+    #[arg(long, default_value_t = 128)]
+    pub(crate) context: usize,
+    /// Where to train: cpu, or cuda[:N] in a build with `--features cuda`.
+    #[arg(long, default_value = "cpu")]
+    pub(crate) device: String,
 }

@@ -16,6 +16,7 @@ mod export;
 mod federation;
 mod keygen;
 mod ledger;
+mod llm;
 mod progress;
 mod simulate;
 

@@ -12,6 +12,7 @@ pub(crate) struct RoundProgress<'a> {
     bar: Option<ProgressBar>,
     inner: Option<&'a mut dyn FnMut(&RoundRecord)>,
     interactive: bool,
+    show_loss: bool,
 }
 
 impl<'a> RoundProgress<'a> {
@@ -21,7 +22,14 @@ impl<'a> RoundProgress<'a> {
             bar: None,
             inner,
             interactive: std::io::stderr().is_terminal(),
+            show_loss: false,
         }
+    }
+
+    /// Shows each round's held-out loss (a language model's figure) rather than accuracy.
+    pub(crate) fn with_loss(mut self) -> Self {
+        self.show_loss = true;
+        self
     }
 }
 
@@ -52,16 +60,20 @@ impl Observer for RoundProgress<'_> {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-        let accuracy = r
-            .accuracy
-            .map_or_else(|| "  -   ".to_string(), |a| format!("{:.4}", a));
+        let accuracy = if self.show_loss {
+            r.loss
+                .map_or_else(|| "held-out loss   -   ".to_string(), |l| format!("held-out loss {l:.4}"))
+        } else {
+            r.accuracy
+                .map_or_else(|| "accuracy   -   ".to_string(), |a| format!("accuracy {a:.4}"))
+        };
         let dropped = if r.dropped > 0 {
             format!(" ({} dropped, {} retries)", r.dropped, r.retries)
         } else {
             String::new()
         };
         eprintln!(
-            "round {:>4}/{}  accuracy {accuracy}  train loss {:.4}  {} participants{dropped}  {:.3}s (train {:.3}s, aggregate {:.4}s, eval {:.3}s)",
+            "round {:>4}/{}  {accuracy}  train loss {:.4}  {} participants{dropped}  {:.3}s (train {:.3}s, aggregate {:.4}s, eval {:.3}s)",
             r.round,
             self.rounds,
             r.train_loss,

@@ -13,8 +13,11 @@ use crate::cli::SimulateArgs;
 use crate::progress::RoundProgress;
 
 pub(crate) fn run(args: SimulateArgs, process_start: Instant) -> Result<()> {
+    if let Some(dir) = args.model.as_deref().and_then(crate::llm::model_dir) {
+        return crate::llm::simulate(args, dir, process_start);
+    }
     let compare_local = args.compare_local;
-    let config = config_from(args)?;
+    let config = config_from(args, SimConfig::default())?;
     let workload = Workload::load(&config)?;
     eprintln!(
         "simulating {} on {} ({} training / {} test examples from {}), {} participants, {} partition, {}",
@@ -236,8 +239,8 @@ fn compare_with_local(sim: &Simulation, summary: &Summary) -> Result<()> {
     Ok(())
 }
 
-/// Settings from `--config` (if any) with flags on top.
-fn config_from(args: SimulateArgs) -> Result<SimConfig> {
+/// Settings from `--config` (if any, else `defaults`) with flags on top.
+pub(crate) fn config_from(args: SimulateArgs, defaults: SimConfig) -> Result<SimConfig> {
     let mut c = match &args.config {
         Some(path) => {
             let text =
@@ -245,7 +248,7 @@ fn config_from(args: SimulateArgs) -> Result<SimConfig> {
             toml::from_str::<SimConfig>(&text)
                 .with_context(|| format!("parsing {}", path.display()))?
         }
-        None => SimConfig::default(),
+        None => defaults,
     };
     macro_rules! set {
         ($field:ident) => {

@@ -180,8 +180,26 @@ impl SimConfig {
         }
     }
 
-    /// Checks ranges that would otherwise fail deep inside a run.
+    /// Checks ranges that would otherwise fail deep inside a run, and that the model can
+    /// train on the data set.
     pub fn validate(&self) -> Result<(), SimError> {
+        self.validate_training()?;
+        let char_model = matches!(self.model, ModelKind::CharTransformer(_));
+        let text = matches!(
+            self.dataset,
+            DatasetName::Shakespeare | DatasetName::UdhrText
+        );
+        if char_model != text {
+            return Err(SimError::InvalidSetting(format!(
+                "--model {} cannot train on --dataset {}: the char-transformer and the text sets (shakespeare, udhr-text) go together",
+                self.model, self.dataset
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks the federation's and the training's settings, whatever the model.
+    pub fn validate_training(&self) -> Result<(), SimError> {
         let bad = |m: String| Err(SimError::InvalidSetting(m));
         if self.clients == 0 {
             return bad("--clients must be at least 1".into());
@@ -221,17 +239,6 @@ impl SimConfig {
             && !self.secure_aggregation
         {
             return bad("distributed noise needs secure aggregation (--privacy secagg,distributed-dp): without it the coordinator would see each update with only a share of the noise".into());
-        }
-        let char_model = matches!(self.model, ModelKind::CharTransformer(_));
-        let text = matches!(
-            self.dataset,
-            DatasetName::Shakespeare | DatasetName::UdhrText
-        );
-        if char_model != text {
-            return bad(format!(
-                "--model {} cannot train on --dataset {}: the char-transformer and the text sets (shakespeare, udhr-text) go together",
-                self.model, self.dataset
-            ));
         }
         if let Some(t) = self.target_accuracy
             && !(0.0..=1.0).contains(&t)

@@ -80,15 +80,28 @@ impl Simulation {
         process_start: Instant,
     ) -> Result<Self, SimError> {
         config.validate()?;
-        let train = &workload.split.train;
         let trainer: Arc<dyn Trainer> = trainer_for(
             config.model,
-            train,
+            &workload.split.train,
             config.optimizer,
             config.embedding_dim,
             config.burn_only,
         )?
         .into();
+        Self::with_trainer(config, workload, trainer, process_start)
+    }
+
+    /// As [`with_start`](Self::with_start), training `trainer` rather than `config.model`:
+    /// a model built outside this crate (a pretrained language model's adapters, say) on
+    /// data it prepared. `config.model` and `config.dataset` are then not used.
+    pub fn with_trainer(
+        config: SimConfig,
+        workload: Workload,
+        trainer: Arc<dyn Trainer>,
+        process_start: Instant,
+    ) -> Result<Self, SimError> {
+        config.validate_training()?;
+        let train = &workload.split.train;
         let participants = config.partition.split(train, config.clients, config.seed)?;
         if let Some(empty) = participants.iter().position(Vec::is_empty) {
             return Err(SimError::InvalidSetting(format!(
