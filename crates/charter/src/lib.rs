@@ -207,6 +207,23 @@ pub struct Charter {
     /// Absent: the coordinator's own limit (`limits.max_samples`) applies, unrecorded here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_samples: Option<u64>,
+    /// The pretrained model a federation fine-tunes, pinned by its digest: the coordinator
+    /// runs only with this base, so the ledger says exactly what was adapted. Absent for
+    /// models trained from scratch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_model: Option<BaseModel>,
+}
+
+/// A pretrained base model, as a charter pins it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseModel {
+    /// Its name (hub id or folder name).
+    pub name: String,
+    /// SHA-256 (hex) of its files' manifest (`harambee-llm`'s `Checkpoint::digest`).
+    pub sha256: String,
+    /// Its licence, as its publisher states it; the released adapters' model card repeats it.
+    pub licence: String,
 }
 
 /// What the members pool: their data, or their compute.
@@ -275,6 +292,14 @@ impl Charter {
         }
         if self.max_samples == Some(0) {
             return bad("max_samples must be at least 1".into());
+        }
+        if let Some(base) = &self.base_model
+            && (base.sha256.len() != 64 || !base.sha256.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return bad(format!(
+                "base_model.sha256 {:?} must be 64 hex digits",
+                base.sha256
+            ));
         }
         let mut seen: Vec<(String, &str)> = Vec::with_capacity(self.members.len());
         for m in &self.members {

@@ -27,6 +27,7 @@ fn charter(stewards: &[&Identity], threshold: usize) -> Charter {
         secure_aggregation: None,
         mode: Default::default(),
         max_samples: None,
+        base_model: None,
         members: stewards
             .iter()
             .enumerate()

@@ -119,6 +119,11 @@ pub(crate) struct ExportArgs {
     /// Where to write the release.
     #[arg(long)]
     pub(crate) out: PathBuf,
+    /// For a fine-tuned pretrained model: also write the base with the adapters merged in
+    /// (merged/, a `transformers` folder), from this copy of the base (checked against the
+    /// charter's digest).
+    #[arg(long)]
+    pub(crate) merge_with: Option<PathBuf>,
 }
 
 /// `harambee ledger`.
@@ -188,10 +193,23 @@ pub(crate) struct InitArgs {
     /// address are always included).
     #[arg(long)]
     pub(crate) server_name: Vec<String>,
-    /// langid (text, UDHR-style data), logreg, 2nn, cnn (28x28 images), or (community mode)
-    /// char-transformer[:LAYERS:WIDTH:HEADS:CONTEXT] (plain text).
+    /// langid (text, UDHR-style data), logreg, 2nn, cnn (28x28 images), (community mode)
+    /// char-transformer[:LAYERS:WIDTH:HEADS:CONTEXT] (plain text), or hf:DIR: a pretrained
+    /// language model in the Hugging Face layout fine-tuned with LoRA (--lora RANK); the
+    /// charter pins its digest.
     #[arg(long, default_value = "langid")]
     pub(crate) model: String,
+    /// With --model hf:DIR: the LoRA settings.
+    #[command(flatten)]
+    pub(crate) lora: LoraArgs,
+    /// With --model hf:DIR: the base model's name for people and the model card (default
+    /// the folder's name).
+    #[arg(long)]
+    pub(crate) base_name: Option<String>,
+    /// With --model hf:DIR: the base model's licence, as its publisher states it (the
+    /// charter records it and the released adapters' model card repeats it).
+    #[arg(long, default_value = "unspecified")]
+    pub(crate) base_licence: String,
     /// For langid: a UDHR corpus whose index.tsv lists the federation's languages.
     #[arg(long, default_value = "data/udhr")]
     pub(crate) classes_from: PathBuf,
@@ -307,9 +325,17 @@ pub(crate) struct JoinArgs {
     /// This member's key (make one with `harambee keygen --out FILE`).
     #[arg(long)]
     pub(crate) key: PathBuf,
-    /// This member's data (for langid: a folder with index.tsv and declaration/*.html).
+    /// This member's data (for langid: a folder with index.tsv and declaration/*.html; for a
+    /// pretrained model: a UDHR corpus or a folder of .txt files).
     #[arg(long)]
     pub(crate) data: PathBuf,
+    /// For a federation fine-tuning a pretrained model: this member's copy of the base (a
+    /// Hugging Face folder), checked against the digest the charter pins.
+    #[arg(long)]
+    pub(crate) model_dir: Option<PathBuf>,
+    /// Where to train a pretrained model: cpu, or cuda[:N] in a build with `--features cuda`.
+    #[arg(long, default_value = "cpu")]
+    pub(crate) device: String,
     /// A display name.
     #[arg(long, default_value = "participant")]
     pub(crate) name: String,
@@ -560,4 +586,18 @@ pub(crate) struct LoraArgs {
     /// Where to train: cpu, or cuda[:N] in a build with `--features cuda`.
     #[arg(long, default_value = "cpu")]
     pub(crate) device: String,
+}
+
+impl Default for LoraArgs {
+    /// As the flags' defaults: no LoRA rank (so no pretrained model), context 128, the CPU.
+    fn default() -> Self {
+        Self {
+            lora: None,
+            lora_alpha: None,
+            lora_targets: None,
+            lora_variant: "standard".into(),
+            context: 128,
+            device: "cpu".into(),
+        }
+    }
 }

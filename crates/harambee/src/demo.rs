@@ -45,6 +45,9 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
     })?;
     let languages = corpus.languages.clone();
     let init = InitArgs {
+        lora: crate::cli::LoraArgs::default(),
+        base_name: None,
+        base_licence: "unspecified".into(),
         dir: dir.clone(),
         name: "Harambee demo: language identification".into(),
         listen: "127.0.0.1:0".parse()?,

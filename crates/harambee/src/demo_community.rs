@@ -138,6 +138,9 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
 /// `harambee init --mode community` as the demo runs it.
 fn init_args(dir: &Path, workers: usize, rounds: u64, seed: u64) -> InitArgs {
     InitArgs {
+        lora: crate::cli::LoraArgs::default(),
+        base_name: None,
+        base_licence: "unspecified".into(),
         dir: dir.to_path_buf(),
         name: "Harambee demo: community compute".into(),
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -80,6 +80,9 @@ pub(crate) fn run(args: ExportArgs) -> Result<()> {
         "Exported to {}: model.safetensors, README.md (model card), ledger.jsonl, tree-head.json",
         args.out.display()
     );
+    if let Some(task) = &config.pretrained {
+        export_adapter(task, &params, &args)?;
+    }
     println!(
         "Model digest {digest}; ledger tree head size {} root {}",
         head.size,
@@ -108,6 +111,24 @@ fn model_card(
         m.model
     );
     let _ = writeln!(card, "## Model\n");
+    if let Some(task) = &config.pretrained {
+        let _ = writeln!(
+            card,
+            "- fine-tuned from the pretrained base `{}` (SHA-256 of its files' manifest `{}`; licence: {}); only LoRA adapters (rank {}, alpha {}, {}, on {}) were trained: `adapter/` in PEFT's layout\n",
+            task.base_name,
+            task.base_sha256,
+            base_licence(entries).unwrap_or_else(|| "see the base model's card".into()),
+            task.lora.rank,
+            task.lora.alpha,
+            task.lora.variant,
+            task.lora
+                .targets
+                .iter()
+                .map(|t| t.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let _ = writeln!(
         card,
         "- architecture: `{}`; {} classes: {}",
@@ -200,4 +221,57 @@ fn model_card(
         "\n## Licence\n\nNot yet stated in the federation's records (the charter that will state data and model licences is not implemented yet)."
     );
     card
+}
+
+/// A fine-tuned pretrained model's adapters in PEFT's layout (`adapter/`), and with
+/// `--merge-with` the base with them merged in (`merged/`).
+fn export_adapter(
+    task: &harambee_llm::PretrainedTask,
+    params: &ParamSet,
+    args: &ExportArgs,
+) -> Result<()> {
+    let adapter = args.out.join("adapter");
+    harambee_llm::peft::write_adapter_for(
+        &adapter,
+        &task.config,
+        &task.lora,
+        params,
+        &task.base_name,
+    )?;
+    println!(
+        "  adapter/: the LoRA adapters in PEFT's layout: peft.PeftModel.from_pretrained(base, \"{}\") with base {} (digest {})",
+        adapter.display(),
+        task.base_name,
+        task.base_sha256
+    );
+    if let Some(dir) = &args.merge_with {
+        let checkpoint = task.open_base(dir)?;
+        let base = harambee_llm::load_base(&checkpoint, &harambee_llm::device("cpu")?)?;
+        let trainer = harambee_llm::LoraTrainer::new(
+            std::sync::Arc::new(base),
+            task.lora.clone(),
+            harambee_learn::Optimizer::AdamW { weight_decay: 0.0 },
+            task.context,
+        )?;
+        let merged = args.out.join("merged");
+        harambee_llm::peft::write_merged(&merged, &checkpoint, &trainer, params)?;
+        println!(
+            "  merged/: the base with the adapters merged in (transformers' AutoModelForCausalLM.from_pretrained(\"{}\"))",
+            merged.display()
+        );
+    }
+    Ok(())
+}
+
+/// The base model's licence, as the charter in the ledger's genesis entry records it.
+fn base_licence(entries: &[Entry]) -> Option<String> {
+    entries.iter().find_map(|e| match e {
+        Entry::Genesis { charter, .. } => {
+            serde_json::from_str::<harambee_charter::Charter>(charter)
+                .ok()
+                .and_then(|c| c.base_model)
+                .map(|b| b.licence)
+        }
+        _ => None,
+    })
 }

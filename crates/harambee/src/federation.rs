@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use harambee_charter::{
-    Charter, Enrolment, Member, Mode, PrivacyBudget, Role, SecureAggregationRule,
+    BaseModel, Charter, Enrolment, Member, Mode, PrivacyBudget, Role, SecureAggregationRule,
 };
 use harambee_identity::Identity;
 use harambee_learn::udhr::load_corpus;
@@ -24,9 +24,23 @@ use crate::cli::{InitArgs, InviteArgs, JoinArgs, ServeArgs};
 
 /// Settings for a new federation, from `harambee init` or the demo.
 pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
-    let model: ModelKind = args.model.parse()?;
+    let pretrained = match crate::llm::model_dir(&args.model) {
+        Some(dir) => Some(pretrained_task(args, &dir)?),
+        None => None,
+    };
+    let model: ModelKind = match pretrained {
+        Some(_) => ModelKind::Pretrained,
+        None => args.model.parse()?,
+    };
     let community = args.mode == "community";
     let (data, classes, optimizer) = match model {
+        // Text, by language or from any .txt files, for the base's own tokenizer; the
+        // adapters train with AdamW.
+        ModelKind::Pretrained => (
+            DataKind::Text,
+            vec!["text".to_string()],
+            Optimizer::AdamW { weight_decay: 0.0 },
+        ),
         ModelKind::LangId => {
             let corpus = load_corpus(&args.classes_from, None).with_context(|| {
                 format!("reading the languages of {}", args.classes_from.display())
@@ -52,7 +66,7 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
         _ => (DataKind::Images, digit_names(), Optimizer::default()),
     };
     let default_lr = match model {
-        ModelKind::CharTransformer(_) => 3e-3,
+        ModelKind::CharTransformer(_) | ModelKind::Pretrained => 3e-3,
         _ => 0.05,
     };
     let listen = resolve_port(args.listen)?;
@@ -110,6 +124,7 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
             embedding_dim: 64,
             optimizer,
         },
+        pretrained,
         rounds: RoundSettings {
             rounds: args.rounds,
             min_participants: args.min_participants,
@@ -133,6 +148,26 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
             ..Limits::default()
         },
     })
+}
+
+/// The pretrained base at `dir` and its LoRA settings (FFA-LoRA's shared `A` from the
+/// federation's seed).
+fn pretrained_task(args: &InitArgs, dir: &Path) -> Result<harambee_llm::PretrainedTask> {
+    let checkpoint = harambee_llm::Checkpoint::open(dir)?;
+    let name = match &args.base_name {
+        Some(name) => name.clone(),
+        None => dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
+    };
+    let lora = args.lora.settings(args.seed)?;
+    Ok(harambee_llm::PretrainedTask::new(
+        &checkpoint,
+        &name,
+        lora,
+        args.lora.context,
+    )?)
 }
 
 /// Port 0 means "any free port": pick it now, so it is the same after every restart.
@@ -160,8 +195,14 @@ pub(crate) fn charter_from(args: &InitArgs, config: &FederationConfig) -> Result
         .collect();
     let charter = Charter {
         name: config.name.clone(),
-        task: match config.model.data {
-            DataKind::Text => format!("{} character-level language model", config.model.model),
+        task: match (&config.pretrained, config.model.data) {
+            (Some(p), _) => format!(
+                "LoRA fine-tuning (rank {}, {}) of {}",
+                p.lora.rank, p.lora.variant, p.base_name
+            ),
+            (None, DataKind::Text) => {
+                format!("{} character-level language model", config.model.model)
+            }
             _ => format!(
                 "{} over {} classes",
                 config.model.model,
@@ -200,6 +241,11 @@ pub(crate) fn charter_from(args: &InitArgs, config: &FederationConfig) -> Result
             Mode::Federated
         },
         max_samples: args.max_samples,
+        base_model: config.pretrained.as_ref().map(|p| BaseModel {
+            name: p.base_name.clone(),
+            sha256: p.base_sha256.clone(),
+            licence: args.base_licence.clone(),
+        }),
     };
     charter.validate()?;
     Ok(charter)
@@ -307,6 +353,8 @@ pub(crate) fn join(args: JoinArgs) -> Result<()> {
         coordinator: args.coordinator.clone(),
         identity,
         data: args.data.clone(),
+        model_dir: args.model_dir.clone(),
+        device: args.device.clone(),
         name: args.name.clone(),
         state_path,
         insecure: args.insecure,

@@ -256,8 +256,7 @@ fn replayable(strategy: &StrategyConfig) -> bool {
 
 fn replay(folder: &FederationFolder, state: &SqliteState, v: &mut Verification) -> Result<()> {
     let config = folder.config()?;
-    let trainer = config.model.trainer()?;
-    let layout = trainer.layout().clone();
+    let (layout, initial) = config.initial_model()?;
     let blobs = FsBlobStore::open(&folder.blobs_path())?;
     let globals: BTreeMap<u64, Digest> = state
         .closed_rounds()?
@@ -304,7 +303,7 @@ fn replay(folder: &FederationFolder, state: &SqliteState, v: &mut Verification) 
             continue;
         };
         let base = if r == 1 {
-            trainer.init(config.rounds.seed)
+            initial.clone()
         } else {
             match globals.get(&(r - 1)).map(|d| blobs.get(d)) {
                 Some(Ok(bytes)) => Encoding::F32.decode(&layout, &bytes)?,

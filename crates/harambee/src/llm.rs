@@ -7,8 +7,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use harambee_learn::{Optimizer, Partition, Trainer};
-use harambee_llm::{Checkpoint, LanguageBits, LanguageTexts, LoraSettings, LoraTrainer, TokenCorpus, load_base};
-use harambee_params::ParamSet;
+use harambee_llm::{
+    Checkpoint, LanguageBits, LanguageTexts, LoraSettings, LoraTrainer, TokenCorpus, load_base,
+};
 use harambee_sim::{SimConfig, Simulation, Workload};
 use harambee_strategy::FitConfig;
 
@@ -31,7 +32,10 @@ impl LoraArgs {
             settings.alpha = alpha;
         }
         if let Some(targets) = &self.lora_targets {
-            settings.targets = targets.iter().map(|t| t.parse()).collect::<Result<_, _>>()?;
+            settings.targets = targets
+                .iter()
+                .map(|t| t.parse())
+                .collect::<Result<_, _>>()?;
         }
         settings.variant = self.lora_variant.parse()?;
         settings.seed = seed;
@@ -108,7 +112,13 @@ pub(crate) fn simulate(mut args: SimulateArgs, dir: PathBuf, start: Instant) -> 
     let languages = args.languages.take().unwrap_or_default();
     let mut config = crate::simulate::config_from(args, sim_defaults())?;
     let lora = lora_args.settings(config.seed)?;
-    let loaded = load(&dir, lora, config.optimizer, lora_args.context, &lora_args.device)?;
+    let loaded = load(
+        &dir,
+        lora,
+        config.optimizer,
+        lora_args.context,
+        &lora_args.device,
+    )?;
     let texts = texts(data_dir.as_deref(), &languages)?;
     let tokenizer = harambee_llm::TextTokenizer::load(&loaded.checkpoint.tokenizer_path())?;
     let corpus = TokenCorpus::build(&texts, &tokenizer, lora_args.context)?;
@@ -153,7 +163,12 @@ pub(crate) fn simulate(mut args: SimulateArgs, dir: PathBuf, start: Instant) -> 
     print_bits(&before, &after, alone.as_deref());
     if let Some(out) = &config.out {
         std::fs::create_dir_all(out)?;
-        harambee_llm::peft::write_adapter(&out.join("adapter"), &trainer, sim.global(), &dir.display().to_string())?;
+        harambee_llm::peft::write_adapter(
+            &out.join("adapter"),
+            &trainer,
+            sim.global(),
+            &dir.display().to_string(),
+        )?;
         println!("adapter in {} (PEFT layout)", out.join("adapter").display());
     }
     println!(
@@ -174,7 +189,10 @@ fn alone(
     trainer: &LoraTrainer,
     config: &SimConfig,
 ) -> Result<Vec<LanguageBits>> {
-    eprintln!("training each of {} participants alone for comparison...", sim.participants().len());
+    eprintln!(
+        "training each of {} participants alone for comparison...",
+        sim.participants().len()
+    );
     let init = trainer.init(config.seed);
     let fit = FitConfig {
         epochs: config.epochs * config.rounds.min(u64::from(u32::MAX)) as u32,
@@ -201,8 +219,15 @@ fn alone(
 
 /// The per-language table: bits per character before fine-tuning, after, and (when
 /// measured) with each community's adapters trained alone.
-pub(crate) fn print_bits(before: &[LanguageBits], after: &[LanguageBits], alone: Option<&[LanguageBits]>) {
-    print!("\n{:<34} {:>7} {:>11} {:>10} {:>10}", "language", "region", "chars/token", "before", "federated");
+pub(crate) fn print_bits(
+    before: &[LanguageBits],
+    after: &[LanguageBits],
+    alone: Option<&[LanguageBits]>,
+) {
+    print!(
+        "\n{:<34} {:>7} {:>11} {:>10} {:>10}",
+        "language", "region", "chars/token", "before", "federated"
+    );
     if alone.is_some() {
         print!(" {:>10}", "alone");
     }
@@ -231,24 +256,16 @@ pub(crate) fn print_bits(before: &[LanguageBits], after: &[LanguageBits], alone:
         }
         println!();
     }
-    print!("{:<34} {:>7} {:>11} {:>10.3} {:>10.3}", "mean", "", "", mean(&b_all), mean(&a_all));
+    print!(
+        "{:<34} {:>7} {:>11} {:>10.3} {:>10.3}",
+        "mean",
+        "",
+        "",
+        mean(&b_all),
+        mean(&a_all)
+    );
     if alone.is_some() {
         print!(" {:>10.3}", mean(&l_all));
     }
     println!();
-}
-
-/// The adapters of a finished run, for export.
-pub(crate) fn write_release(
-    out: &Path,
-    loaded: &Loaded,
-    params: &ParamSet,
-    base_name: &str,
-    merged: bool,
-) -> Result<()> {
-    harambee_llm::peft::write_adapter(&out.join("adapter"), &loaded.trainer, params, base_name)?;
-    if merged {
-        harambee_llm::peft::write_merged(&out.join("merged"), &loaded.checkpoint, &loaded.trainer, params)?;
-    }
-    Ok(())
 }

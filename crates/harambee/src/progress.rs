@@ -61,11 +61,15 @@ impl Observer for RoundProgress<'_> {
             bar.finish_and_clear();
         }
         let accuracy = if self.show_loss {
-            r.loss
-                .map_or_else(|| "held-out loss   -   ".to_string(), |l| format!("held-out loss {l:.4}"))
+            r.loss.map_or_else(
+                || "held-out loss   -   ".to_string(),
+                |l| format!("held-out loss {l:.4}"),
+            )
         } else {
-            r.accuracy
-                .map_or_else(|| "accuracy   -   ".to_string(), |a| format!("accuracy {a:.4}"))
+            r.accuracy.map_or_else(
+                || "accuracy   -   ".to_string(),
+                |a| format!("accuracy {a:.4}"),
+            )
         };
         let dropped = if r.dropped > 0 {
             format!(" ({} dropped, {} retries)", r.dropped, r.retries)

@@ -32,6 +32,9 @@ pub enum ModelKind {
     /// model), of the given shape.
     #[serde(rename = "char-transformer")]
     CharTransformer(crate::TransformerShape),
+    /// A pretrained language model fine-tuned with LoRA: the federation's `pretrained`
+    /// settings name the base and the adapters, and `harambee-llm` trains them.
+    Pretrained,
 }
 
 impl ModelKind {
@@ -43,6 +46,7 @@ impl ModelKind {
             ModelKind::Cnn => "cnn",
             ModelKind::LangId => "langid",
             ModelKind::CharTransformer(_) => "char-transformer",
+            ModelKind::Pretrained => "pretrained",
         }
     }
 }
@@ -73,6 +77,7 @@ impl FromStr for ModelKind {
             "2nn" | "mlp" => ModelKind::Mlp2nn,
             "cnn" => ModelKind::Cnn,
             "langid" => ModelKind::LangId,
+            "pretrained" => ModelKind::Pretrained,
             other => {
                 return Err(LearnError::InvalidSetting(format!(
                     "unknown model {other:?}; known: logreg, 2nn, cnn, langid, char-transformer[:LAYERS:WIDTH:HEADS:CONTEXT]"

@@ -119,6 +119,7 @@ fn test_charter(members: Vec<harambee_charter::Member>) -> harambee_charter::Cha
         secure_aggregation: None,
         mode: Default::default(),
         max_samples: None,
+        base_model: None,
         members,
     }
 }

@@ -32,6 +32,7 @@ mod error;
 mod lora;
 mod model;
 pub mod peft;
+mod task;
 mod text;
 mod trainer;
 
@@ -42,6 +43,7 @@ pub use config::{Family, HfConfig};
 pub use error::LlmError;
 pub use lora::{LoraSettings, Target, Variant, factor_name};
 pub use model::BaseModel;
+pub use task::{PretrainedTask, full_adapters, initial_adapters};
 pub use text::{LanguageBits, LanguageTexts, TextTokenizer, TokenCorpus};
 pub use trainer::LoraTrainer;
 

@@ -61,8 +61,18 @@ pub fn write_adapter(
     params: &ParamSet,
     base: &str,
 ) -> Result<(), LlmError> {
+    write_adapter_for(dir, trainer.model().config(), trainer.lora(), params, base)
+}
+
+/// As [`write_adapter`], from the architecture and LoRA settings alone (no weights needed).
+pub fn write_adapter_for(
+    dir: &Path,
+    model: &crate::HfConfig,
+    lora: &LoraSettings,
+    params: &ParamSet,
+    base: &str,
+) -> Result<(), LlmError> {
     std::fs::create_dir_all(dir).map_err(LlmError::io(dir))?;
-    let lora = trainer.lora();
     let mut targets = lora.targets.clone();
     targets.sort();
     let config = AdapterConfig {
@@ -82,7 +92,7 @@ pub fn write_adapter(
     let json = serde_json::to_string_pretty(&config).expect("a plain struct serialises");
     let path = dir.join("adapter_config.json");
     std::fs::write(&path, json + "\n").map_err(LlmError::io(&path))?;
-    let bytes = trainer.full_adapters(params)?.to_safetensors()?;
+    let bytes = crate::full_adapters(model, lora, params)?.to_safetensors()?;
     let path = dir.join("adapter_model.safetensors");
     std::fs::write(&path, bytes).map_err(LlmError::io(&path))?;
     Ok(())

@@ -102,24 +102,9 @@ impl LoraTrainer {
         self.context
     }
 
-    /// Every factor, `A` and `B`, in PEFT's names and shapes: FFA-LoRA's frozen `A` added
-    /// to the trained `B`. This is what an exported adapter holds.
+    /// Every factor, `A` and `B`, in PEFT's names and shapes ([`crate::full_adapters`]).
     pub fn full_adapters(&self, params: &ParamSet) -> Result<ParamSet, LlmError> {
-        let config = self.model.config();
-        let mut tensors = Vec::new();
-        for (layer, target) in self.lora.sites(config) {
-            let (d_in, d_out) = target.dims(config);
-            let a_name = factor_name(layer, target, 'A');
-            let a = match self.frozen_a.get(&(layer, target)) {
-                Some(a) => a.clone(),
-                None => self.tensor(params, &a_name)?.to_vec(),
-            };
-            tensors.push((a_name, vec![self.lora.rank, d_in], a));
-            let b_name = factor_name(layer, target, 'B');
-            let b = self.tensor(params, &b_name)?.to_vec();
-            tensors.push((b_name, vec![d_out, self.lora.rank], b));
-        }
-        Ok(ParamSet::from_tensors(tensors)?)
+        crate::full_adapters(self.model.config(), &self.lora, params)
     }
 
     fn tensor<'p>(&self, params: &'p ParamSet, name: &str) -> Result<&'p [f32], LlmError> {
@@ -259,16 +244,7 @@ impl Trainer for LoraTrainer {
     /// `A` drawn as PEFT draws it (from `seed`, or FFA-LoRA's shared seed), `B` zero: the
     /// adapted model starts exactly as the base.
     fn init(&self, seed: u64) -> ParamSet {
-        let config = self.model.config();
-        let mut values = Vec::with_capacity(self.layout.num_values());
-        for (layer, target) in self.lora.sites(config) {
-            let (_, d_out) = target.dims(config);
-            if self.lora.variant == Variant::Standard {
-                values.extend(self.lora.initial_a(config, seed, layer, target));
-            }
-            values.extend(std::iter::repeat_n(0.0, d_out * self.lora.rank));
-        }
-        ParamSet::from_values(self.layout.clone(), values).expect("sized from the layout")
+        crate::task::initial_adapters(self.model.config(), &self.lora, seed)
     }
 
     fn train(

@@ -61,29 +61,49 @@ fn a_simulated_federation_of_four_lowers_held_out_loss() {
         ..SimConfig::default()
     };
     let init = trainer.init(config.seed);
-    let before = trainer.evaluate_all(&init, &corpus.split.test).expect("evaluates");
+    let before = trainer
+        .evaluate_all(&init, &corpus.split.test)
+        .expect("evaluates");
     let workload = Workload {
         split: corpus.split.clone(),
         languages: None,
         source: root().join("data/udhr"),
     };
-    let mut sim = Simulation::with_trainer(config, workload, trainer.clone(), Instant::now()).expect("sim");
+    let mut sim =
+        Simulation::with_trainer(config, workload, trainer.clone(), Instant::now()).expect("sim");
     let mut losses = vec![before.loss];
     let summary = sim
-        .run(&mut |r: &harambee_sim::RoundRecord| losses.push(r.loss.expect("evaluated every round")))
+        .run(&mut |r: &harambee_sim::RoundRecord| {
+            losses.push(r.loss.expect("evaluated every round"))
+        })
         .expect("runs");
     assert_eq!(summary.rounds, 6);
     // Lower every two rounds, and well below the base at the end.
     for pair in losses.windows(3) {
-        assert!(pair[2] < pair[0], "held-out loss did not fall over two rounds: {losses:?}");
+        assert!(
+            pair[2] < pair[0],
+            "held-out loss did not fall over two rounds: {losses:?}"
+        );
     }
     let last = *losses.last().expect("rounds ran");
-    assert!(last < before.loss - 0.2, "held-out loss {last} barely below the base's {}: {losses:?}", before.loss);
+    assert!(
+        last < before.loss - 0.2,
+        "held-out loss {last} barely below the base's {}: {losses:?}",
+        before.loss
+    );
     // Bits per character fall for every language.
     let base_bits = corpus.per_language(trainer.as_ref(), &init).expect("bits");
-    let tuned_bits = corpus.per_language(trainer.as_ref(), sim.global()).expect("bits");
+    let tuned_bits = corpus
+        .per_language(trainer.as_ref(), sim.global())
+        .expect("bits");
     for (b, a) in base_bits.iter().zip(&tuned_bits) {
-        assert!(a.bits_per_char < b.bits_per_char, "{}: {} → {}", b.code, b.bits_per_char, a.bits_per_char);
+        assert!(
+            a.bits_per_char < b.bits_per_char,
+            "{}: {} → {}",
+            b.code,
+            b.bits_per_char,
+            a.bits_per_char
+        );
     }
 }
 
@@ -123,13 +143,21 @@ fn aggregation_error(variant: Variant) -> f64 {
         proximal_mu: 0.0,
         local_steps: 6,
     };
-    let halves: Vec<Vec<usize>> = (0..2).map(|p| (0..train.len()).filter(|i| i % 2 == p).collect()).collect();
+    let halves: Vec<Vec<usize>> = (0..2)
+        .map(|p| (0..train.len()).filter(|i| i % 2 == p).collect())
+        .collect();
     let trained: Vec<ParamSet> = halves
         .iter()
         .enumerate()
-        .map(|(p, idx)| trainer.train(&global, train, idx, &fit, p as u64).expect("trains").params)
+        .map(|(p, idx)| {
+            trainer
+                .train(&global, train, idx, &fit, p as u64)
+                .expect("trains")
+                .params
+        })
         .collect();
-    let mean = harambee_params::weighted_mean(&[(&trained[0], 1.0), (&trained[1], 1.0)]).expect("mean");
+    let mean =
+        harambee_params::weighted_mean(&[(&trained[0], 1.0), (&trained[1], 1.0)]).expect("mean");
     let deltas: Vec<Vec<f64>> = trained.iter().map(|t| weight_deltas(&trainer, t)).collect();
     let of_mean = weight_deltas(&trainer, &mean);
     let (mut err, mut size) = (0.0, 0.0);
@@ -145,14 +173,26 @@ fn aggregation_error(variant: Variant) -> f64 {
 fn ffa_lora_averages_exactly_and_standard_lora_does_not() {
     let ffa = aggregation_error(Variant::Ffa);
     let standard = aggregation_error(Variant::Standard);
-    assert!(ffa < 1e-5, "FFA-LoRA's average should be exact, off by {ffa}");
-    assert!(standard > 1e-3, "standard LoRA's average of factors is an approximation, yet off by only {standard}");
+    assert!(
+        ffa < 1e-5,
+        "FFA-LoRA's average should be exact, off by {ffa}"
+    );
+    assert!(
+        standard > 1e-3,
+        "standard LoRA's average of factors is an approximation, yet off by only {standard}"
+    );
 }
 
 #[test]
 fn ffa_lora_trains_only_b() {
     let trainer = trainer(Variant::Ffa);
-    assert!(trainer.layout().tensors().iter().all(|t| t.name.contains("lora_B")));
+    assert!(
+        trainer
+            .layout()
+            .tensors()
+            .iter()
+            .all(|t| t.name.contains("lora_B"))
+    );
     let standard = self::trainer(Variant::Standard);
     assert!(trainer.layout().num_values() < standard.layout().num_values());
 }
@@ -169,9 +209,13 @@ fn adapters_round_trip_through_peft_layout() {
         local_steps: 3,
     };
     let indices: Vec<usize> = (0..corpus.split.train.len()).collect();
-    let tuned = trainer.train(&trainer.init(1), &corpus.split.train, &indices, &fit, 0).expect("trains").params;
+    let tuned = trainer
+        .train(&trainer.init(1), &corpus.split.train, &indices, &fit, 0)
+        .expect("trains")
+        .params;
     let dir = tempfile::tempdir().expect("tempdir");
-    peft::write_adapter(&dir.path().join("adapter"), &trainer, &tuned, "tiny-llama").expect("writes");
+    peft::write_adapter(&dir.path().join("adapter"), &trainer, &tuned, "tiny-llama")
+        .expect("writes");
     let config = trainer.model().config();
     let (settings, read) = peft::read_adapter(&dir.path().join("adapter"), config).expect("reads");
     assert_eq!(settings.rank, 4);
@@ -180,7 +224,13 @@ fn adapters_round_trip_through_peft_layout() {
     let ids = vec![corpus.split.test.tokens(0).to_vec()];
     let ours = trainer.logits(Some(&tuned), &ids).expect("logits");
     let standard = LoraTrainer::new(
-        Arc::new(load_base(&Checkpoint::open(&llama()).expect("opens"), &device("cpu").expect("cpu")).expect("loads")),
+        Arc::new(
+            load_base(
+                &Checkpoint::open(&llama()).expect("opens"),
+                &device("cpu").expect("cpu"),
+            )
+            .expect("loads"),
+        ),
         settings,
         Optimizer::AdamW { weight_decay: 0.0 },
         CONTEXT,
@@ -200,13 +250,21 @@ fn adapters_round_trip_through_peft_layout() {
     )
     .expect("trainer");
     let from_merged = plain.logits(None, &ids).expect("logits");
-    let d = ours[0].iter().zip(&from_merged[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    let d = ours[0]
+        .iter()
+        .zip(&from_merged[0])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
     assert!(d < 1e-4, "merged weights differ from base + adapter by {d}");
     // Where PEFT is installed (CI: HARAMBEE_PEFT_TESTS=1), it loads the adapter and agrees.
     if std::env::var_os("HARAMBEE_PEFT_TESTS").is_some() {
         let expected = dir.path().join("expected.json");
-        let logits: Vec<Vec<Vec<f32>>> =
-            vec![ours[0].chunks(config.vocab_size).map(<[f32]>::to_vec).collect()];
+        let logits: Vec<Vec<Vec<f32>>> = vec![
+            ours[0]
+                .chunks(config.vocab_size)
+                .map(<[f32]>::to_vec)
+                .collect(),
+        ];
         let json = serde_json::json!({"input_ids": ids, "logits": logits});
         std::fs::write(&expected, json.to_string()).expect("writes");
         let python = std::env::var("HARAMBEE_PYTHON").unwrap_or_else(|_| "python3".into());
@@ -218,6 +276,9 @@ fn adapters_round_trip_through_peft_layout() {
             .arg(&expected)
             .status()
             .expect("runs python");
-        assert!(status.success(), "PEFT did not load our adapter with the same logits");
+        assert!(
+            status.success(),
+            "PEFT did not load our adapter with the same logits"
+        );
     }
 }

@@ -30,6 +30,10 @@ pub struct JoinOptions {
     pub identity: Identity,
     /// The member's own data.
     pub data: PathBuf,
+    /// For a federation fine-tuning a pretrained model: this member's copy of the base.
+    pub model_dir: Option<PathBuf>,
+    /// Where a pretrained model trains (`cpu`, or `cuda[:N]` in a CUDA build).
+    pub device: String,
     /// A display name.
     pub name: String,
     /// Where to remember progress across restarts.
@@ -266,7 +270,21 @@ pub async fn join(options: JoinOptions) -> Result<JoinReport, ParticipantError> 
         .ok_or_else(|| ParticipantError::Model("the coordinator sent no model".into()))?;
     let task = task_of(&spec)?;
     let data = options.data.clone();
+    let (pretrained, model_dir, device) = (
+        spec.pretrained.clone(),
+        options.model_dir.clone(),
+        options.device.clone(),
+    );
     let (trainer, split) = tokio::task::spawn_blocking(move || -> Result<_, ParticipantError> {
+        if task.model == ModelKind::Pretrained {
+            return crate::pretrained::prepare(
+                &pretrained,
+                model_dir.as_deref(),
+                &device,
+                task.optimizer,
+                &data,
+            );
+        }
         let trainer: Arc<dyn Trainer> = task.trainer()?.into();
         let split = task.load_local(&data)?;
         Ok((trainer, split))

@@ -26,6 +26,7 @@
 
 mod client;
 mod error;
+mod pretrained;
 mod secure;
 mod state;
 mod witness;

@@ -1,7 +1,9 @@
 use std::net::SocketAddr;
 
 use harambee_coordinator::CoordinatorConfig;
-use harambee_learn::ModelTask;
+use harambee_learn::{ModelKind, ModelTask};
+use harambee_llm::PretrainedTask;
+use harambee_params::{Layout, ParamSet};
 use harambee_strategy::{FitConfig, StrategyConfig};
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +43,10 @@ pub struct FederationConfig {
     pub per_member_invites: bool,
     /// What is trained.
     pub model: ModelTask,
+    /// For `model.model = "pretrained"`: the base model (its digest must be the charter's
+    /// `base_model`) and the LoRA adapters that train.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrained: Option<PretrainedTask>,
     /// How rounds run.
     pub rounds: RoundSettings,
     /// What participants do each round, and how results are combined.
@@ -170,6 +176,19 @@ impl Default for Limits {
 }
 
 impl FederationConfig {
+    /// The trained parameters' layout and their initial values, from the seed. A pretrained
+    /// federation's adapters follow from the base's architecture and the LoRA settings, so
+    /// neither the coordinator nor an auditor needs a copy of the base.
+    pub fn initial_model(&self) -> Result<(Layout, ParamSet), harambee_learn::LearnError> {
+        match &self.pretrained {
+            Some(task) => Ok((task.layout(), task.initial(self.rounds.seed))),
+            None => {
+                let trainer = self.model.trainer()?;
+                Ok((trainer.layout().clone(), trainer.init(self.rounds.seed)))
+            }
+        }
+    }
+
     /// Parses `federation.toml` text and checks it.
     pub fn parse(text: &str) -> Result<Self, ServerError> {
         let config: Self = toml::from_str(text)
@@ -195,6 +214,16 @@ impl FederationConfig {
         }
         if self.model.classes.is_empty() {
             return bad("model.classes must name at least one class".into());
+        }
+        if (self.model.model == ModelKind::Pretrained) != self.pretrained.is_some() {
+            return bad(
+                "model.model = \"pretrained\" and the [pretrained] settings go together".into(),
+            );
+        }
+        if let Some(p) = &self.pretrained
+            && let Err(e) = p.lora.validate()
+        {
+            return bad(format!("pretrained.lora: {e}"));
         }
         if self.server_names.is_empty() {
             return bad("server_names must name at least one host".into());

@@ -195,8 +195,8 @@ impl Driver {
             })?;
         crate::privacy::check_budget(&charter, &config)?;
         secure_steps::check_secure_aggregation(&charter, &config)?;
-        let trainer = config.model.trainer()?;
-        let layout = trainer.layout().clone();
+        check_base_model(&charter, &config)?;
+        let (layout, initial) = config.initial_model()?;
         let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&folder.blobs_path())?);
         let state: Arc<dyn StateStore> = Arc::new(SqliteState::open(&folder.state_path())?);
         let checkpoint = state.checkpoint()?;
@@ -206,7 +206,7 @@ impl Driver {
         };
         let global = match &checkpoint.global_blob {
             Some(d) => load(d)?,
-            None => trainer.init(config.rounds.seed),
+            None => initial,
         };
         let mut strategy = config.training.strategy.build(
             config.training.fraction,
@@ -391,6 +391,12 @@ impl Driver {
                 })
                 .collect(),
             seed: self.config.rounds.seed,
+            pretrained: self
+                .config
+                .pretrained
+                .as_ref()
+                .map(|p| serde_json::to_string(p).unwrap_or_default())
+                .unwrap_or_default(),
         }
     }
 
@@ -495,4 +501,18 @@ fn charter_in_force(ledger: &Ledger) -> Option<String> {
         }
     }
     hash
+}
+
+/// A pretrained federation runs only with the base its charter pins.
+fn check_base_model(charter: &Charter, config: &FederationConfig) -> Result<(), ServerError> {
+    let pinned = charter.base_model.as_ref().map(|b| b.sha256.as_str());
+    let ours = config.pretrained.as_ref().map(|p| p.base_sha256.as_str());
+    if pinned != ours {
+        return Err(ServerError::Config(format!(
+            "the charter pins base model {} but federation.toml fine-tunes {}; amend the charter or fix the settings",
+            pinned.unwrap_or("(none)"),
+            ours.unwrap_or("(none)")
+        )));
+    }
+    Ok(())
 }

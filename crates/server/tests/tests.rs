@@ -35,6 +35,7 @@ fn config(min_participants: usize) -> FederationConfig {
             embedding_dim: 0,
             optimizer: Optimizer::default(),
         },
+        pretrained: None,
         rounds: RoundSettings {
             rounds: 2,
             min_participants,
@@ -85,6 +86,7 @@ fn charter(members_only: Option<&Identity>) -> Charter {
             })
             .into_iter()
             .collect(),
+        base_model: None,
     }
 }
 

@@ -306,6 +306,12 @@ pub fn trainer_for(
         ModelKind::CharTransformer(shape) => {
             Box::new(crate::CharLmTrainer::new(shape, data, optimizer)?)
         }
+        ModelKind::Pretrained => {
+            return Err(LearnError::InvalidSetting(
+                "a pretrained model's trainer comes from harambee-llm (--model hf:DIR --lora RANK)"
+                    .into(),
+            ));
+        }
         _ => Box::new(BurnTrainer::new(kind, data, optimizer, embedding_dim)?),
     })
 }
