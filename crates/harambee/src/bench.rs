@@ -26,6 +26,9 @@ struct Timed {
 }
 
 pub(crate) fn run(args: BenchArgs) -> Result<()> {
+    if args.llm {
+        return crate::bench_llm::run(&args);
+    }
     let mut report = Vec::new();
     // PyTorch first, so its process does not share the cores with ours.
     let pytorch = if args.pytorch {
@@ -120,7 +123,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
 fn run_pytorch(args: &BenchArgs) -> Result<serde_json::Value> {
     let out = std::env::temp_dir().join(format!("harambee-pytorch-{}.json", std::process::id()));
     eprintln!("running bench/pytorch_bench.py (plain PyTorch, same workloads)...");
-    let mut cmd = std::process::Command::new("python3");
+    let mut cmd = std::process::Command::new(&args.python);
     cmd.args(["bench/pytorch_bench.py", "--json"]).arg(&out);
     cmd.args([
         "--nn-rounds",
@@ -177,7 +180,7 @@ fn print_pytorch(torch: &serde_json::Value, ours: &[serde_json::Value]) {
     println!("  PyTorch start-up {startup:.2} s, peak memory {peak:.2} GB");
 }
 
-fn line(what: &str, ours: f64, baseline: f64, baseline_name: &str, ratio: f64) {
+pub(crate) fn line(what: &str, ours: f64, baseline: f64, baseline_name: &str, ratio: f64) {
     println!("{what:<70} {ours:>10.4}   {baseline_name}: {baseline:>8.4}   ratio {ratio:>6.2}x");
 }
 

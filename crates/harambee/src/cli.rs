@@ -515,6 +515,15 @@ pub(crate) struct DemoArgs {
     /// Keep the coordinator and its dashboard up after training, until Ctrl-C.
     #[arg(long, conflicts_with = "simulated")]
     pub(crate) stay: bool,
+    /// Fine-tune a pretrained language model instead (a Hugging Face folder: config.json,
+    /// model.safetensors, tokenizer.json): communities each holding some African and Indian
+    /// languages train LoRA adapters together, then compare bits per character with each
+    /// community alone. Without DIR, says how to get a model.
+    #[arg(long, num_args = 0..=1, value_name = "DIR", conflicts_with_all = ["simulated", "private", "community"])]
+    pub(crate) llm: Option<Option<PathBuf>>,
+    /// With --llm: the adapters' rank.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) lora: usize,
 }
 
 impl DemoArgs {
@@ -559,9 +568,29 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     pub(crate) json: Option<PathBuf>,
     /// Also run bench/pytorch_bench.py (needs `pip install -r bench/requirements.txt`) in this
-    /// run and print plain PyTorch's numbers beside ours.
+    /// run and print plain PyTorch's numbers beside ours (with --llm: PyTorch + PEFT's LoRA
+    /// fine-tuning, bench/pytorch_lora_bench.py).
     #[arg(long)]
     pub(crate) pytorch: bool,
+    /// Instead: LoRA fine-tuning of a SmolLM2-135M-shaped model (random weights), tokens per
+    /// second and peak memory, and bytes on the wire per round.
+    #[arg(long)]
+    pub(crate) llm: bool,
+    /// With --llm: transformer blocks (30 is SmolLM2-135M; fewer for a quick look).
+    #[arg(long, default_value_t = 30)]
+    pub(crate) llm_layers: usize,
+    /// With --llm: timed optimiser steps (after two untimed ones).
+    #[arg(long, default_value_t = 5)]
+    pub(crate) llm_steps: u32,
+    /// With --llm: tokens per sequence.
+    #[arg(long, default_value_t = 256)]
+    pub(crate) llm_seq: usize,
+    /// With --llm: where to train (cpu, or cuda[:N] in a CUDA build).
+    #[arg(long, default_value = "cpu")]
+    pub(crate) llm_device: String,
+    /// The Python that runs the PyTorch baselines.
+    #[arg(long, default_value = "python3")]
+    pub(crate) python: String,
 }
 
 /// LoRA fine-tuning of a pretrained language model (`--model hf:DIR`).

@@ -33,6 +33,9 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
     if args.community {
         return crate::demo_community::run(args);
     }
+    if let Some(model) = args.llm.clone() {
+        return crate::demo_llm::run(args, model);
+    }
     if args.participants() < 2 {
         bail!("--participants must be at least 2: a federation of one is local training");
     }
@@ -319,7 +322,7 @@ pub(crate) fn headline(participants: usize, languages: &[Language]) -> String {
 
 /// Which languages each community holds: consecutive runs of about 2L/N languages, so each
 /// language is held by about two communities and no community holds them all.
-fn assign_languages(languages: usize, communities: usize) -> Vec<Vec<usize>> {
+pub(crate) fn assign_languages(languages: usize, communities: usize) -> Vec<Vec<usize>> {
     let per = (2 * languages).div_ceil(communities).clamp(1, languages);
     (0..communities)
         .map(|k| {
@@ -330,7 +333,7 @@ fn assign_languages(languages: usize, communities: usize) -> Vec<Vec<usize>> {
 }
 
 /// A community's own corpus folder: its languages' declarations and an index of them.
-fn write_community_data(
+pub(crate) fn write_community_data(
     source: &Path,
     languages: &[Language],
     held: &[usize],

@@ -7,10 +7,12 @@
 
 mod admin;
 mod bench;
+mod bench_llm;
 mod charter;
 mod cli;
 mod demo;
 mod demo_community;
+mod demo_llm;
 mod demo_sim;
 mod export;
 mod federation;

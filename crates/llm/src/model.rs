@@ -13,6 +13,9 @@ use burn::tensor::activation::silu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use rand_distr::{Distribution, Normal};
 
 use crate::checkpoint::HostTensor;
 use crate::lora::Target;
@@ -194,6 +197,52 @@ impl BaseModel {
             head,
             device: device.clone(),
         })
+    }
+
+    /// A model of `config` with random weights (normal, σ 0.02; norms 1), for timing and
+    /// tests: speed does not depend on the values.
+    pub fn random(config: &HfConfig, seed: u64, device: &Device) -> Result<Self, LlmError> {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let normal = Normal::new(0.0f32, 0.02).expect("a valid deviation");
+        let mut tensors = BTreeMap::new();
+        let mut add = |name: String, shape: Vec<usize>, ones: bool| {
+            let n = shape.iter().product();
+            let values = if ones {
+                vec![1.0; n]
+            } else {
+                (0..n).map(|_| normal.sample(&mut rng)).collect()
+            };
+            tensors.insert(name, HostTensor { shape, values });
+        };
+        let (h, v) = (config.hidden_size, config.vocab_size);
+        add("model.embed_tokens.weight".into(), vec![v, h], false);
+        for layer in 0..config.num_hidden_layers {
+            let prefix = format!("model.layers.{layer}");
+            for target in Target::ALL {
+                let (d_in, d_out) = target.dims(config);
+                let name = format!("{prefix}.{}", target.path());
+                add(format!("{name}.weight"), vec![d_out, d_in], false);
+                let bias = match target {
+                    Target::QProj | Target::KProj | Target::VProj => config.qkv_bias(),
+                    Target::OProj => config.attention_bias,
+                    _ => config.mlp_bias,
+                };
+                if bias {
+                    add(format!("{name}.bias"), vec![d_out], false);
+                }
+            }
+            add(format!("{prefix}.input_layernorm.weight"), vec![h], true);
+            add(
+                format!("{prefix}.post_attention_layernorm.weight"),
+                vec![h],
+                true,
+            );
+        }
+        add("model.norm.weight".into(), vec![h], true);
+        if !config.tie_word_embeddings {
+            add("lm_head.weight".into(), vec![v, h], false);
+        }
+        Self::from_tensors(config, tensors, device)
     }
 
     /// The architecture's settings.
