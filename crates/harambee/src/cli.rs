@@ -43,6 +43,39 @@ pub(crate) enum Command {
     /// As a steward, pause or resume a running federation or remove a member, through its
     /// dashboard, with a request signed by your key.
     Admin(AdminArgs),
+    /// Pretrained models: fetch one from the Hugging Face hub, or show a folder's
+    /// architecture and the digest a charter pins.
+    Model(ModelArgs),
+}
+
+/// `harambee model`.
+#[derive(Debug, Args)]
+pub(crate) struct ModelArgs {
+    #[command(subcommand)]
+    pub(crate) command: ModelCommand,
+}
+
+/// What to do with a pretrained model.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ModelCommand {
+    /// Download ORG/NAME's config.json, tokenizer.json and safetensors weights from the
+    /// Hugging Face hub into a folder (on machines that reach huggingface.co; HF_TOKEN for
+    /// gated models).
+    Fetch {
+        /// The model's hub id, e.g. HuggingFaceTB/SmolLM2-135M.
+        id: String,
+        /// The folder to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// A branch, tag or commit.
+        #[arg(long, default_value = "main")]
+        revision: String,
+    },
+    /// Show a model folder's architecture, its files and its digest.
+    Inspect {
+        /// The model folder.
+        dir: PathBuf,
+    },
 }
 
 /// `harambee admin`.

@@ -19,6 +19,7 @@ mod federation;
 mod keygen;
 mod ledger;
 mod llm;
+mod model;
 mod progress;
 mod simulate;
 
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
         cli::Command::Export(args) => export::run(args),
         cli::Command::Charter(args) => charter::run(args),
         cli::Command::Admin(args) => admin::run(args),
+        cli::Command::Model(args) => model::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

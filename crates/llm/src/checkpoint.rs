@@ -155,6 +155,17 @@ fn weight_files(dir: &Path) -> Result<Vec<String>, LlmError> {
     Ok(files)
 }
 
+/// The tensors of one safetensors file's bytes, converted to f32; `path` names it in errors.
+/// Any bytes give tensors or an error, never a panic (property-tested and fuzzed).
+pub fn tensors_from_bytes(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<BTreeMap<String, HostTensor>, LlmError> {
+    let mut tensors = BTreeMap::new();
+    read_safetensors(path, bytes, &mut tensors)?;
+    Ok(tensors)
+}
+
 /// Adds the tensors of one safetensors file, converted to f32.
 pub(crate) fn read_safetensors(
     path: &Path,

@@ -38,13 +38,13 @@ mod trainer;
 
 use burn::tensor::Device;
 
-pub use checkpoint::{Checkpoint, HostTensor};
+pub use checkpoint::{Checkpoint, HostTensor, tensors_from_bytes};
 pub use config::{Family, HfConfig};
 pub use error::LlmError;
 pub use lora::{LoraSettings, Target, Variant, factor_name};
 pub use model::BaseModel;
 pub use task::{PretrainedTask, full_adapters, initial_adapters};
-pub use text::{LanguageBits, LanguageTexts, TextTokenizer, TokenCorpus};
+pub use text::{Encoded, LanguageBits, LanguageTexts, TextTokenizer, TokenCorpus};
 pub use trainer::LoraTrainer;
 
 /// The device for `name`: `cpu` (burn's pure-Rust flex back-end), or `cuda` / `cuda:N`

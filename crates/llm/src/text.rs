@@ -15,6 +15,9 @@ use tokenizers::Tokenizer;
 
 use crate::LlmError;
 
+/// Token ids, and each token's byte range in the text.
+pub type Encoded = (Vec<u32>, Vec<(usize, usize)>);
+
 /// A model's tokenizer (`tokenizer.json`).
 pub struct TextTokenizer {
     inner: Tokenizer,
@@ -40,7 +43,7 @@ impl TextTokenizer {
     }
 
     /// The ids of `text` (no special tokens added) and each token's byte range in it.
-    pub fn encode(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>), LlmError> {
+    pub fn encode(&self, text: &str) -> Result<Encoded, LlmError> {
         let encoding = self
             .inner
             .encode(text, false)

@@ -9,7 +9,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use harambee_learn::{
     Dataset, Evaluation, InnerState, LearnError, Optimizer, TrainOutcome, Trainer,
 };
-use harambee_params::{Layout, ParamSet, ParamsError};
+use harambee_params::{Layout, ParamSet};
 use harambee_strategy::FitConfig;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -110,8 +110,7 @@ impl LoraTrainer {
     fn tensor<'p>(&self, params: &'p ParamSet, name: &str) -> Result<&'p [f32], LlmError> {
         params
             .tensor(name)
-            .ok_or_else(|| LlmError::Params(ParamsError::LayoutMismatch))
-            .map_err(|e| LlmError::InvalidSetting(format!("adapter tensor {name} is missing: {e}")))
+            .ok_or_else(|| LlmError::InvalidSetting(format!("adapter tensor {name} is missing")))
     }
 
     /// The adapters of `params` on the model's device, tracked by autodiff when `track`.
