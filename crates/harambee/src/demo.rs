@@ -117,7 +117,7 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
         let codes: Vec<&str> = held.iter().map(|&i| languages[i].code.as_str()).collect();
         println!("  community {k}: {}", codes.join(", "));
         let name = format!("community-{k}");
-        participants.push(join(&exe, &folder, &home, &data, &name)?);
+        participants.push(join(&exe, &folder, &home, &data, &name, &[])?);
     }
     println!(
         "\nStatus: {} (gRPC GetStatus; logs in {})",
@@ -369,13 +369,14 @@ pub(crate) fn serve(exe: &Path, dir: &Path, stay: bool) -> Result<Child> {
 }
 
 /// Starts `harambee join` as a member named `name` with a fresh key in `home` (where its log
-/// goes too) and its data at `data`.
+/// goes too), its data at `data`, and `extra` arguments.
 pub(crate) fn join(
     exe: &Path,
     folder: &FederationFolder,
     home: &Path,
     data: &Path,
     name: &str,
+    extra: &[&std::ffi::OsStr],
 ) -> Result<Child> {
     fs::create_dir_all(home).with_context(|| format!("creating {}", home.display()))?;
     let key = home.join("key.pem");
@@ -389,7 +390,8 @@ pub(crate) fn join(
             .arg(&key)
             .arg("--data")
             .arg(data)
-            .args(["--name", name]),
+            .args(["--name", name])
+            .args(extra),
         &home.join("join.log"),
     )
 }

@@ -67,6 +67,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
             &dir.join("workers").join(&name),
             &corpus,
             &name,
+            &[],
         )
     };
     let mut running: Vec<Child> = (0..workers).map(worker).collect::<Result<_>>()?;

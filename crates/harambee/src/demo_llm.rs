@@ -16,7 +16,9 @@ use harambee_server::FederationFolder;
 use harambee_strategy::FitConfig;
 
 use crate::cli::{DemoArgs, InitArgs, LoraArgs};
-use crate::demo::{Ending, RoundReport, conclude, serve, watch_progress, write_community_data};
+use crate::demo::{
+    Ending, RoundReport, conclude, join, serve, watch_progress, write_community_data,
+};
 
 /// The demo's languages when `--data-dir` does not choose: three African, three Indian,
 /// three scripts, so that a small model and two cores finish in minutes.
@@ -105,14 +107,9 @@ pub(crate) fn run(args: DemoArgs, model: Option<PathBuf>) -> Result<()> {
         write_community_data(&source, &languages, held, &data)?;
         let codes: Vec<&str> = held.iter().map(|&i| languages[i].code.as_str()).collect();
         println!("  community {k}: {}", codes.join(", "));
-        members.push(join(
-            &exe,
-            &folder,
-            &home,
-            &data,
-            &model,
-            &format!("community-{k}"),
-        )?);
+        let extra = [std::ffi::OsStr::new("--model-dir"), model.as_os_str()];
+        let name = format!("community-{k}");
+        members.push(join(&exe, &folder, &home, &data, &name, &extra)?);
     }
     if let Some(http) = dashboard {
         println!("\nDashboard: http://{http}/ (open it in a browser to watch the rounds live)");
@@ -212,34 +209,6 @@ fn init_args(
         secagg_min_survivors: None,
         secagg_range: 1.0,
     })
-}
-
-/// `harambee join` with the community's own copy of the base.
-fn join(
-    exe: &Path,
-    folder: &FederationFolder,
-    home: &Path,
-    data: &Path,
-    model: &Path,
-    name: &str,
-) -> Result<std::process::Child> {
-    std::fs::create_dir_all(home).with_context(|| format!("creating {}", home.display()))?;
-    let key = home.join("key.pem");
-    harambee_identity::Identity::generate()?.save(&key)?;
-    crate::demo::spawn_logged(
-        std::process::Command::new(exe)
-            .arg("join")
-            .arg("--invite")
-            .arg(folder.invite_path())
-            .arg("--key")
-            .arg(&key)
-            .arg("--data")
-            .arg(data)
-            .arg("--model-dir")
-            .arg(model)
-            .args(["--name", name]),
-        &home.join("join.log"),
-    )
 }
 
 /// Bits per character on every language's held-out text: the base, the federation's

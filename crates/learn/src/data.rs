@@ -170,3 +170,40 @@ fn gather_rows<T: Copy>(values: &[T], n: usize, indices: &[usize]) -> Vec<T> {
         .flat_map(|&i| values[i * n..(i + 1) * n].iter().copied())
         .collect()
 }
+
+/// Token sequences with labels, appended one by one, then made a [`Dataset`]: how the text
+/// loaders (and the pretrained models' tokenised text) build theirs.
+#[derive(Debug, Clone, Default)]
+pub struct TokenSet {
+    offsets: Vec<usize>,
+    ids: Vec<u32>,
+    labels: Vec<u32>,
+}
+
+impl TokenSet {
+    /// Appends one sequence with its label.
+    pub fn push(&mut self, ids: &[u32], label: u32) {
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        self.ids.extend_from_slice(ids);
+        self.offsets.push(self.ids.len());
+        self.labels.push(label);
+    }
+
+    /// The data set of the sequences so far, over a vocabulary of `vocab` tokens.
+    pub fn into_dataset(mut self, vocab: usize, class_names: Vec<String>) -> Dataset {
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        Dataset {
+            features: Features::Tokens {
+                vocab,
+                offsets: self.offsets,
+                ids: self.ids,
+            },
+            labels: self.labels,
+            class_names,
+        }
+    }
+}

@@ -43,7 +43,7 @@ pub(crate) mod trainer;
 pub mod udhr;
 
 pub use charlm::{CharLmTrainer, TransformerShape};
-pub use data::{Dataset, Features, Split};
+pub use data::{Dataset, Features, Split, TokenSet};
 pub use error::LearnError;
 pub use idx::{digit_names, fashion_names, load_idx_dir, parse_images, parse_labels};
 pub use model::ModelKind;

@@ -18,7 +18,7 @@ use harambee_params::ParamSet;
 use serde::{Deserialize, Serialize};
 
 use crate::udhr::{Corpus, Language};
-use crate::{Dataset, Features, LearnError, Split, Trainer};
+use crate::{Dataset, LearnError, Split, TokenSet, Trainer};
 
 /// The byte alphabet's size.
 pub const VOCAB: usize = 256;
@@ -28,19 +28,23 @@ pub const VOCAB: usize = 256;
 /// language held out.
 pub fn byte_split(corpus: &Corpus, context: usize) -> Split {
     let step = context.max(1);
-    let (mut train, mut held) = (Chunks::default(), Chunks::default());
+    let (mut train, mut held) = (TokenSet::default(), TokenSet::default());
     for (label, _) in corpus.languages.iter().enumerate() {
         let text = language_text(corpus, label);
         let starts = (0..text.len().saturating_sub(step)).step_by(step);
         for (k, s) in starts.enumerate() {
             let target = if k % 10 == 9 { &mut held } else { &mut train };
-            target.push(&text[s..s + step + 1], label as u32);
+            let chunk: Vec<u32> = text[s..s + step + 1]
+                .iter()
+                .map(|&b| u32::from(b))
+                .collect();
+            target.push(&chunk, label as u32);
         }
     }
     let codes: Vec<String> = corpus.languages.iter().map(|l| l.code.clone()).collect();
     Split {
-        train: Arc::new(train.into_dataset(codes.clone())),
-        test: Arc::new(held.into_dataset(codes)),
+        train: Arc::new(train.into_dataset(VOCAB, codes.clone())),
+        test: Arc::new(held.into_dataset(VOCAB, codes)),
     }
 }
 
@@ -55,39 +59,6 @@ pub fn language_text(corpus: &Corpus, label: usize) -> Vec<u8> {
         .collect::<Vec<_>>()
         .join("\n")
         .into_bytes()
-}
-
-#[derive(Default)]
-struct Chunks {
-    offsets: Vec<usize>,
-    ids: Vec<u32>,
-    labels: Vec<u32>,
-}
-
-impl Chunks {
-    fn push(&mut self, bytes: &[u8], label: u32) {
-        if self.offsets.is_empty() {
-            self.offsets.push(0);
-        }
-        self.ids.extend(bytes.iter().map(|&b| u32::from(b)));
-        self.offsets.push(self.ids.len());
-        self.labels.push(label);
-    }
-
-    fn into_dataset(mut self, class_names: Vec<String>) -> Dataset {
-        if self.offsets.is_empty() {
-            self.offsets.push(0);
-        }
-        Dataset {
-            features: Features::Tokens {
-                vocab: VOCAB,
-                offsets: self.offsets,
-                ids: self.ids,
-            },
-            labels: self.labels,
-            class_names,
-        }
-    }
 }
 
 /// How well the model predicts one language's held-out text.

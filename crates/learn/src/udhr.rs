@@ -9,7 +9,7 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::{Dataset, Features, LearnError, Split};
+use crate::{Dataset, LearnError, Split};
 
 /// One language of the corpus.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,8 +253,8 @@ impl Corpus {
         test_every: usize,
         names: &[String],
     ) -> (Dataset, Dataset) {
-        let mut train = TokenSet::default();
-        let mut test = TokenSet::default();
+        let mut train = crate::TokenSet::default();
+        let mut test = crate::TokenSet::default();
         let mut seen = vec![0usize; names.len().max(self.languages.len())];
         for (lang, sentence) in &self.sentences {
             let k = seen[*lang];
@@ -264,44 +264,11 @@ impl Corpus {
             } else {
                 &mut train
             };
-            target.push(features.ids(sentence), *lang as u32);
+            target.push(&features.ids(sentence), *lang as u32);
         }
         (
             train.into_dataset(features.buckets, names.to_vec()),
             test.into_dataset(features.buckets, names.to_vec()),
         )
-    }
-}
-
-#[derive(Default)]
-struct TokenSet {
-    offsets: Vec<usize>,
-    ids: Vec<u32>,
-    labels: Vec<u32>,
-}
-
-impl TokenSet {
-    fn push(&mut self, ids: Vec<u32>, label: u32) {
-        if self.offsets.is_empty() {
-            self.offsets.push(0);
-        }
-        self.ids.extend(ids);
-        self.offsets.push(self.ids.len());
-        self.labels.push(label);
-    }
-
-    fn into_dataset(mut self, vocab: usize, class_names: Vec<String>) -> Dataset {
-        if self.offsets.is_empty() {
-            self.offsets.push(0);
-        }
-        Dataset {
-            features: Features::Tokens {
-                vocab,
-                offsets: self.offsets,
-                ids: self.ids,
-            },
-            labels: self.labels,
-            class_names,
-        }
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use harambee_learn::udhr::{Corpus, Language};
-use harambee_learn::{Dataset, Features, Split, Trainer};
+use harambee_learn::{Split, TokenSet, Trainer};
 use harambee_params::ParamSet;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
@@ -151,7 +151,7 @@ impl TokenCorpus {
             ));
         }
         let vocab = tokenizer.vocab_size();
-        let (mut train, mut test) = (Chunks::default(), Chunks::default());
+        let (mut train, mut test) = (TokenSet::default(), TokenSet::default());
         let mut test_chars = Vec::new();
         for (label, text) in texts.texts.iter().enumerate() {
             let (ids, offsets) = tokenizer.encode(text)?;
@@ -241,37 +241,4 @@ pub struct LanguageBits {
     pub nats_per_token: f64,
     /// Bits per character.
     pub bits_per_char: f64,
-}
-
-#[derive(Default)]
-struct Chunks {
-    offsets: Vec<usize>,
-    ids: Vec<u32>,
-    labels: Vec<u32>,
-}
-
-impl Chunks {
-    fn push(&mut self, chunk: &[u32], label: u32) {
-        if self.offsets.is_empty() {
-            self.offsets.push(0);
-        }
-        self.ids.extend_from_slice(chunk);
-        self.offsets.push(self.ids.len());
-        self.labels.push(label);
-    }
-
-    fn into_dataset(mut self, vocab: usize, class_names: Vec<String>) -> Dataset {
-        if self.offsets.is_empty() {
-            self.offsets.push(0);
-        }
-        Dataset {
-            features: Features::Tokens {
-                vocab,
-                offsets: self.offsets,
-                ids: self.ids,
-            },
-            labels: self.labels,
-            class_names,
-        }
-    }
 }
