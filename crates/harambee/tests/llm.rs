@@ -164,3 +164,42 @@ fn three_processes_fine_tune_a_pretrained_model_and_the_ledger_recomputes_the_ad
         assert!(said.contains("names match"), "{said}");
     }
 }
+
+#[test]
+fn the_llm_demo_fine_tunes_together_compares_with_alone_and_verifies_its_ledger() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("demo");
+    let out = Command::new(env!("CARGO_BIN_EXE_harambee"))
+        .current_dir(repo())
+        .args(["demo", "--llm"])
+        .arg(fixture("llama"))
+        .args(["--rounds", "2", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let said = ok(&out);
+    for needle in [
+        "community 2:",
+        "round   2/2",
+        "federated",
+        "alone",
+        "Ledger verified",
+        "2 of 2 rounds recomputed",
+    ] {
+        assert!(
+            said.contains(needle),
+            "the demo never said {needle:?}:\n{said}"
+        );
+    }
+    // Without a model it says how to get one, and fails.
+    let out = Command::new(env!("CARGO_BIN_EXE_harambee"))
+        .current_dir(repo())
+        .args(["demo", "--llm"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("harambee model fetch"),
+        "{said}"
+    );
+}
