@@ -484,6 +484,10 @@ pub(crate) struct SimulateArgs {
     /// With --model hf:DIR: the LoRA fine-tuning settings.
     #[command(flatten)]
     pub(crate) lora: LoraArgs,
+    /// With --model hf:DIR: where to train: cpu, or cuda[:N] in a build with
+    /// `--features cuda`.
+    #[arg(long, default_value = "cpu")]
+    pub(crate) device: String,
     /// Train with burn even for the hand-written models (logreg, 2nn, cnn).
     #[arg(long)]
     pub(crate) burn_only: bool,
@@ -645,13 +649,10 @@ pub(crate) struct LoraArgs {
     /// Tokens the model reads per training chunk.
     #[arg(long, default_value_t = 128)]
     pub(crate) context: usize,
-    /// Where to train: cpu, or cuda[:N] in a build with `--features cuda`.
-    #[arg(long, default_value = "cpu")]
-    pub(crate) device: String,
 }
 
 impl Default for LoraArgs {
-    /// As the flags' defaults: no LoRA rank (so no pretrained model), context 128, the CPU.
+    /// As the flags' defaults: no LoRA rank (so no pretrained model), context 128.
     fn default() -> Self {
         Self {
             lora: None,
@@ -659,7 +660,6 @@ impl Default for LoraArgs {
             lora_targets: None,
             lora_variant: "standard".into(),
             context: 128,
-            device: "cpu".into(),
         }
     }
 }

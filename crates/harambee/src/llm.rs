@@ -106,19 +106,13 @@ fn sim_defaults() -> SimConfig {
 /// `harambee simulate --model hf:DIR --lora RANK`.
 pub(crate) fn simulate(mut args: SimulateArgs, dir: PathBuf, start: Instant) -> Result<()> {
     args.model = None;
-    let lora_args = args.lora.clone();
+    let (lora_args, device) = (args.lora.clone(), args.device.clone());
     let (data_dir, compare_local) = (args.data_dir.take(), args.compare_local);
     let partition_given = args.partition.is_some();
     let languages = args.languages.take().unwrap_or_default();
     let mut config = crate::simulate::config_from(args, sim_defaults())?;
     let lora = lora_args.settings(config.seed)?;
-    let loaded = load(
-        &dir,
-        lora,
-        config.optimizer,
-        lora_args.context,
-        &lora_args.device,
-    )?;
+    let loaded = load(&dir, lora, config.optimizer, lora_args.context, &device)?;
     let texts = texts(data_dir.as_deref(), &languages)?;
     let tokenizer = harambee_llm::TextTokenizer::load(&loaded.checkpoint.tokenizer_path())?;
     let corpus = TokenCorpus::build(&texts, &tokenizer, lora_args.context)?;
