@@ -245,8 +245,7 @@ fn export_adapter(
         task.base_sha256
     );
     if let Some(dir) = &args.merge_with {
-        let checkpoint = task.open_base(dir)?;
-        let base = harambee_llm::load_base(&checkpoint, &harambee_llm::device("cpu")?)?;
+        let (checkpoint, base) = task.load_base(dir, &harambee_llm::device("cpu")?)?;
         let trainer = harambee_llm::LoraTrainer::new(
             std::sync::Arc::new(base),
             task.lora.clone(),

@@ -6,7 +6,7 @@
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Tensor, TensorData};
-use harambee_params::{Layout, ParamSet};
+use harambee_params::{Layout, ParamSet, transpose};
 
 /// Tracks the module path during a visit, to name tensors and spot linear weights.
 #[derive(Default)]
@@ -35,17 +35,6 @@ impl Path {
         self.names.last().is_some_and(|n| n == "weight")
             && self.containers.last().is_some_and(|c| c == "Struct:Linear")
     }
-}
-
-/// Transposes a row-major `[rows, cols]` matrix.
-fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0; values.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = values[r * cols + c];
-        }
-    }
-    out
 }
 
 struct Collector {

@@ -86,22 +86,7 @@ impl Checkpoint {
 
     /// The manifest [`digest`](Self::digest) hashes.
     pub fn manifest(&self) -> Result<String, LlmError> {
-        let mut manifest = String::new();
-        for name in self.files() {
-            let path = self.dir.join(&name);
-            let mut file = std::fs::File::open(&path).map_err(LlmError::io(&path))?;
-            let mut hasher = Sha256::new();
-            let mut buffer = vec![0u8; 1 << 20];
-            loop {
-                let n = file.read(&mut buffer).map_err(LlmError::io(&path))?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buffer[..n]);
-            }
-            manifest.push_str(&format!("{}  {name}\n", hex::encode(hasher.finalize())));
-        }
-        Ok(manifest)
+        Ok(self.read(false)?.0)
     }
 
     /// Every tensor of the checkpoint, converted to f32. One file is held in memory at a
@@ -114,6 +99,54 @@ impl Checkpoint {
             read_safetensors(&path, &bytes, &mut tensors)?;
         }
         Ok(tensors)
+    }
+
+    /// As [`load_tensors`](Self::load_tensors), reading each file once to both hash and
+    /// parse it, and only if the folder's digest is `expected`: a participant's copy of the
+    /// federation's base.
+    pub fn load_verified(&self, expected: &str) -> Result<BTreeMap<String, HostTensor>, LlmError> {
+        let (manifest, tensors) = self.read(true)?;
+        let digest = hex::encode(Sha256::digest(manifest.as_bytes()));
+        if digest != expected {
+            return Err(LlmError::bad(
+                &self.dir,
+                format!(
+                    "this copy of the base model has digest {digest}, but the federation fine-tunes the one with digest {expected}; refusing to train on a different base"
+                ),
+            ));
+        }
+        Ok(tensors)
+    }
+
+    /// The manifest, and with `parse` the tensors of the weight files, each file read once.
+    fn read(&self, parse: bool) -> Result<(String, BTreeMap<String, HostTensor>), LlmError> {
+        let (mut manifest, mut tensors) = (String::new(), BTreeMap::new());
+        for name in self.files() {
+            let path = self.dir.join(&name);
+            let hash = if parse && self.weight_files.contains(&name) {
+                let bytes = std::fs::read(&path).map_err(LlmError::io(&path))?;
+                read_safetensors(&path, &bytes, &mut tensors)?;
+                Sha256::digest(&bytes).to_vec()
+            } else {
+                hash_file(&path)?
+            };
+            manifest.push_str(&format!("{}  {name}\n", hex::encode(hash)));
+        }
+        Ok((manifest, tensors))
+    }
+}
+
+/// SHA-256 of a file, streamed.
+fn hash_file(path: &Path) -> Result<Vec<u8>, LlmError> {
+    let mut file = std::fs::File::open(path).map_err(LlmError::io(path))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer).map_err(LlmError::io(path))?;
+        if n == 0 {
+            return Ok(hasher.finalize().to_vec());
+        }
+        hasher.update(&buffer[..n]);
     }
 }
 

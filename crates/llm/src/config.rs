@@ -136,7 +136,8 @@ impl HfConfig {
         v * h + self.num_hidden_layers * block + h + head
     }
 
-    fn validate(&self) -> Result<(), String> {
+    /// Refuses architectures we do not implement and impossible sizes.
+    pub fn validate(&self) -> Result<(), String> {
         if !matches!(self.model_type.as_str(), "llama" | "qwen2") {
             return Err(format!(
                 "model_type {:?} is not implemented; supported: llama (Llama 2/3, SmolLM2) and qwen2 (Qwen2, Qwen2.5)",

@@ -75,6 +75,15 @@ impl Target {
         format!("{parent}.{}", self.name())
     }
 
+    /// Whether the projection carries a bias in a model of `config` (Qwen2's q, k, v).
+    pub fn has_bias(self, config: &HfConfig) -> bool {
+        match self {
+            Target::QProj | Target::KProj | Target::VProj => config.qkv_bias(),
+            Target::OProj => config.attention_bias,
+            _ => config.mlp_bias,
+        }
+    }
+
     /// `(in, out)` of the projection in a model of `config`.
     pub fn dims(self, config: &HfConfig) -> (usize, usize) {
         let h = config.hidden_size;

@@ -109,12 +109,7 @@ impl Weights<'_> {
         d_out: usize,
     ) -> Result<Tensor<2>, LlmError> {
         let t = self.take(name, &[d_out, d_in])?;
-        let mut values = vec![0.0f32; t.values.len()];
-        for (r, row) in t.values.chunks_exact(d_in).enumerate() {
-            for (c, &v) in row.iter().enumerate() {
-                values[c * d_out + r] = v;
-            }
-        }
+        let values = harambee_params::transpose(&t.values, d_out, d_in);
         Ok(Tensor::from_data(
             TensorData::new(values, [d_in, d_out]),
             self.device,
@@ -160,14 +155,7 @@ impl BaseModel {
             let prefix = format!("model.layers.{layer}");
             let projections = Target::ALL
                 .into_iter()
-                .map(|t| {
-                    let bias = match t {
-                        Target::QProj | Target::KProj | Target::VProj => config.qkv_bias(),
-                        Target::OProj => config.attention_bias,
-                        _ => config.mlp_bias,
-                    };
-                    w.projection(&prefix, t, config, bias)
-                })
+                .map(|t| w.projection(&prefix, t, config, t.has_bias(config)))
                 .collect::<Result<_, _>>()?;
             blocks.push(Block {
                 input_norm: w.vector(&format!("{prefix}.input_layernorm.weight"), h)?,
@@ -222,12 +210,7 @@ impl BaseModel {
                 let (d_in, d_out) = target.dims(config);
                 let name = format!("{prefix}.{}", target.path());
                 add(format!("{name}.weight"), vec![d_out, d_in], false);
-                let bias = match target {
-                    Target::QProj | Target::KProj | Target::VProj => config.qkv_bias(),
-                    Target::OProj => config.attention_bias,
-                    _ => config.mlp_bias,
-                };
-                if bias {
+                if target.has_bias(config) {
                     add(format!("{name}.bias"), vec![d_out], false);
                 }
             }

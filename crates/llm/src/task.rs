@@ -9,7 +9,9 @@ use harambee_params::{Layout, ParamSet};
 use serde::{Deserialize, Serialize};
 
 use crate::lora::{LoraSettings, Variant, factor_name};
-use crate::{Checkpoint, HfConfig, LlmError};
+use burn::tensor::Device;
+
+use crate::{BaseModel, Checkpoint, HfConfig, LlmError};
 
 /// A federation's pretrained base and its adapters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,14 +37,15 @@ impl PretrainedTask {
         lora: LoraSettings,
         context: usize,
     ) -> Result<Self, LlmError> {
-        lora.validate()?;
-        Ok(Self {
+        let task = Self {
             base_name: base_name.to_string(),
             base_sha256: checkpoint.digest()?,
             config: checkpoint.config().clone(),
             lora,
             context,
-        })
+        };
+        task.validate()?;
+        Ok(task)
     }
 
     /// The adapters' tensors, as they travel.
@@ -55,20 +58,41 @@ impl PretrainedTask {
         initial_adapters(&self.config, &self.lora, seed)
     }
 
-    /// Opens a participant's copy of the base at `dir` and checks it is the federation's.
-    pub fn open_base(&self, dir: &Path) -> Result<Checkpoint, LlmError> {
-        let checkpoint = Checkpoint::open(dir)?;
-        let digest = checkpoint.digest()?;
-        if digest != self.base_sha256 {
-            return Err(LlmError::bad(
-                dir,
-                format!(
-                    "this copy of the base model has digest {digest}, but the federation fine-tunes {} with digest {}; refusing to train on a different base",
-                    self.base_name, self.base_sha256
-                ),
-            ));
+    /// Refuses settings no model could have: the architecture's, LoRA's, and a context
+    /// beyond the model's positions.
+    pub fn validate(&self) -> Result<(), LlmError> {
+        self.config
+            .validate()
+            .map_err(|e| LlmError::InvalidSetting(format!("pretrained.config: {e}")))?;
+        self.lora.validate()?;
+        if self.context < 2 || self.context > self.config.max_position_embeddings {
+            return Err(LlmError::InvalidSetting(format!(
+                "context {} must be between 2 and the model's {} positions",
+                self.context, self.config.max_position_embeddings
+            )));
         }
-        Ok(checkpoint)
+        Ok(())
+    }
+
+    /// Loads a participant's copy of the base at `dir` onto `device`, if it is the
+    /// federation's (its digest), reading each file once.
+    pub fn load_base(
+        &self,
+        dir: &Path,
+        device: &Device,
+    ) -> Result<(Checkpoint, BaseModel), LlmError> {
+        let checkpoint = Checkpoint::open(dir)?;
+        let tensors = checkpoint
+            .load_verified(&self.base_sha256)
+            .map_err(|e| match e {
+                LlmError::BadModel { path, reason } => LlmError::BadModel {
+                    path,
+                    reason: format!("{reason} ({})", self.base_name),
+                },
+                other => other,
+            })?;
+        let base = BaseModel::from_tensors(checkpoint.config(), tensors, device)?;
+        Ok((checkpoint, base))
     }
 }
 

@@ -9,7 +9,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use harambee_learn::{
     Dataset, Evaluation, InnerState, LearnError, Optimizer, TrainOutcome, Trainer,
 };
-use harambee_params::{Layout, ParamSet};
+use harambee_params::{Layout, ParamSet, transpose};
 use harambee_strategy::FitConfig;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -40,17 +40,6 @@ impl std::fmt::Debug for LoraTrainer {
             .field("context", &self.context)
             .finish_non_exhaustive()
     }
-}
-
-/// Transposes a row-major `[rows, cols]` matrix.
-fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0; values.len()];
-    for (r, row) in values.chunks_exact(cols).enumerate() {
-        for (c, &v) in row.iter().enumerate() {
-            out[c * rows + r] = v;
-        }
-    }
-    out
 }
 
 impl LoraTrainer {

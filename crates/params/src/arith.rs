@@ -56,3 +56,16 @@ pub fn weighted_mean(inputs: &[(&ParamSet, f64)]) -> Result<ParamSet, ParamsErro
     weighted_sum_into(out.values_mut(), &scaled);
     Ok(out)
 }
+
+/// Transposes a row-major `[rows, cols]` matrix: how PyTorch's `[out, in]` linear weights
+/// and the `[in, out]` that burn multiplies by meet.
+pub fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    debug_assert_eq!(values.len(), rows * cols);
+    let mut out = vec![0.0; values.len()];
+    for (r, row) in values.chunks_exact(cols.max(1)).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            out[c * rows + r] = v;
+        }
+    }
+    out
+}

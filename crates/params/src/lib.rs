@@ -31,7 +31,7 @@ mod layout;
 mod safetensors_io;
 mod set;
 
-pub use arith::{weighted_mean, weighted_sum_into};
+pub use arith::{transpose, weighted_mean, weighted_sum_into};
 pub use digest::Digest;
 pub use encoding::Encoding;
 pub use error::ParamsError;

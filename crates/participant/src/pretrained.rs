@@ -31,20 +31,20 @@ pub(crate) fn prepare(
             task.base_name, task.base_sha256
         )));
     };
-    let checkpoint = task.open_base(dir).map_err(bad)?;
-    let base = harambee_llm::load_base(&checkpoint, &harambee_llm::device(device).map_err(bad)?)
-        .map_err(bad)?;
+    task.validate().map_err(bad)?;
+    let device = harambee_llm::device(device).map_err(bad)?;
+    let (checkpoint, base) = task.load_base(dir, &device).map_err(bad)?;
     let trainer = LoraTrainer::new(Arc::new(base), task.lora.clone(), optimizer, task.context)
         .map_err(bad)?;
     let texts = LanguageTexts::load(data, None).map_err(bad)?;
     let tokenizer = TextTokenizer::load(&checkpoint.tokenizer_path()).map_err(bad)?;
     let corpus = TokenCorpus::build(&texts, &tokenizer, task.context).map_err(bad)?;
     let mut split = corpus.split;
+    // The federation has one class, "text"; the languages are this member's own affair.
     for set in [&mut split.train, &mut split.test] {
-        let mut one = (**set).clone();
+        let one = Arc::make_mut(set);
         one.labels.iter_mut().for_each(|l| *l = 0);
         one.class_names = vec!["text".into()];
-        *set = Arc::new(one);
     }
     if split.train.is_empty() {
         return Err(ParticipantError::Model(format!(

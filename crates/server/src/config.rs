@@ -221,9 +221,9 @@ impl FederationConfig {
             );
         }
         if let Some(p) = &self.pretrained
-            && let Err(e) = p.lora.validate()
+            && let Err(e) = p.validate()
         {
-            return bad(format!("pretrained.lora: {e}"));
+            return bad(format!("pretrained: {e}"));
         }
         if self.server_names.is_empty() {
             return bad("server_names must name at least one host".into());
