@@ -229,7 +229,8 @@ pub(crate) struct InitArgs {
     /// langid (text, UDHR-style data), logreg, 2nn, cnn (28x28 images), (community mode)
     /// char-transformer[:LAYERS:WIDTH:HEADS:CONTEXT] (plain text), or hf:DIR: a pretrained
     /// language model in the Hugging Face layout fine-tuned with LoRA (--lora RANK); the
-    /// charter pins its digest.
+    /// charter pins its digest. Or safetensors:FILE: any model, its tensors and initial
+    /// values from the file, which members train with their own code (docs/python.md).
     #[arg(long, default_value = "langid")]
     pub(crate) model: String,
     /// With --model hf:DIR: the LoRA settings.

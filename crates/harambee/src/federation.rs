@@ -11,10 +11,11 @@ use harambee_charter::{
 use harambee_identity::Identity;
 use harambee_learn::udhr::load_corpus;
 use harambee_learn::{DataKind, ModelKind, ModelTask, Optimizer, digit_names};
-use harambee_participant::{Invite, JoinOptions};
+use harambee_params::ParamSet;
+use harambee_participant::{Invite, JoinOptions, Training};
 use harambee_server::{
-    FederationConfig, FederationFolder, Limits, RoundSettings, ServeOptions, ServeOutcome,
-    TrainingSettings,
+    FederationConfig, FederationFolder, InitialWeights, Limits, RoundSettings, ServeOptions,
+    ServeOutcome, TrainingSettings,
 };
 use harambee_store::{SqliteState, StateStore};
 use harambee_strategy::StrategyConfig;
@@ -28,12 +29,19 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
         Some(dir) => Some(pretrained_task(args, &dir)?),
         None => None,
     };
-    let model: ModelKind = match pretrained {
-        Some(_) => ModelKind::Pretrained,
-        None => args.model.parse()?,
+    let initial_weights = match custom_weights_path(&args.model) {
+        Some(path) => Some(custom_weights(&path)?),
+        None => None,
+    };
+    let model: ModelKind = match (&pretrained, &initial_weights) {
+        (Some(_), _) => ModelKind::Pretrained,
+        (None, Some(_)) => ModelKind::Custom,
+        (None, None) => args.model.parse()?,
     };
     let community = args.mode == "community";
     let (data, classes, optimizer) = match model {
+        // Trained by the members' own code: Harambee reads neither their data nor a label set.
+        ModelKind::Custom => (DataKind::Own, vec!["output".into()], Optimizer::default()),
         // Text, by language or from any .txt files, for the base's own tokenizer; the
         // adapters train with AdamW.
         ModelKind::Pretrained => (
@@ -125,6 +133,7 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
             optimizer,
         },
         pretrained,
+        initial_weights,
         rounds: RoundSettings {
             rounds: args.rounds,
             min_participants: args.min_participants,
@@ -170,6 +179,32 @@ fn pretrained_task(args: &InitArgs, dir: &Path) -> Result<harambee_llm::Pretrain
     )?)
 }
 
+/// The file of `--model safetensors:FILE`.
+fn custom_weights_path(model: &str) -> Option<PathBuf> {
+    model.strip_prefix("safetensors:").map(PathBuf::from)
+}
+
+/// The name a custom model's initial weights take in the federation's folder.
+const INITIAL_WEIGHTS_FILE: &str = "initial.safetensors";
+
+/// A custom model's initial weights: read and checked now (f32 tensors, finite values), so a
+/// bad file is refused at `init`, not at the first round.
+fn custom_weights(path: &Path) -> Result<InitialWeights> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let params = ParamSet::from_safetensors(&bytes)
+        .with_context(|| format!("{}: not a safetensors file of f32 tensors", path.display()))?;
+    if params.is_empty() {
+        bail!("{}: holds no parameters", path.display());
+    }
+    params
+        .check_finite()
+        .with_context(|| format!("{}: the initial weights must be finite", path.display()))?;
+    Ok(InitialWeights {
+        file: INITIAL_WEIGHTS_FILE.into(),
+        sha256: hex::encode(Sha256::digest(&bytes)),
+    })
+}
+
 /// Port 0 means "any free port": pick it now, so it is the same after every restart.
 fn resolve_port(listen: SocketAddr) -> Result<SocketAddr> {
     if listen.port() != 0 {
@@ -196,6 +231,13 @@ pub(crate) fn charter_from(args: &InitArgs, config: &FederationConfig) -> Result
     let charter = Charter {
         name: config.name.clone(),
         task: match (&config.pretrained, config.model.data) {
+            (None, DataKind::Own) => format!(
+                "a custom model trained by its members' own code, from initial weights with SHA-256 {}",
+                config
+                    .initial_weights
+                    .as_ref()
+                    .map_or("(none)", |w| w.sha256.as_str())
+            ),
             (Some(p), _) => format!(
                 "LoRA fine-tuning (rank {}, {}) of {}",
                 p.lora.rank, p.lora.variant, p.base_name
@@ -255,6 +297,11 @@ pub(crate) fn init(args: InitArgs) -> Result<()> {
     let config = config_from(&args)?;
     let charter = charter_from(&args, &config)?;
     let folder = FederationFolder::new(&args.dir);
+    if let (Some(weights), Some(source)) =
+        (&config.initial_weights, custom_weights_path(&args.model))
+    {
+        place_initial_weights(&folder, weights, &source)?;
+    }
     let invite = folder.init(config, &charter)?;
     println!(
         "Created federation {} in {}",
@@ -274,6 +321,29 @@ pub(crate) fn init(args: InitArgs) -> Result<()> {
         "  join:        harambee join --invite {} --key KEY --data DIR",
         folder.invite_path().display()
     );
+    Ok(())
+}
+
+/// Copies the initial weights into a new federation's folder, checking they are the file
+/// that was read (and never overwriting a federation's).
+fn place_initial_weights(
+    folder: &FederationFolder,
+    weights: &InitialWeights,
+    source: &Path,
+) -> Result<()> {
+    if folder.config_path().exists() {
+        bail!(
+            "{} already holds a federation; choose an empty folder",
+            folder.root().display()
+        );
+    }
+    let bytes = std::fs::read(source).with_context(|| format!("reading {}", source.display()))?;
+    if hex::encode(Sha256::digest(&bytes)) != weights.sha256 {
+        bail!("{} changed while it was being read", source.display());
+    }
+    std::fs::create_dir_all(folder.root())?;
+    let target = folder.root().join(&weights.file);
+    std::fs::write(&target, &bytes).with_context(|| format!("writing {}", target.display()))?;
     Ok(())
 }
 
@@ -352,9 +422,11 @@ pub(crate) fn join(args: JoinArgs) -> Result<()> {
         invite,
         coordinator: args.coordinator.clone(),
         identity,
-        data: args.data.clone(),
-        model_dir: args.model_dir.clone(),
-        device: args.device.clone(),
+        training: Training::BuiltIn {
+            data: args.data.clone(),
+            model_dir: args.model_dir.clone(),
+            device: args.device.clone(),
+        },
         name: args.name.clone(),
         state_path,
         insecure: args.insecure,

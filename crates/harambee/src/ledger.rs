@@ -256,7 +256,7 @@ fn replayable(strategy: &StrategyConfig) -> bool {
 
 fn replay(folder: &FederationFolder, state: &SqliteState, v: &mut Verification) -> Result<()> {
     let config = folder.config()?;
-    let (layout, initial) = config.initial_model()?;
+    let (layout, initial) = config.initial_model(folder.root())?;
     let blobs = FsBlobStore::open(&folder.blobs_path())?;
     let globals: BTreeMap<u64, Digest> = state
         .closed_rounds()?

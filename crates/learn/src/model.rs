@@ -35,6 +35,10 @@ pub enum ModelKind {
     /// A pretrained language model fine-tuned with LoRA: the federation's `pretrained`
     /// settings name the base and the adapters, and `harambee-llm` trains them.
     Pretrained,
+    /// A model of the federation's own, which members train with their own code (the Python
+    /// package): its tensors and initial values come from a safetensors file
+    /// (`harambee init --model safetensors:FILE`). Harambee has no trainer for it.
+    Custom,
 }
 
 impl ModelKind {
@@ -47,6 +51,7 @@ impl ModelKind {
             ModelKind::LangId => "langid",
             ModelKind::CharTransformer(_) => "char-transformer",
             ModelKind::Pretrained => "pretrained",
+            ModelKind::Custom => "custom",
         }
     }
 }
@@ -78,6 +83,7 @@ impl FromStr for ModelKind {
             "cnn" => ModelKind::Cnn,
             "langid" => ModelKind::LangId,
             "pretrained" => ModelKind::Pretrained,
+            "custom" => ModelKind::Custom,
             other => {
                 return Err(LearnError::InvalidSetting(format!(
                     "unknown model {other:?}; known: logreg, 2nn, cnn, langid, char-transformer[:LAYERS:WIDTH:HEADS:CONTEXT]"

@@ -23,6 +23,9 @@ pub enum DataKind {
     /// Plain text, a folder of `*.txt` files, for the character-level language model: the
     /// corpus community mode shards among its workers ([`crate::shakespeare`]'s alphabet).
     Text,
+    /// Whatever the members' own training code reads (a custom model's data): Harambee never
+    /// loads it.
+    Own,
 }
 
 /// The model and label set every participant of a federation shares.
@@ -61,6 +64,11 @@ impl ModelTask {
                 width: 28,
                 values: Vec::new(),
             },
+            // Never trained here: the trainer for a custom model is refused before any data.
+            DataKind::Own => Features::Dense {
+                dim: 0,
+                values: Vec::new(),
+            },
         };
         Dataset {
             features,
@@ -85,6 +93,10 @@ impl ModelTask {
     /// files as they are. Plain text: chunks of the model's context, every tenth held out.
     pub fn load_local(&self, dir: &Path) -> Result<Split, LearnError> {
         match self.data {
+            DataKind::Own => Err(LearnError::InvalidSetting(
+                "this federation's data is read by the members' own training code (see docs/python.md)"
+                    .into(),
+            )),
             DataKind::Images => load_idx_dir(dir, self.classes.clone()),
             DataKind::Text => {
                 let ModelKind::CharTransformer(shape) = self.model else {

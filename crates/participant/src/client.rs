@@ -1,12 +1,10 @@
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use harambee_identity::{Identity, PublicKey, UpdateStatement};
-use harambee_learn::{
-    DataKind, InnerState, ModelKind, ModelTask, Optimizer, Split, Trainer, participant_seed,
-};
+use harambee_learn::{DataKind, ModelKind, ModelTask, Optimizer, participant_seed};
 use harambee_ledger::UpdatePromise;
 use harambee_params::{Digest, Encoding, Layout, ParamSet};
 use harambee_proto::auth::{body_digest, method};
@@ -16,6 +14,7 @@ use tokio_stream::StreamExt;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
+use crate::local::{BuiltIn, Fitted, LocalTrainer, RoundSpec, Training};
 use crate::witness::Witnesses;
 use crate::{LocalState, ParticipantError};
 
@@ -28,12 +27,8 @@ pub struct JoinOptions {
     pub coordinator: Option<String>,
     /// The member's key.
     pub identity: Identity,
-    /// The member's own data.
-    pub data: PathBuf,
-    /// For a federation fine-tuning a pretrained model: this member's copy of the base.
-    pub model_dir: Option<PathBuf>,
-    /// Where a pretrained model trains (`cpu`, or `cuda[:N]` in a CUDA build).
-    pub device: String,
+    /// What trains: the built-in trainer on the member's data, or the member's own code.
+    pub training: Training,
     /// A display name.
     pub name: String,
     /// Where to remember progress across restarts.
@@ -224,6 +219,60 @@ fn check_layout(layout: &Layout, spec: &v1::ModelSpec) -> Result<(), Participant
     }
 }
 
+/// The local trainer the options ask for, and the layout it trains. The built-in trainer must
+/// build exactly the coordinator's tensors; the member's own code trains whatever the
+/// coordinator announced, and what it returns is checked against that each round.
+async fn local_trainer(
+    spec: &v1::ModelSpec,
+    training: Training,
+) -> Result<(Arc<dyn LocalTrainer>, Layout), ParticipantError> {
+    let announced = Layout::new(spec.tensors.iter().map(|t| {
+        (
+            t.name.clone(),
+            t.shape.iter().map(|&d| d as usize).collect::<Vec<_>>(),
+        )
+    }))
+    .map_err(|e| ParticipantError::Model(format!("the coordinator's layout: {e}")))?;
+    match training {
+        Training::Own(local) => Ok((local, announced)),
+        Training::BuiltIn {
+            data,
+            model_dir,
+            device,
+        } => {
+            let task = task_of(spec)?;
+            let pretrained = spec.pretrained.clone();
+            let built = tokio::task::spawn_blocking(move || {
+                BuiltIn::prepare(&task, &pretrained, &data, model_dir.as_deref(), &device)
+            })
+            .await
+            .map_err(|e| ParticipantError::Setup(e.to_string()))??;
+            check_layout(built.layout(), spec)?;
+            Ok((Arc::new(built), announced))
+        }
+    }
+}
+
+/// What local training returned, before it is signed: the federation's layout, finite values.
+fn check_fitted(fitted: &Fitted, layout: &Layout) -> Result<(), ParticipantError> {
+    if fitted.params.layout() != layout {
+        return Err(ParticipantError::Model(
+            "local training returned parameters in another layout than the federation's".into(),
+        ));
+    }
+    if let Some((spec, _)) = fitted
+        .params
+        .iter()
+        .find(|(_, values)| values.iter().any(|v| !v.is_finite()))
+    {
+        return Err(ParticipantError::Model(format!(
+            "local training returned NaN or infinite values in tensor {}",
+            spec.name
+        )));
+    }
+    Ok(())
+}
+
 /// Joins the federation and trains until it finishes.
 pub async fn join(options: JoinOptions) -> Result<JoinReport, ParticipantError> {
     let session = Session {
@@ -268,36 +317,8 @@ pub async fn join(options: JoinOptions) -> Result<JoinReport, ParticipantError> 
     let spec = reply
         .model
         .ok_or_else(|| ParticipantError::Model("the coordinator sent no model".into()))?;
-    let task = task_of(&spec)?;
-    let data = options.data.clone();
-    let (pretrained, model_dir, device) = (
-        spec.pretrained.clone(),
-        options.model_dir.clone(),
-        options.device.clone(),
-    );
-    let (trainer, split) = tokio::task::spawn_blocking(move || -> Result<_, ParticipantError> {
-        if task.model == ModelKind::Pretrained {
-            return crate::pretrained::prepare(
-                &pretrained,
-                model_dir.as_deref(),
-                &device,
-                task.optimizer,
-                &data,
-            );
-        }
-        let trainer: Arc<dyn Trainer> = task.trainer()?.into();
-        let split = task.load_local(&data)?;
-        Ok((trainer, split))
-    })
-    .await
-    .map_err(|e| ParticipantError::Setup(e.to_string()))??;
-    check_layout(trainer.layout(), &spec)?;
-    tracing::info!(
-        participant = reply.participant_id,
-        train = split.train.len(),
-        test = split.test.len(),
-        "enrolled"
-    );
+    let (local, layout) = local_trainer(&spec, options.training).await?;
+    tracing::info!(participant = reply.participant_id, "enrolled");
     let mut state = LocalState::load(&options.state_path, &federation)?;
     let mut report = JoinReport {
         participant_id: reply.participant_id,
@@ -305,9 +326,8 @@ pub async fn join(options: JoinOptions) -> Result<JoinReport, ParticipantError> 
     };
     let ctx = RoundContext {
         session: &session,
-        trainer,
-        inner: Arc::default(),
-        split,
+        local,
+        layout,
         spec: &spec,
         federation: &federation,
         participant: reply.participant_id,
@@ -363,10 +383,9 @@ pub(crate) enum RoundEnd {
 
 struct RoundContext<'a> {
     session: &'a Session,
-    trainer: Arc<dyn Trainer>,
-    /// The local optimiser's state between rounds (stateless optimisers keep none).
-    inner: Arc<Mutex<Option<InnerState>>>,
-    split: Split,
+    local: Arc<dyn LocalTrainer>,
+    /// The federation's parameter layout, as the coordinator announced it.
+    layout: Layout,
     spec: &'a v1::ModelSpec,
     federation: &'a str,
     participant: u64,
@@ -378,43 +397,27 @@ impl RoundContext<'_> {
             return Ok(RoundEnd::MovedOn);
         };
         let base = global.digest();
-        self.report_evaluation(task, &global, base).await;
-        let config = task.config.unwrap_or_default();
-        let fit = FitConfig::from(config);
-        let seed = participant_seed(self.spec.seed, task.round, self.participant);
-        let trainer = Arc::clone(&self.trainer);
-        let train = Arc::clone(&self.split.train);
-        let examples = shard(train.len(), task.shard.as_ref())?;
-        if let Some(s) = &task.shard {
-            tracing::info!(
-                round = task.round,
-                shard = s.index,
-                of = s.count,
-                chunks = examples.len(),
-                steps = fit.local_steps,
-                "training on a shard"
-            );
-        }
+        let round = RoundSpec {
+            round: task.round,
+            fit: FitConfig::from(task.config.unwrap_or_default()),
+            seed: participant_seed(self.spec.seed, task.round, self.participant),
+            shard: task.shard.as_ref().map(|s| (s.index, s.count)),
+        };
+        self.report_evaluation(task, &round, &global, base).await?;
         // Secure aggregation masks the difference from the global model, kept here.
         let global_copy = task.secagg.as_ref().map(|_| global.clone());
-        let inner = Arc::clone(&self.inner);
+        let local = Arc::clone(&self.local);
         let heartbeat = self.heartbeat_while_training();
-        let outcome = tokio::task::spawn_blocking(move || {
-            // The inner optimiser's moments carry over from round to round (DiLoCo's workers
-            // keep their AdamW state); a fresh process starts them anew.
-            let mut inner = inner
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            trainer.train_resuming(&global, &train, &examples, &fit, seed, &mut inner)
-        })
-        .await;
+        let fit_round = round.clone();
+        let outcome = tokio::task::spawn_blocking(move || local.fit(global, &fit_round)).await;
         heartbeat.abort();
         let outcome = outcome.map_err(|e| ParticipantError::Setup(e.to_string()))??;
+        check_fitted(&outcome, &self.layout)?;
         if let (Some(settings), Some(global)) = (&task.secagg, &global_copy) {
             let trained = crate::secure::Trained {
                 global,
                 params: outcome.params,
-                train_loss: outcome.mean_loss,
+                train_loss: outcome.train_loss,
             };
             return crate::secure::run(self.session, task, settings, self.federation, trained)
                 .await;
@@ -434,7 +437,7 @@ impl RoundContext<'_> {
             base_digest: base.0.to_vec(),
             update_digest: digest.0.to_vec(),
             num_samples: outcome.num_samples,
-            train_loss: outcome.mean_loss,
+            train_loss: outcome.train_loss,
             encoding: Encoding::F32.name().into(),
             total_bytes: 0,
             signature: signed.signature.to_vec(),
@@ -522,7 +525,7 @@ impl RoundContext<'_> {
 
     /// The task's base parameters, streamed and checked; `None` if the round moved on.
     async fn fetch(&self, task: &v1::Task) -> Result<Option<ParamSet>, ParticipantError> {
-        let layout = self.trainer.layout().clone();
+        let layout = self.layout.clone();
         let want = Digest(task.base_digest.as_slice().try_into().map_err(|_| {
             ParticipantError::Setup("the task's base digest is not 32 bytes".into())
         })?);
@@ -571,30 +574,30 @@ impl RoundContext<'_> {
     }
 
     /// Federated evaluation: how the round's starting model (the previous round's result)
-    /// does on this member's held-out data. In community mode every worker holds the same
-    /// held-out chunks, so each evaluates only its shard of them: the coordinator's weighted
-    /// mean is then the loss on all of them, computed once.
-    async fn report_evaluation(&self, task: &v1::Task, global: &ParamSet, digest: Digest) {
-        let round = task.round.saturating_sub(1);
-        if round == 0 || self.split.test.is_empty() {
-            return;
+    /// does on this member's held-out data.
+    async fn report_evaluation(
+        &self,
+        task: &v1::Task,
+        round: &RoundSpec,
+        global: &ParamSet,
+        digest: Digest,
+    ) -> Result<(), ParticipantError> {
+        let evaluated_round = task.round.saturating_sub(1);
+        if evaluated_round == 0 {
+            return Ok(());
         }
-        let Ok(held_out) = shard(self.split.test.len(), task.shard.as_ref()) else {
-            return;
-        };
-        let (trainer, test, params) = (
-            Arc::clone(&self.trainer),
-            Arc::clone(&self.split.test),
-            global.clone(),
-        );
-        let evaluated =
-            tokio::task::spawn_blocking(move || trainer.evaluate(&params, &test, &held_out)).await;
-        let Ok(Ok(eval)) = evaluated else {
-            return;
+        let (local, params, spec) = (Arc::clone(&self.local), global.clone(), round.clone());
+        let evaluated = tokio::task::spawn_blocking(move || local.evaluate(params, &spec))
+            .await
+            .map_err(|e| ParticipantError::Setup(e.to_string()))?;
+        // A failing evaluation stops the participant before it trains: it is the member's
+        // code or data that is wrong, and the round goes on without this member.
+        let Some(eval) = evaluated? else {
+            return Ok(());
         };
         let report = v1::EvaluationReport {
             public_key: self.session.key(),
-            round,
+            round: evaluated_round,
             digest: digest.0.to_vec(),
             examples: eval.examples as u64,
             accuracy: eval.accuracy,
@@ -604,11 +607,12 @@ impl RoundContext<'_> {
         let report = self.session.signed(method::REPORT_EVALUATION, report);
         if let Err(s) = client.report_evaluation(report).await {
             tracing::debug!(
-                round,
+                round = evaluated_round,
                 error = s.message(),
                 "evaluation report not delivered"
             );
         }
+        Ok(())
     }
 }
 
@@ -660,30 +664,6 @@ async fn keep_tree_head(
     witnesses.keep_head(&reply)
 }
 
-/// The training examples of `shard` (every `count`-th from `index`), or all of them when the
-/// round names no shard.
-fn shard(examples: usize, shard: Option<&v1::Shard>) -> Result<Vec<usize>, ParticipantError> {
-    let Some(s) = shard else {
-        return Ok((0..examples).collect());
-    };
-    if s.count == 0 || s.index >= s.count {
-        return Err(ParticipantError::Setup(format!(
-            "the coordinator assigned shard {} of {}, which does not exist",
-            s.index, s.count
-        )));
-    }
-    let picked: Vec<usize> = (s.index as usize..examples)
-        .step_by(s.count as usize)
-        .collect();
-    if picked.is_empty() {
-        return Err(ParticipantError::Setup(format!(
-            "shard {} of {} of {examples} training chunks is empty: the corpus here is too small",
-            s.index, s.count
-        )));
-    }
-    Ok(picked)
-}
-
 /// The update as a stream: its header, then its bytes in chunks, cut lazily.
 fn update_stream(
     header: v1::UpdateHeader,
@@ -697,25 +677,4 @@ fn update_stream(
         part: Some(v1::update_chunk::Part::Data(bytes[range].to_vec())),
     });
     tokio_stream::iter(header.chain(data))
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn shards_partition_the_examples_and_impossible_ones_are_refused() {
-        assert_eq!(shard(5, None).unwrap(), vec![0, 1, 2, 3, 4]);
-        let of = |index, count| v1::Shard { index, count };
-        let mut seen: Vec<usize> = (0..3)
-            .flat_map(|i| shard(10, Some(&of(i, 3))).unwrap())
-            .collect();
-        seen.sort_unstable();
-        assert_eq!(seen, (0..10).collect::<Vec<_>>());
-        assert_eq!(shard(10, Some(&of(1, 3))).unwrap(), vec![1, 4, 7]);
-        for bad in [of(0, 0), of(3, 3), of(7, 8)] {
-            assert!(shard(5, Some(&bad)).is_err(), "{bad:?}");
-        }
-    }
 }

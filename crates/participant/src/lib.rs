@@ -3,9 +3,13 @@
 //! [`join`] connects to the coordinator named by an [`Invite`] (TLS, checked against the
 //! federation's own certificate authority), enrols with the member's ed25519 key, then loops:
 //! ask for a task (long poll), fetch the global parameters (streamed, checked against their
-//! digest), evaluate them on local held-out data and report it, train on local data with the
-//! built-in trainer, sign the update statement, and upload the update in chunks. Data never
-//! leaves the machine; only parameters and a few numbers travel.
+//! digest), evaluate them on local held-out data and report it, train on local data, sign the
+//! update statement, and upload the update in chunks. Data never leaves the machine; only
+//! parameters and a few numbers travel.
+//!
+//! What trains is a [`LocalTrainer`]: Harambee's built-in trainer for the federation's model
+//! ([`Training::BuiltIn`]), or the member's own code ([`Training::Own`], which is how the
+//! Python package's `fit` and `evaluate` run). Everything else is this one runtime.
 //!
 //! In a federation that runs secure aggregation the update never leaves the machine as it
 //! is: the participant masks it and takes part in the four signed steps of SecAgg+.
@@ -26,6 +30,7 @@
 
 mod client;
 mod error;
+mod local;
 mod pretrained;
 mod secure;
 mod state;
@@ -34,4 +39,5 @@ mod witness;
 pub use client::{JoinOptions, JoinReport, join};
 pub use error::ParticipantError;
 pub use harambee_proto::Invite;
+pub use local::{Fitted, LocalTrainer, RoundSpec, Training};
 pub use state::LocalState;

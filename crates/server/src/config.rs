@@ -1,4 +1,5 @@
 use std::net::SocketAddr;
+use std::path::Path;
 
 use harambee_coordinator::CoordinatorConfig;
 use harambee_learn::{ModelKind, ModelTask};
@@ -6,6 +7,7 @@ use harambee_llm::PretrainedTask;
 use harambee_params::{Layout, ParamSet};
 use harambee_strategy::{FitConfig, StrategyConfig};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use crate::ServerError;
 
@@ -47,6 +49,10 @@ pub struct FederationConfig {
     /// `base_model`) and the LoRA adapters that train.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretrained: Option<PretrainedTask>,
+    /// For `model.model = "custom"`: the safetensors file in the federation's folder that
+    /// gives the tensors and their initial values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_weights: Option<InitialWeights>,
     /// How rounds run.
     pub rounds: RoundSettings,
     /// What participants do each round, and how results are combined.
@@ -54,6 +60,34 @@ pub struct FederationConfig {
     /// Protection against misbehaving clients.
     #[serde(default)]
     pub limits: Limits,
+}
+
+/// A custom model's starting point (`harambee init --model safetensors:FILE`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitialWeights {
+    /// The file's name in the federation's folder (`initial.safetensors`).
+    pub file: String,
+    /// SHA-256 (hex) of the file: a coordinator or auditor refuses a file that changed.
+    pub sha256: String,
+}
+
+impl InitialWeights {
+    /// The parameters in the file under `root`, after checking its digest.
+    pub fn load(&self, root: &Path) -> Result<ParamSet, ServerError> {
+        let path = root.join(&self.file);
+        let bytes = std::fs::read(&path).map_err(|e| ServerError::io(&path, e))?;
+        let found = hex::encode(Sha256::digest(&bytes));
+        if found != self.sha256 {
+            return Err(ServerError::Config(format!(
+                "{}: SHA-256 {found}, but federation.toml's initial_weights names {}; the initial model must not change once a federation exists",
+                path.display(),
+                self.sha256
+            )));
+        }
+        ParamSet::from_safetensors(&bytes)
+            .map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))
+    }
 }
 
 /// How rounds run.
@@ -178,8 +212,13 @@ impl Default for Limits {
 impl FederationConfig {
     /// The trained parameters' layout and their initial values, from the seed. A pretrained
     /// federation's adapters follow from the base's architecture and the LoRA settings, so
-    /// neither the coordinator nor an auditor needs a copy of the base.
-    pub fn initial_model(&self) -> Result<(Layout, ParamSet), harambee_learn::LearnError> {
+    /// neither the coordinator nor an auditor needs a copy of the base. A custom model's come
+    /// from its initial weights in the federation's folder `root`.
+    pub fn initial_model(&self, root: &Path) -> Result<(Layout, ParamSet), ServerError> {
+        if let Some(initial) = &self.initial_weights {
+            let params = initial.load(root)?;
+            return Ok((params.layout().clone(), params));
+        }
         match &self.pretrained {
             Some(task) => Ok((task.layout(), task.initial(self.rounds.seed))),
             None => {
@@ -219,6 +258,19 @@ impl FederationConfig {
             return bad(
                 "model.model = \"pretrained\" and the [pretrained] settings go together".into(),
             );
+        }
+        if (self.model.model == ModelKind::Custom) != self.initial_weights.is_some() {
+            return bad(
+                "model.model = \"custom\" and the [initial_weights] file go together".into(),
+            );
+        }
+        if let Some(w) = &self.initial_weights
+            && (w.file.is_empty() || w.file.contains(['/', '\\']) || w.file.starts_with('.'))
+        {
+            return bad(format!(
+                "initial_weights.file {:?} must be a plain file name in the federation's folder",
+                w.file
+            ));
         }
         if let Some(p) = &self.pretrained
             && let Err(e) = p.validate()

@@ -196,7 +196,7 @@ impl Driver {
         crate::privacy::check_budget(&charter, &config)?;
         secure_steps::check_secure_aggregation(&charter, &config)?;
         check_base_model(&charter, &config)?;
-        let (layout, initial) = config.initial_model()?;
+        let (layout, initial) = config.initial_model(folder.root())?;
         let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&folder.blobs_path())?);
         let state: Arc<dyn StateStore> = Arc::new(SqliteState::open(&folder.state_path())?);
         let checkpoint = state.checkpoint()?;

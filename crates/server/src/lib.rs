@@ -35,7 +35,7 @@ mod secure;
 mod serve;
 mod service;
 
-pub use config::{FederationConfig, Limits, RoundSettings, TrainingSettings};
+pub use config::{FederationConfig, InitialWeights, Limits, RoundSettings, TrainingSettings};
 pub use error::ServerError;
 pub use folder::FederationFolder;
 pub use serve::{Ready, ServeOptions, ServeOutcome, serve, serve_with};

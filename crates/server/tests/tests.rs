@@ -36,6 +36,7 @@ fn config(min_participants: usize) -> FederationConfig {
             optimizer: Optimizer::default(),
         },
         pretrained: None,
+        initial_weights: None,
         rounds: RoundSettings {
             rounds: 2,
             min_participants,

@@ -312,6 +312,12 @@ pub fn trainer_for(
                     .into(),
             ));
         }
+        ModelKind::Custom => {
+            return Err(LearnError::InvalidSetting(
+                "a custom model (from a safetensors file) is trained by the members' own code, not by Harambee (see docs/python.md)"
+                    .into(),
+            ));
+        }
         _ => Box::new(BurnTrainer::new(kind, data, optimizer, embedding_dim)?),
     })
 }
