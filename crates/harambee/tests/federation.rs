@@ -709,6 +709,13 @@ fn secure_aggregation_over_the_network_gives_the_plain_model_and_hides_each_upda
     let plain = run_with(&[]);
     let secure = run_with(&["--privacy", "secagg", "--secagg-range", "4"]);
     assert!(read(&secure.log("serve")).contains("secure aggregation complete"));
+    // Every participant hears that its masked update was summed, even when its last poll
+    // comes after the round closed; none reports its rounds as refused.
+    for k in 0..3 {
+        let log = read(&secure.log(&format!("p{k}")));
+        assert!(log.contains("secure aggregation complete"), "{log}");
+        assert!(!log.contains("ended without this participant"), "{log}");
+    }
 
     // The same model up to the fixed-point rounding (the communities hold equally many
     // examples, so FedAvg's weights are equal and its blind unweighted mean is the same rule).

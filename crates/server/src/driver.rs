@@ -164,6 +164,10 @@ pub(crate) struct Driver {
     charter: Charter,
     /// The open round's secure aggregation, when the federation runs it.
     secure: Option<SecureRound>,
+    /// The last secure round that gave its sum: (round, attempt, contributors). Its session
+    /// ends with the round, but its contributors' last poll may come after; they hear
+    /// "summed" from this, not "no longer running".
+    secure_summed: Option<(u64, u32, u32)>,
     /// Bumped whenever a secure-aggregation step closes, for the calls waiting on it.
     secure_board: watch::Sender<u64>,
     /// Participants a steward removed: never selected again, their calls refused.
@@ -289,6 +293,7 @@ impl Driver {
             charter,
             config,
             secure: None,
+            secure_summed: None,
             secure_board: watch::Sender::new(0),
             removed: removed.clone(),
             metrics: harambee_dashboard::Metrics::new(),

@@ -154,6 +154,14 @@ impl SecureRound {
         self.selected.get(index as usize).copied()
     }
 
+    /// How many contributed, once the protocol gave its sum.
+    pub(crate) fn summed(&self) -> Option<u32> {
+        match self.step {
+            Step::Over(Ok(n)) => Some(n as u32),
+            _ => None,
+        }
+    }
+
     /// When the current step closes, unless everyone answers first.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         matches!(self.step, Step::Collecting(_)).then_some(self.deadline)

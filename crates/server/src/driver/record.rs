@@ -83,7 +83,10 @@ impl Driver {
                         "round closed"
                     );
                     self.board.send_modify(|b| b.open = None);
-                    self.secure = None;
+                    if let Some(secure) = self.secure.take() {
+                        self.secure_summed =
+                            secure.summed().map(|n| (secure.round, secure.attempt, n));
+                    }
                 }
                 Action::RoundRetried {
                     round,

@@ -163,6 +163,19 @@ impl Driver {
     ) -> Option<Result<v1::SecAggReply, Rejection>> {
         match self.secure.as_ref() {
             Some(s) if s.round == round && s.attempt == attempt => s.reply(index, step),
+            _ if step == harambee_proto::secagg::step::UNMASK
+                && self
+                    .secure_summed
+                    .is_some_and(|(r, a, _)| r == round && a == attempt) =>
+            {
+                let contributors = self.secure_summed.map_or(0, |(_, _, n)| n);
+                Some(Ok(v1::SecAggReply {
+                    next: Some(v1::sec_agg_reply::Next::Done(v1::SecAggDone {
+                        summed: true,
+                        contributors,
+                    })),
+                }))
+            }
             _ => Some(Err(Rejection::not_now(format!(
                 "round {round} attempt {attempt} is no longer running secure aggregation"
             )))),
