@@ -409,9 +409,15 @@ impl RoundContext<'_> {
         let local = Arc::clone(&self.local);
         let heartbeat = self.heartbeat_while_training();
         let fit_round = round.clone();
+        let started = Instant::now();
         let outcome = tokio::task::spawn_blocking(move || local.fit(global, &fit_round)).await;
         heartbeat.abort();
         let outcome = outcome.map_err(|e| ParticipantError::Setup(e.to_string()))??;
+        tracing::info!(
+            round = task.round,
+            seconds = started.elapsed().as_secs_f64(),
+            "trained"
+        );
         check_fitted(&outcome, &self.layout)?;
         if let (Some(settings), Some(global)) = (&task.secagg, &global_copy) {
             let trained = crate::secure::Trained {
