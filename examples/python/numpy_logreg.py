@@ -116,20 +116,18 @@ def write_initial(path, seed=0):
     )
 
 
-def arguments():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run(fit, evaluate, write_initial, default_name, description):
+    """The command line every example shares: join with `fit` and `evaluate`, or write the
+    initial weights of a custom federation."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--invite", help="the federation's invite (invite.toml)")
     parser.add_argument("--key", help="this member's key (harambee keygen, or harambee.keygen)")
     parser.add_argument("--data", default="data/mnist", help="a folder of MNIST IDX files")
     parser.add_argument("--shard", help="I/N: train on every N-th example from the I-th")
-    parser.add_argument("--name", default="numpy participant")
+    parser.add_argument("--name", default=default_name)
     parser.add_argument("--state", help="progress file (default: beside the key)")
     parser.add_argument("--write-initial", metavar="FILE", help="write initial weights and stop")
-    return parser.parse_args()
-
-
-def main():
-    args = arguments()
+    args = parser.parse_args()
     if args.write_initial:
         write_initial(args.write_initial)
         print(f"initial weights written to {args.write_initial}")
@@ -139,13 +137,7 @@ def main():
     shard = tuple(int(v) for v in args.shard.split("/")) if args.shard else None
     data = {"train": load(args.data, "train", shard), "test": load(args.data, "t10k", shard)}
     report = harambee.join(
-        args.invite,
-        args.key,
-        fit=fit,
-        evaluate=evaluate,
-        data=data,
-        name=args.name,
-        state=args.state,
+        args.invite, args.key, fit=fit, evaluate=evaluate, data=data, name=args.name, state=args.state
     )
     print(
         f"participant {report.participant_id}: {len(report.acknowledged)} updates acknowledged,"
@@ -154,4 +146,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run(fit, evaluate, write_initial, "numpy participant", __doc__.splitlines()[0])

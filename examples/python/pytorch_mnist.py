@@ -12,7 +12,6 @@ then `harambee init --model safetensors:FILE`).
 Needs PyTorch and NumPy. The data folder holds MNIST's IDX files, as `data/mnist` does.
 """
 
-import argparse
 import os
 import sys
 
@@ -21,10 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import harambee
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from numpy_logreg import load  # noqa: E402  (the same IDX reader)
+from numpy_logreg import load, run  # noqa: E402  (the same IDX reader and command line)
 
 
 class Cnn(nn.Module):
@@ -108,32 +106,5 @@ def write_initial(path, seed=0):
     save_file(Cnn().state_dict(), path)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--invite", help="the federation's invite (invite.toml)")
-    parser.add_argument("--key", help="this member's key (harambee keygen, or harambee.keygen)")
-    parser.add_argument("--data", default="data/mnist", help="a folder of MNIST IDX files")
-    parser.add_argument("--shard", help="I/N: train on every N-th example from the I-th")
-    parser.add_argument("--name", default="pytorch participant")
-    parser.add_argument("--state", help="progress file (default: beside the key)")
-    parser.add_argument("--write-initial", metavar="FILE", help="write initial weights and stop")
-    args = parser.parse_args()
-    if args.write_initial:
-        write_initial(args.write_initial)
-        print(f"initial weights written to {args.write_initial}")
-        return
-    if not (args.invite and args.key):
-        raise SystemExit("--invite and --key are needed to join")
-    shard = tuple(int(v) for v in args.shard.split("/")) if args.shard else None
-    data = {"train": load(args.data, "train", shard), "test": load(args.data, "t10k", shard)}
-    report = harambee.join(
-        args.invite, args.key, fit=fit, evaluate=evaluate, data=data, name=args.name, state=args.state
-    )
-    print(
-        f"participant {report.participant_id}: {len(report.acknowledged)} updates acknowledged,"
-        f" {len(report.refused)} refused; the federation says: {report.finish_message}"
-    )
-
-
 if __name__ == "__main__":
-    main()
+    run(fit, evaluate, write_initial, "pytorch participant", __doc__.splitlines()[0])

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{harambee, read, repo, spawn, wait_exit};
+use common::{harambee, ok, read, repo, spawn, wait_exit};
 
 fn fixture(name: &str) -> PathBuf {
     repo().join("crates/llm/tests/fixtures").join(name)
@@ -38,16 +38,6 @@ fn join(root: &Path, k: usize, model: &Path) -> Command {
     );
     command.arg("--model-dir").arg(model);
     command
-}
-
-fn ok(out: &std::process::Output) -> String {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
-    text
 }
 
 #[test]

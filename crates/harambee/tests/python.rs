@@ -12,10 +12,10 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use common::{harambee, read, repo, spawn, wait_exit, wait_for};
+use common::{harambee, ok, read, repo, spawn, wait_exit, wait_for};
 use harambee_params::ParamSet;
 
 /// The Python named by `var`, or `None` (and a note) when it is unset.
@@ -41,16 +41,6 @@ fn python_command(python: &str, script: &Path, args: &[&str]) -> Command {
     command
 }
 
-fn ok(out: &Output) -> String {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
-    text
-}
-
 /// A federation folder made by `harambee init` with `args`, served in the background.
 struct Federation {
     root: tempfile::TempDir,
@@ -58,21 +48,50 @@ struct Federation {
 }
 
 impl Federation {
-    fn start(args: &[&str]) -> Self {
-        let root = tempfile::tempdir().unwrap();
-        Self::start_in(root, args)
+    /// A federation of `model` for `rounds` rounds that waits for `members` and needs all of
+    /// them in every round, one local epoch each.
+    fn start(model: &str, rounds: u32, members: u32, deadline_s: u32) -> Self {
+        Self::start_in(
+            tempfile::tempdir().unwrap(),
+            model,
+            rounds,
+            members,
+            deadline_s,
+        )
     }
 
-    fn start_in(root: tempfile::TempDir, args: &[&str]) -> Self {
+    fn start_in(
+        root: tempfile::TempDir,
+        model: &str,
+        rounds: u32,
+        members: u32,
+        deadline_s: u32,
+    ) -> Self {
         let fed = root.path().join("fed");
-        let mut init = vec![
+        let (rounds, members, deadline_s) = (
+            rounds.to_string(),
+            members.to_string(),
+            deadline_s.to_string(),
+        );
+        let init = [
             "init",
             fed.to_str().unwrap(),
             "--listen",
             "127.0.0.1:0",
             "--no-dashboard",
+            "--model",
+            model,
+            "--rounds",
+            &rounds,
+            "--min-participants",
+            &members,
+            "--quorum",
+            &members,
+            "--epochs",
+            "1",
+            "--deadline-s",
+            &deadline_s,
         ];
-        init.extend_from_slice(args);
         ok(&harambee(&init));
         let coordinator = spawn(
             Command::new(env!("CARGO_BIN_EXE_harambee")).args(["serve", fed.to_str().unwrap()]),
@@ -106,6 +125,27 @@ impl Federation {
             .unwrap();
         assert_eq!(ok(&out).trim().len(), 64);
         key
+    }
+
+    /// One of `examples/python` as a member with `key`, training on `shard` (I/N) of the
+    /// bundled MNIST, its output in `log`.
+    fn example(&self, py: &str, example: &str, key: &str, shard: &str, log: &str) -> Child {
+        let (invite, data) = (self.invite(), mnist());
+        let script = repo().join("examples/python").join(example);
+        let args = [
+            "--invite", &invite, "--key", key, "--data", &data, "--shard", shard,
+        ];
+        spawn(&mut python_command(py, &script, &args), &self.path(log))
+    }
+
+    /// `harambee join` with a new key on the bundled MNIST, its output in `log`.
+    fn rust_member(&self, log: &str) -> Child {
+        let key = self.path("r.key");
+        ok(&harambee(&["keygen", "--out", key.to_str().unwrap()]));
+        spawn(
+            &mut common::join_command(&self.fed(), &key, Path::new(&mnist()), "rust"),
+            &self.path(log),
+        )
     }
 
     /// Waits for the coordinator to finish, then checks the ledger; returns its report.
@@ -144,43 +184,12 @@ fn python_and_rust_participants_train_one_federation_and_a_killed_python_member_
     let Some(py) = python("HARAMBEE_PACKAGE_PYTHON") else {
         return;
     };
-    let mut f = Federation::start(&[
-        "--model",
-        "logreg",
-        "--rounds",
-        "4",
-        "--min-participants",
-        "3",
-        "--quorum",
-        "3",
-        "--epochs",
-        "1",
-        "--deadline-s",
-        "120",
-    ]);
+    let mut f = Federation::start("logreg", 4, 3, 120);
     let (invite, data) = (f.invite(), mnist());
-    let example = repo().join("examples/python/numpy_logreg.py");
     let key_a = f.key(&py, "a.key");
     let key_b = f.key(&py, "b.key");
-    ok(&harambee(&[
-        "keygen",
-        "--out",
-        f.path("r.key").to_str().unwrap(),
-    ]));
-    let mut rust = spawn(
-        &mut common::join_command(&f.fed(), &f.path("r.key"), Path::new(&data), "rust"),
-        &f.path("rust.log"),
-    );
-    let mut plain = spawn(
-        &mut python_command(
-            &py,
-            &example,
-            &[
-                "--invite", &invite, "--key", &key_a, "--data", &data, "--shard", "0/2",
-            ],
-        ),
-        &f.path("a.log"),
-    );
+    let mut rust = f.rust_member("rust.log");
+    let mut plain = f.example(&py, "numpy_logreg.py", &key_a, "0/2", "a.log");
     // The second Python member hangs in round 2; it is killed there and started again.
     let fits = f.path("fits.log");
     let resumable = |hang: bool| {
@@ -242,20 +251,7 @@ fn bad_results_from_python_code_raise_clear_exceptions_and_the_round_goes_on() {
     let Some(py) = python("HARAMBEE_PACKAGE_PYTHON") else {
         return;
     };
-    let mut f = Federation::start(&[
-        "--model",
-        "logreg",
-        "--rounds",
-        "2",
-        "--min-participants",
-        "1",
-        "--quorum",
-        "1",
-        "--epochs",
-        "1",
-        "--deadline-s",
-        "300",
-    ]);
+    let mut f = Federation::start("logreg", 2, 1, 300);
     let key = f.key(&py, "m.key");
     let out = python_command(
         &py,
@@ -355,21 +351,9 @@ fn a_custom_model_from_a_safetensors_file_is_trained_by_python_members() {
         return;
     };
     let model = format!("safetensors:{}", initial.display());
-    let mut f = Federation::start_in(
-        root,
-        &[
-            "--model",
-            &model,
-            "--rounds",
-            "2",
-            "--min-participants",
-            "2",
-            "--quorum",
-            "2",
-            "--epochs",
-            "1",
-        ],
-    );
+    // A short deadline: the refused Rust member below stays enrolled and selected until its
+    // liveness times out, so rounds close at their deadline on the two Python updates.
+    let mut f = Federation::start_in(root, &model, 2, 2, 20);
     let charter = fs::read_to_string(f.fed().join("charter.toml")).unwrap();
     assert!(charter.contains("a custom model"), "{charter}");
     // Harambee's own trainer cannot train a model it does not know, and says what to do.
@@ -387,23 +371,11 @@ fn a_custom_model_from_a_safetensors_file_is_trained_by_python_members() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let example = repo().join("examples/python/numpy_logreg.py");
-    let (invite, data) = (f.invite(), mnist());
     let members: Vec<(Child, String)> = (0..2)
         .map(|i| {
             let key = f.key(&py, &format!("k{i}.key"));
-            let shard = format!("{i}/2");
             let log = format!("p{i}.log");
-            let child = spawn(
-                &mut python_command(
-                    &py,
-                    &example,
-                    &[
-                        "--invite", &invite, "--key", &key, "--data", &data, "--shard", &shard,
-                    ],
-                ),
-                &f.path(&log),
-            );
+            let child = f.example(&py, "numpy_logreg.py", &key, &format!("{i}/2"), &log);
             (child, log)
         })
         .collect();
@@ -431,39 +403,10 @@ fn the_pytorch_example_trains_the_cnn_beside_a_rust_participant() {
     let Some(py) = python("HARAMBEE_TORCH_PYTHON") else {
         return;
     };
-    let mut f = Federation::start(&[
-        "--model",
-        "cnn",
-        "--rounds",
-        "2",
-        "--min-participants",
-        "2",
-        "--quorum",
-        "2",
-        "--epochs",
-        "1",
-    ]);
-    let (invite, data) = (f.invite(), mnist());
+    let mut f = Federation::start("cnn", 2, 2, 120);
     let key = f.key(&py, "t.key");
-    ok(&harambee(&[
-        "keygen",
-        "--out",
-        f.path("r.key").to_str().unwrap(),
-    ]));
-    let mut torch = spawn(
-        &mut python_command(
-            &py,
-            &repo().join("examples/python/pytorch_mnist.py"),
-            &[
-                "--invite", &invite, "--key", &key, "--data", &data, "--shard", "0/5",
-            ],
-        ),
-        &f.path("torch.log"),
-    );
-    let mut rust = spawn(
-        &mut common::join_command(&f.fed(), &f.path("r.key"), Path::new(&data), "rust"),
-        &f.path("rust.log"),
-    );
+    let mut torch = f.example(&py, "pytorch_mnist.py", &key, "0/5", "torch.log");
+    let mut rust = f.rust_member("rust.log");
     for (child, log) in [(&mut torch, "torch.log"), (&mut rust, "rust.log")] {
         let status = wait_exit(child, Duration::from_secs(600));
         assert!(status.success(), "{log}:\n{}", read(&f.path(log)));

@@ -92,6 +92,17 @@ pub(crate) fn harambee(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// A finished process's stdout and stderr; fails the test, showing them, unless it succeeded.
+pub(crate) fn ok(out: &std::process::Output) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    text
+}
+
 /// `harambee join` with the federation's invite, a key, a data folder and a display name,
 /// giving up after two minutes without an answer.
 pub(crate) fn join_command(fed: &Path, key: &Path, data: &Path, name: &str) -> Command {
