@@ -207,6 +207,11 @@ pub struct Charter {
     /// Absent: the coordinator's own limit (`limits.max_samples`) applies, unrecorded here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_samples: Option<u64>,
+    /// How members' updates travel (`f16`, `bf16`, `int8`, `topk:FRACTION`: the change from
+    /// the round's base, compressed). The coordinator runs only with this encoding, and the
+    /// ledger records each update as decoded. Absent: exact f32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_encoding: Option<String>,
     /// The pretrained model a federation fine-tunes, pinned by its digest: the coordinator
     /// runs only with this base, so the ledger says exactly what was adapted. Absent for
     /// models trained from scratch.

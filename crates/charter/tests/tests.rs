@@ -28,6 +28,7 @@ fn charter(stewards: &[&Identity], threshold: usize) -> Charter {
         mode: Default::default(),
         max_samples: None,
         base_model: None,
+        update_encoding: None,
         members: stewards
             .iter()
             .enumerate()

@@ -274,6 +274,11 @@ pub(crate) struct InitArgs {
     /// Seed for selection, the initial model and local shuffling.
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
+    /// How members' updates travel: f32 (exact), or their change from the round's base as
+    /// f16, bf16, int8 (per-block scales) or topk:FRACTION, with error feedback (the charter
+    /// records it; docs/async.md).
+    #[arg(long, default_value = "f32")]
+    pub(crate) update_encoding: String,
     /// The aggregation strategy (as `simulate --strategy`); the charter allows it. Default
     /// fedavg, or diloco in community mode.
     #[arg(long)]
@@ -514,6 +519,10 @@ pub(crate) struct SimulateArgs {
     /// are clipped to it in the fixed-point encoding). Default 1.
     #[arg(long)]
     pub(crate) secagg_range: Option<f32>,
+    /// How updates travel: f32 (exact, the default), or their change as f16, bf16, int8
+    /// (per-block scales) or topk:FRACTION, each with error feedback; bytes_up counts it.
+    #[arg(long)]
+    pub(crate) update_encoding: Option<String>,
 }
 
 /// `harambee demo`.

@@ -88,6 +88,7 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
         privacy: args.private.then(|| "secagg,distributed-dp".into()),
         secagg_min_survivors: None,
         secagg_range: 1.0,
+        update_encoding: "f32".into(),
     };
     let folder = FederationFolder::new(&dir);
     let mut config = crate::federation::config_from(&init)?;

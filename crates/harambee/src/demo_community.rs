@@ -175,6 +175,7 @@ fn init_args(dir: &Path, workers: usize, rounds: u64, seed: u64) -> InitArgs {
         privacy: None,
         secagg_min_survivors: None,
         secagg_range: 1.0,
+        update_encoding: "f32".into(),
     }
 }
 

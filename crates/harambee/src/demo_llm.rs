@@ -208,6 +208,7 @@ fn init_args(
         privacy: None,
         secagg_min_survivors: None,
         secagg_range: 1.0,
+        update_encoding: "f32".into(),
     })
 }
 

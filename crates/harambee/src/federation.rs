@@ -151,6 +151,7 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
             learning_rate: args.lr.unwrap_or(default_lr),
             secure_aggregation: privacy.secure_aggregation,
             secagg_range: args.secagg_range,
+            update_encoding: args.update_encoding.parse()?,
         },
         limits: Limits {
             max_samples: args.max_samples.unwrap_or(Limits::default().max_samples),
@@ -283,6 +284,8 @@ pub(crate) fn charter_from(args: &InitArgs, config: &FederationConfig) -> Result
             Mode::Federated
         },
         max_samples: args.max_samples,
+        update_encoding: (!config.training.update_encoding.is_exact())
+            .then(|| config.training.update_encoding.to_string()),
         base_model: config.pretrained.as_ref().map(|p| BaseModel {
             name: p.base_name.clone(),
             sha256: p.base_sha256.clone(),

@@ -16,7 +16,7 @@ use common::{
     COMMUNITIES, LANGUAGES, client, corpus, harambee, join_community, read, spawn, wait_exit,
 };
 use harambee_identity::{Identity, UpdateStatement};
-use harambee_params::{Digest, Encoding, Layout, ParamSet};
+use harambee_params::{Digest, Encoding, Layout, ParamSet, UpdateCodec};
 use harambee_proto::auth::{self, method};
 use harambee_proto::{CallProof, CoordinatorClient, Invite, v1};
 use tokio::io::AsyncReadExt;
@@ -113,6 +113,40 @@ impl Adversary {
             num_samples: samples,
             train_loss: 1.0,
             encoding: "f32".into(),
+            total_bytes: data.len() as u64,
+            signature: signed.signature.to_vec(),
+        };
+        let chunks = data
+            .chunks(harambee_proto::CHUNK_BYTES)
+            .map(<[u8]>::to_vec)
+            .collect();
+        self.stream(header, chunks, true).await
+    }
+
+    /// An update in `encoding` whose signed digest is `update`'s, of the bytes given.
+    async fn submit_encoded(
+        &mut self,
+        task: &v1::Task,
+        encoding: &str,
+        update: &ParamSet,
+        data: Vec<u8>,
+    ) -> Result<v1::SubmitReply, tonic::Status> {
+        let signed = self.me.sign(UpdateStatement {
+            federation: self.invite.federation_id.clone(),
+            round: task.round,
+            base: Digest(task.base_digest.as_slice().try_into().unwrap()),
+            update: update.digest(),
+            num_samples: 1,
+        });
+        let header = v1::UpdateHeader {
+            public_key: self.key(),
+            round: task.round,
+            attempt: task.attempt,
+            base_digest: task.base_digest.clone(),
+            update_digest: update.digest().0.to_vec(),
+            num_samples: 1,
+            train_loss: 1.0,
+            encoding: encoding.into(),
             total_bytes: data.len() as u64,
             signature: signed.signature.to_vec(),
         };
@@ -446,6 +480,68 @@ async fn idle_sockets(addr: &str) {
     );
 }
 
+/// The model's layout as the coordinator announced it.
+fn layout_of(spec: &v1::ModelSpec) -> Layout {
+    Layout::new(spec.tensors.iter().map(|t| {
+        (
+            t.name.clone(),
+            t.shape.iter().map(|&d| d as usize).collect::<Vec<_>>(),
+        )
+    }))
+    .unwrap()
+}
+
+/// Waits for the coordinator to finish, then for every honest member, none of which may
+/// have been rate-limited.
+fn finish(root: &Path, coordinator: &mut Child, honest: &mut [Child]) {
+    assert!(
+        wait_exit(coordinator, Duration::from_secs(300)).success(),
+        "{}",
+        read(&root.join("serve.log"))
+    );
+    for (k, p) in honest.iter_mut().enumerate() {
+        let log = root.join(format!("p{k}.log"));
+        assert!(
+            wait_exit(p, Duration::from_secs(60)).success(),
+            "{}",
+            read(&log)
+        );
+        assert!(
+            !read(&log).contains("rate limit"),
+            "an honest member was rate-limited: {}",
+            read(&log)
+        );
+    }
+}
+
+/// The class list, and the first `n` communities' data and keys under `root/p{k}`.
+fn communities(root: &Path, n: usize) {
+    corpus(&root.join("classes"), &LANGUAGES);
+    for (k, codes) in COMMUNITIES.iter().enumerate().take(n) {
+        corpus(&root.join(format!("p{k}/data")), codes);
+        let key = root.join(format!("p{k}/key.pem"));
+        assert!(
+            harambee(&["keygen", "--out", key.to_str().unwrap()])
+                .status
+                .success()
+        );
+    }
+}
+
+/// `harambee serve FED EXTRA...`, its log in `root/serve.log`, once it listens.
+fn serve(root: &Path, fed: &Path, extra: &[&str]) -> Child {
+    let serve_log = root.join("serve.log");
+    let coordinator = spawn(
+        std::process::Command::new(env!("CARGO_BIN_EXE_harambee"))
+            .arg("serve")
+            .arg(fed)
+            .args(extra),
+        &serve_log,
+    );
+    common::wait_for(&serve_log, "coordinator listening", Duration::from_secs(60));
+    coordinator
+}
+
 fn spawn_honest(root: &Path, k: usize) -> Child {
     let log = root.join(format!("p{k}.log"));
     let child = spawn(&mut join_community(root, k), &log);
@@ -457,16 +553,7 @@ fn spawn_honest(root: &Path, k: usize) -> Child {
 fn a_hostile_member_and_strangers_cannot_stall_take_over_or_corrupt_a_federation() {
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
-    corpus(&root.join("classes"), &LANGUAGES);
-    for (k, codes) in COMMUNITIES.iter().enumerate() {
-        corpus(&root.join(format!("p{k}/data")), codes);
-        let key = root.join(format!("p{k}/key.pem"));
-        assert!(
-            harambee(&["keygen", "--out", key.to_str().unwrap()])
-                .status
-                .success()
-        );
-    }
+    communities(root, 3);
     let steward_key = root.join("steward.key");
     let out = harambee(&["keygen", "--out", steward_key.to_str().unwrap()]);
     let steward = String::from_utf8(out.stdout).unwrap().trim().to_string();
@@ -506,15 +593,7 @@ fn a_hostile_member_and_strangers_cannot_stall_take_over_or_corrupt_a_federation
         String::from_utf8_lossy(&out.stderr)
     );
     tighten_limits(&fed);
-    let serve_log = root.join("serve.log");
-    let mut coordinator = spawn(
-        std::process::Command::new(env!("CARGO_BIN_EXE_harambee"))
-            .arg("serve")
-            .arg(&fed)
-            .args(["--linger-s", "1"]),
-        &serve_log,
-    );
-    common::wait_for(&serve_log, "coordinator listening", Duration::from_secs(60));
+    let mut coordinator = serve(root, &fed, &["--linger-s", "1"]);
 
     // An amendment while the coordinator runs, and one signed for the other federation.
     let current = fs::read_to_string(fed.join("charter.toml")).unwrap();
@@ -597,13 +676,7 @@ fn a_hostile_member_and_strangers_cannot_stall_take_over_or_corrupt_a_federation
             invite: invite.clone(),
         };
         let spec = adv.enrol(None).await.unwrap().model.unwrap();
-        let layout = Layout::new(spec.tensors.iter().map(|t| {
-            (
-                t.name.clone(),
-                t.shape.iter().map(|&d| d as usize).collect::<Vec<_>>(),
-            )
-        }))
-        .unwrap();
+        let layout = layout_of(&spec);
         // Sybils: one more key fits the cap; the next is refused.
         adv.enrol(Some(&Identity::generate().unwrap()))
             .await
@@ -641,24 +714,7 @@ fn a_hostile_member_and_strangers_cannot_stall_take_over_or_corrupt_a_federation
         assert!(attacked, "the adversary was never selected");
     });
 
-    assert!(
-        wait_exit(&mut coordinator, Duration::from_secs(300)).success(),
-        "{}",
-        read(&serve_log)
-    );
-    for (k, p) in honest.iter_mut().enumerate() {
-        let log = root.join(format!("p{k}.log"));
-        assert!(
-            wait_exit(p, Duration::from_secs(60)).success(),
-            "{}",
-            read(&log)
-        );
-        assert!(
-            !read(&log).contains("rate limit"),
-            "an honest member was rate-limited: {}",
-            read(&log)
-        );
-    }
+    finish(root, &mut coordinator, &mut honest);
     // The coordinator is gone: the amendment signed for the other federation still does
     // not take effect here.
     let out = amend(&replayed);
@@ -767,6 +823,103 @@ const SETTINGS: [&str; 17] = [
     "5",
 ];
 
+/// Under a charter of int8 updates, a member's update in another encoding, malformed int8
+/// bytes, or int8 bytes signed as something other than what they decode to are refused; a
+/// proper one is taken, and the ledger recomputes every round from the decoded updates.
+#[test]
+fn compressed_updates_are_decoded_strictly_and_recorded_as_decoded() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    communities(root, 2);
+    let fed = root.join("fed");
+    let classes = root.join("classes");
+    let mut args = vec!["init", fed.to_str().unwrap(), "--update-encoding", "int8"];
+    args.extend(["--classes-from", classes.to_str().unwrap()]);
+    args.extend(SETTINGS);
+    let out = harambee(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let charter = fs::read_to_string(fed.join("charter.toml")).unwrap();
+    assert!(charter.contains("update_encoding = \"int8\""), "{charter}");
+    let mut coordinator = serve(root, &fed, &[]);
+    let mut honest: Vec<Child> = (0..2).map(|k| spawn_honest(root, k)).collect();
+    let invite = Invite::load(&fed.join("invite.toml")).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut adv = Adversary {
+            c: client(&invite),
+            me: Identity::generate().unwrap(),
+            invite: invite.clone(),
+        };
+        let spec = adv.enrol(None).await.unwrap().model.unwrap();
+        assert_eq!(spec.update_encoding, "int8");
+        let layout = layout_of(&spec);
+        let int8: UpdateCodec = "int8".parse().unwrap();
+        let mut done = (0, 0);
+        let mut attacked = false;
+        loop {
+            let task = adv.task(done).await;
+            if task.kind == v1::task::Kind::Finished as i32 {
+                break;
+            }
+            done = (task.round, task.attempt);
+            let base = adv.fetch(&layout, &task.base_digest).await;
+            let mut trained = base.clone();
+            trained.values_mut().iter_mut().for_each(|v| *v += 0.01);
+            let (bytes, decoded) = int8.encode(&base, &trained, None).unwrap();
+            if !attacked {
+                attacked = true;
+                refused(
+                    "an f32 update where the charter sets int8",
+                    adv.submit(&task, &trained, 1).await,
+                    &[Code::InvalidArgument],
+                    "charter sets int8",
+                );
+                let mut negative_scale = bytes.clone();
+                negative_scale[..4].copy_from_slice(&(-1.0f32).to_le_bytes());
+                refused(
+                    "int8 bytes with a negative block scale",
+                    adv.submit_encoded(&task, "int8", &decoded, negative_scale)
+                        .await,
+                    &[Code::InvalidArgument],
+                    "malformed compressed update",
+                );
+                refused(
+                    "int8 bytes one short",
+                    adv.submit_encoded(&task, "int8", &decoded, bytes[1..].to_vec())
+                        .await,
+                    &[Code::InvalidArgument],
+                    "wrong shape",
+                );
+                refused(
+                    "int8 bytes signed as the undecoded update",
+                    adv.submit_encoded(&task, "int8", &trained, bytes.clone())
+                        .await,
+                    &[Code::InvalidArgument],
+                    "hash to",
+                );
+            }
+            match adv.submit_encoded(&task, "int8", &decoded, bytes).await {
+                Ok(_) => {}
+                Err(s) if s.code() == Code::FailedPrecondition => {}
+                Err(s) => panic!("the proper int8 update was refused: {s:?}"),
+            }
+        }
+        assert!(attacked, "the adversary was never selected");
+    });
+    finish(root, &mut coordinator, &mut honest);
+    let out = harambee(&["ledger", "verify", fed.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("recomputed from the kept updates and matching: 3 of 3"),
+        "{said}"
+    );
+}
+
 // Before, one invite token admitted any number of keys: a Sybil with the shared invite
 // enrolled as many members as it liked. Per-member invites admit one key each.
 #[test]
@@ -798,14 +951,7 @@ fn a_single_use_invite_admits_one_key_and_the_shared_token_none() {
     };
     assert!(issue().status.success());
     assert!(!issue().status.success(), "an invite file was overwritten");
-    let serve_log = root.join("serve.log");
-    let mut coordinator = spawn(
-        std::process::Command::new(env!("CARGO_BIN_EXE_harambee"))
-            .arg("serve")
-            .arg(&fed),
-        &serve_log,
-    );
-    common::wait_for(&serve_log, "coordinator listening", Duration::from_secs(60));
+    let mut coordinator = serve(root, &fed, &[]);
 
     let shared = Invite::load(&fed.join("invite.toml")).unwrap();
     let own = Invite::load(&alice).unwrap();

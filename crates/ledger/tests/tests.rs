@@ -120,6 +120,7 @@ fn test_charter(members: Vec<harambee_charter::Member>) -> harambee_charter::Cha
         mode: Default::default(),
         max_samples: None,
         base_model: None,
+        update_encoding: None,
         members,
     }
 }

@@ -52,8 +52,12 @@ pub enum ParamsError {
         encoding: &'static str,
     },
     /// An unknown encoding tag.
-    #[error("unknown encoding {0:?} (known: f32, f16)")]
+    #[error("unknown encoding {0:?} (known: f32, f16, bf16, int8, topk:FRACTION)")]
     UnknownEncoding(String),
+    /// Compressed bytes that no encoder writes: a bad int8 scale, a top-k index out of range
+    /// or out of order.
+    #[error("malformed compressed update: {0}")]
+    BadCode(String),
     /// A safetensors file could not be read or written.
     #[error("safetensors: {0}")]
     Safetensors(String),

@@ -9,6 +9,8 @@
 //! On top of the values:
 //! - a canonical SHA-256 [`Digest`] ([`ParamSet::digest`]), the identity used by the ledger;
 //! - wire [`Encoding`]s (`f32`, `f16`) with a strict decoder for untrusted bytes;
+//! - compressed updates ([`UpdateCodec`]: f16, bf16, int8 with block scales, top-k), each the
+//!   change from the round's base, with error feedback and a strict decoder;
 //! - safetensors read and write ([`ParamSet::to_safetensors`], [`ParamSet::from_safetensors`]).
 //!
 //! ```
@@ -24,6 +26,7 @@
 //! ```
 
 mod arith;
+mod codec;
 mod digest;
 mod encoding;
 mod error;
@@ -32,6 +35,7 @@ mod safetensors_io;
 mod set;
 
 pub use arith::{transpose, weighted_mean, weighted_sum_into};
+pub use codec::{INT8_BLOCK, UpdateCodec};
 pub use digest::Digest;
 pub use encoding::Encoding;
 pub use error::ParamsError;

@@ -241,3 +241,161 @@ mod files_and_digests {
         assert_ne!(p.digest(), reshaped.digest());
     }
 }
+
+mod compressed_updates {
+    use super::*;
+    use harambee_params::{INT8_BLOCK, UpdateCodec};
+
+    const LOSSY: [&str; 5] = ["f16", "bf16", "int8", "topk:0.3", "topk:1"];
+
+    fn codecs() -> Vec<UpdateCodec> {
+        std::iter::once("f32")
+            .chain(LOSSY)
+            .map(|c| c.parse().unwrap())
+            .collect()
+    }
+
+    /// A model of `n` values.
+    fn model(values: Vec<f32>) -> ParamSet {
+        let n = values.len();
+        ParamSet::from_tensors([("w", vec![n], values)]).unwrap()
+    }
+
+    proptest! {
+        /// What the encoder says the receiver decodes is what it decodes, bit for bit: the
+        /// participant signs that, and the ledger's recomputation depends on it.
+        #[test]
+        fn the_receiver_decodes_exactly_what_the_sender_signs(
+            base in prop::collection::vec(-10.0f32..10.0, 1..700),
+            seed in any::<u64>(),
+        ) {
+            let change: Vec<f32> = base
+                .iter()
+                .enumerate()
+                .map(|(i, _)| ((seed.wrapping_mul(i as u64 + 1) >> 40) as f32 / 1e6) - 8.0)
+                .collect();
+            let update = model(base.iter().zip(&change).map(|(b, c)| b + c * 0.01).collect());
+            let base = model(base);
+            for codec in codecs() {
+                let (bytes, signed) = codec.encode(&base, &update, None).unwrap();
+                prop_assert_eq!(bytes.len(), codec.encoded_len(base.len()));
+                let decoded = codec.decode(&base, &bytes).unwrap();
+                prop_assert_eq!(decoded.digest(), signed.digest(), "{}", codec);
+            }
+        }
+
+        /// Untrusted bytes of any length and content: a decoded update or an error, never a
+        /// panic, and never a non-finite value.
+        #[test]
+        fn decoding_untrusted_bytes_never_panics(
+            bytes in prop::collection::vec(any::<u8>(), 0..120),
+            n in 1usize..20,
+        ) {
+            let base = model(vec![0.5; n]);
+            for codec in codecs() {
+                if let Ok(update) = codec.decode(&base, &bytes) {
+                    prop_assert!(update.check_finite().is_ok());
+                    prop_assert_eq!(bytes.len(), codec.encoded_len(n));
+                }
+            }
+        }
+
+        /// Int8 is within half a step of each block's scale; f16 and bf16 within their
+        /// precision; top-k sends exactly the largest changes and leaves the rest alone.
+        #[test]
+        fn each_code_is_as_close_as_it_promises(
+            change in prop::collection::vec(-1.0f32..1.0, 1..600),
+        ) {
+            let base = model(vec![0.0; change.len()]);
+            let update = model(change.clone());
+            let decode = |c: &str| {
+                let codec: UpdateCodec = c.parse().unwrap();
+                codec.encode(&base, &update, None).unwrap().1
+            };
+            let int8 = decode("int8");
+            for (block, got) in change.chunks(INT8_BLOCK).zip(int8.values().chunks(INT8_BLOCK)) {
+                let scale = block.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0;
+                for (want, got) in block.iter().zip(got) {
+                    prop_assert!((want - got).abs() <= scale * 0.5001 + 1e-7);
+                }
+            }
+            for (c, relative) in [("f16", 1.0 / 1024.0), ("bf16", 1.0 / 128.0)] {
+                for (want, got) in change.iter().zip(decode(c).values()) {
+                    prop_assert!((want - got).abs() <= want.abs() * relative + 1e-4, "{c}");
+                }
+            }
+            let top = decode("topk:0.3");
+            let k = "topk:0.3".parse::<UpdateCodec>().unwrap().kept(change.len());
+            let sent: Vec<usize> = (0..change.len()).filter(|&i| top.values()[i] != 0.0).collect();
+            prop_assert!(sent.len() <= k);
+            let smallest_sent = sent.iter().map(|&i| change[i].abs()).fold(f32::INFINITY, f32::min);
+            for (&got, &want) in top.values().iter().zip(&change) {
+                if got == 0.0 && want != 0.0 {
+                    prop_assert!(want.abs() <= smallest_sent);
+                } else {
+                    prop_assert_eq!(got, want);
+                }
+            }
+        }
+
+        /// Error feedback loses nothing over time: what was sent over the rounds plus what is
+        /// still held back adds up to every change that was made.
+        #[test]
+        fn error_feedback_carries_what_was_left_out(
+            changes in prop::collection::vec(prop::collection::vec(-1.0f32..1.0, 50), 1..6),
+        ) {
+            for codec in ["int8", "topk:0.1"] {
+                let codec: UpdateCodec = codec.parse().unwrap();
+                let base = model(vec![0.0; 50]);
+                let mut residual = Vec::new();
+                let mut sent = [0.0f32; 50];
+                let mut made = [0.0f32; 50];
+                for change in &changes {
+                    let (_, decoded) = codec.encode(&base, &model(change.clone()), Some(&mut residual)).unwrap();
+                    sent.iter_mut().zip(decoded.values()).for_each(|(s, d)| *s += d);
+                    made.iter_mut().zip(change).for_each(|(m, c)| *m += c);
+                }
+                for i in 0..50 {
+                    prop_assert!((sent[i] + residual[i] - made[i]).abs() < 1e-4, "{codec}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sizes_names_and_malformed_codes() {
+        let int8: UpdateCodec = "int8".parse().unwrap();
+        assert_eq!(int8.encoded_len(199_210), 779 * 4 + 199_210);
+        let top: UpdateCodec = "topk:0.01".parse().unwrap();
+        assert_eq!(top.to_string(), "topk:0.01");
+        assert_eq!(top.encoded_len(199_210), 1993 * 8);
+        for bad in ["topk:0", "topk:1.5", "topk:x", "int4", "topk:1e-9"] {
+            assert!(bad.parse::<UpdateCodec>().is_err(), "{bad}");
+        }
+        let base = model(vec![0.0; 4]);
+        // Top-k indices out of order or out of range, a negative or infinite int8 scale.
+        let top: UpdateCodec = "topk:0.5".parse().unwrap();
+        let pairs = |i: [u32; 2]| {
+            let mut b: Vec<u8> = i.iter().flat_map(|i| i.to_le_bytes()).collect();
+            b.extend([1.0f32, 2.0].iter().flat_map(|v| v.to_le_bytes()));
+            b
+        };
+        assert!(top.decode(&base, &pairs([1, 3])).is_ok());
+        for wrong in [[3, 1], [1, 1], [1, 4]] {
+            assert!(matches!(
+                top.decode(&base, &pairs(wrong)),
+                Err(ParamsError::BadCode(_))
+            ));
+        }
+        for scale in [-1.0f32, f32::INFINITY, f32::NAN] {
+            let mut bytes = scale.to_le_bytes().to_vec();
+            bytes.extend([1u8; 4]);
+            assert!(int8.decode(&base, &bytes).is_err(), "{scale}");
+        }
+        // A change that overflows the base is refused, not turned into infinity.
+        let big = model(vec![f32::MAX; 4]);
+        let mut bytes: Vec<u8> = [0u32, 1].iter().flat_map(|i| i.to_le_bytes()).collect();
+        bytes.extend([f32::MAX, 1.0].iter().flat_map(|v| v.to_le_bytes()));
+        assert!(top.decode(&big, &bytes).is_err());
+    }
+}

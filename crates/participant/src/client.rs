@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use harambee_identity::{Identity, PublicKey, UpdateStatement};
 use harambee_learn::{DataKind, ModelKind, ModelTask, Optimizer, participant_seed};
 use harambee_ledger::UpdatePromise;
-use harambee_params::{Digest, Encoding, Layout, ParamSet};
+use harambee_params::{Digest, Encoding, Layout, ParamSet, UpdateCodec};
 use harambee_proto::auth::{body_digest, method};
 use harambee_proto::{CHUNK_BYTES, CoordinatorClient, Invite, chunk_ranges, v1};
 use harambee_strategy::FitConfig;
@@ -253,6 +253,18 @@ async fn local_trainer(
     }
 }
 
+/// The encoding the coordinator announced for updates (empty: f32).
+fn update_codec(spec: &v1::ModelSpec) -> Result<UpdateCodec, ParticipantError> {
+    match spec.update_encoding.as_str() {
+        "" => Ok(UpdateCodec::F32),
+        name => name.parse().map_err(|e| {
+            ParticipantError::Model(format!(
+                "the coordinator asks for update encoding {name:?}, which this participant does not know: {e}"
+            ))
+        }),
+    }
+}
+
 /// What local training returned, before it is signed: the federation's layout, finite values.
 fn check_fitted(fitted: &Fitted, layout: &Layout) -> Result<(), ParticipantError> {
     if fitted.params.layout() != layout {
@@ -328,6 +340,8 @@ pub async fn join(options: JoinOptions) -> Result<JoinReport, ParticipantError> 
         session: &session,
         local,
         layout,
+        codec: update_codec(&spec)?,
+        residual: std::sync::Mutex::default(),
         spec: &spec,
         federation: &federation,
         participant: reply.participant_id,
@@ -386,6 +400,10 @@ struct RoundContext<'a> {
     local: Arc<dyn LocalTrainer>,
     /// The federation's parameter layout, as the coordinator announced it.
     layout: Layout,
+    /// How updates travel, as the charter sets it.
+    codec: UpdateCodec,
+    /// What the encoding left out of the updates so far (error feedback; empty at first).
+    residual: std::sync::Mutex<Vec<f32>>,
     spec: &'a v1::ModelSpec,
     federation: &'a str,
     participant: u64,
@@ -404,8 +422,9 @@ impl RoundContext<'_> {
             shard: task.shard.as_ref().map(|s| (s.index, s.count)),
         };
         self.report_evaluation(task, &round, &global, base).await?;
-        // Secure aggregation masks the difference from the global model, kept here.
-        let global_copy = task.secagg.as_ref().map(|_| global.clone());
+        // Secure aggregation masks, and a compressed encoding sends, the difference from the
+        // global model, kept here.
+        let global_copy = (task.secagg.is_some() || !self.codec.is_exact()).then(|| global.clone());
         let local = Arc::clone(&self.local);
         let heartbeat = self.heartbeat_while_training();
         let fit_round = round.clone();
@@ -428,7 +447,18 @@ impl RoundContext<'_> {
             return crate::secure::run(self.session, task, settings, self.federation, trained)
                 .await;
         }
-        let digest = outcome.params.digest();
+        // What is signed and recorded is the update as the coordinator decodes it; what the
+        // encoding leaves out waits in the residual for the next update (error feedback),
+        // which takes effect only once this one is acknowledged.
+        let mut residual = self.residual.lock().map(|r| r.clone()).unwrap_or_default();
+        let (bytes, sent) = match &global_copy {
+            Some(global) => self
+                .codec
+                .encode(global, &outcome.params, Some(&mut residual))
+                .map_err(|e| ParticipantError::Model(format!("encoding the update: {e}")))?,
+            None => (Encoding::F32.encode(&outcome.params), outcome.params),
+        };
+        let digest = sent.digest();
         let signed = self.session.identity.sign(UpdateStatement {
             federation: self.federation.to_string(),
             round: task.round,
@@ -444,11 +474,11 @@ impl RoundContext<'_> {
             update_digest: digest.0.to_vec(),
             num_samples: outcome.num_samples,
             train_loss: outcome.train_loss,
-            encoding: Encoding::F32.name().into(),
+            encoding: self.codec.to_string(),
             total_bytes: 0,
             signature: signed.signature.to_vec(),
         };
-        let bytes = Arc::new(Encoding::F32.encode(&outcome.params));
+        let bytes = Arc::new(bytes);
         let header = v1::UpdateHeader {
             total_bytes: bytes.len() as u64,
             ..header
@@ -476,6 +506,9 @@ impl RoundContext<'_> {
                     quorum = reply.quorum,
                     "update acknowledged"
                 );
+                if let Ok(mut kept) = self.residual.lock() {
+                    *kept = residual;
+                }
                 let promise = UpdatePromise {
                     federation: self.federation.to_string(),
                     round: task.round,
@@ -488,6 +521,9 @@ impl RoundContext<'_> {
                 Ok(RoundEnd::Acknowledged(Some(promise)))
             }
             Err(RetryError::Final(s)) if s.code() == Code::AlreadyExists => {
+                if let Ok(mut kept) = self.residual.lock() {
+                    *kept = residual;
+                }
                 tracing::info!(
                     round = task.round,
                     "update acknowledged (already held by the coordinator)"

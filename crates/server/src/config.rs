@@ -4,7 +4,7 @@ use std::path::Path;
 use harambee_coordinator::CoordinatorConfig;
 use harambee_learn::{ModelKind, ModelTask};
 use harambee_llm::PretrainedTask;
-use harambee_params::{Layout, ParamSet};
+use harambee_params::{Layout, ParamSet, UpdateCodec};
 use harambee_strategy::{FitConfig, StrategyConfig};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -136,6 +136,10 @@ pub struct TrainingSettings {
     /// an update in the fixed-point encoding (larger ones are clipped to it).
     #[serde(default = "default_secagg_range")]
     pub secagg_range: f32,
+    /// How updates travel: exact f32, or compressed (`f16`, `bf16`, `int8`,
+    /// `topk:FRACTION`); must be the charter's `update_encoding`.
+    #[serde(default)]
+    pub update_encoding: UpdateCodec,
 }
 
 fn pause_by_default() -> bool {
@@ -263,6 +267,12 @@ impl FederationConfig {
             return bad(
                 "model.model = \"custom\" and the [initial_weights] file go together".into(),
             );
+        }
+        if self.training.secure_aggregation && !self.training.update_encoding.is_exact() {
+            return bad(format!(
+                "secure aggregation sums fixed-point updates of its own; training.update_encoding must be f32, not {}",
+                self.training.update_encoding
+            ));
         }
         if let Some(w) = &self.initial_weights
             && (w.file.is_empty() || w.file.contains(['/', '\\']) || w.file.starts_with('.'))

@@ -10,7 +10,7 @@ use harambee_charter::Charter;
 use harambee_coordinator::{Action, Coordinator, Event, EventOutcome, Refusal, RestorePoint, Tick};
 use harambee_identity::{Identity, PublicKey, SignedUpdate, UpdateStatement};
 use harambee_ledger::{Entry, Ledger, TreeHead, UpdatePromise};
-use harambee_params::{Digest, Encoding, Layout, ParamSet};
+use harambee_params::{Digest, Encoding, Layout, ParamSet, UpdateCodec};
 use harambee_proto::v1;
 use harambee_store::{
     BlobStore, ClosedRoundRecord, FsBlobStore, HeadRecord, OpenRoundRecord, Redemption,
@@ -200,6 +200,7 @@ impl Driver {
         crate::privacy::check_budget(&charter, &config)?;
         secure_steps::check_secure_aggregation(&charter, &config)?;
         check_base_model(&charter, &config)?;
+        check_update_encoding(&charter, &config)?;
         let (layout, initial) = config.initial_model(folder.root())?;
         let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&folder.blobs_path())?);
         let state: Arc<dyn StateStore> = Arc::new(SqliteState::open(&folder.state_path())?);
@@ -396,6 +397,7 @@ impl Driver {
                 })
                 .collect(),
             seed: self.config.rounds.seed,
+            update_encoding: self.config.training.update_encoding.to_string(),
             pretrained: self
                 .config
                 .pretrained
@@ -509,6 +511,23 @@ fn charter_in_force(ledger: &Ledger) -> Option<String> {
 }
 
 /// A pretrained federation runs only with the base its charter pins.
+/// The charter's update encoding is the one the coordinator accepts.
+fn check_update_encoding(charter: &Charter, config: &FederationConfig) -> Result<(), ServerError> {
+    let chartered: UpdateCodec = match &charter.update_encoding {
+        Some(name) => name
+            .parse()
+            .map_err(|e| ServerError::Config(format!("the charter's update_encoding: {e}")))?,
+        None => UpdateCodec::F32,
+    };
+    if chartered != config.training.update_encoding {
+        return Err(ServerError::Config(format!(
+            "the charter sets update_encoding {chartered} but federation.toml uses {}; amend the charter or fix the settings",
+            config.training.update_encoding
+        )));
+    }
+    Ok(())
+}
+
 fn check_base_model(charter: &Charter, config: &FederationConfig) -> Result<(), ServerError> {
     let pinned = charter.base_model.as_ref().map(|b| b.sha256.as_str());
     let ours = config.pretrained.as_ref().map(|p| p.base_sha256.as_str());

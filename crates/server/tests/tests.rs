@@ -54,6 +54,7 @@ fn config(min_participants: usize) -> FederationConfig {
             learning_rate: 0.1,
             secure_aggregation: false,
             secagg_range: 1.0,
+            update_encoding: Default::default(),
         },
         limits: Limits::default(),
     }
@@ -88,6 +89,7 @@ fn charter(members_only: Option<&Identity>) -> Charter {
             .into_iter()
             .collect(),
         base_model: None,
+        update_encoding: None,
     }
 }
 

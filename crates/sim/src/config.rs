@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use harambee_learn::{ModelKind, Optimizer, Partition};
+use harambee_params::UpdateCodec;
 use harambee_strategy::StrategyConfig;
 use serde::{Deserialize, Serialize};
 
@@ -121,6 +122,10 @@ pub struct SimConfig {
     /// The fixed-point range of a coordinate of an update under secure aggregation, when the
     /// strategy does not clip (DP-FedAvg sets it from its bound).
     pub secagg_range: f32,
+    /// How updates travel: exact f32, or their change from the round's base compressed
+    /// (f16, bf16, int8, top-k), with each participant's error feedback carried between its
+    /// rounds. Rounds combine the updates as decoded, and `bytes_up` counts the encoding.
+    pub update_encoding: UpdateCodec,
 }
 
 impl Default for SimConfig {
@@ -152,6 +157,7 @@ impl Default for SimConfig {
             attackers: 0.0,
             secure_aggregation: false,
             secagg_range: 1.0,
+            update_encoding: UpdateCodec::F32,
         }
     }
 }
@@ -206,6 +212,12 @@ impl SimConfig {
         }
         if !(self.fraction > 0.0 && self.fraction <= 1.0) {
             return bad(format!("--fraction {} must be in (0, 1]", self.fraction));
+        }
+        if self.secure_aggregation && !self.update_encoding.is_exact() {
+            return bad(format!(
+                "secure aggregation sums fixed-point updates of its own: --update-encoding {} cannot go with it",
+                self.update_encoding
+            ));
         }
         if !(self.lr.is_finite() && self.lr >= 0.0) {
             return bad(format!(

@@ -65,6 +65,9 @@ pub struct Simulation {
     /// Each participant's local optimiser state, kept between its rounds as a DiLoCo worker
     /// keeps its inner AdamW moments (trainers that start afresh each round ignore it).
     inner: Vec<Mutex<Option<InnerState>>>,
+    /// Per participant: what its compressed updates left out so far (error feedback), empty
+    /// until it first trains under a lossy encoding.
+    residuals: Vec<Mutex<Vec<f32>>>,
 }
 
 impl Simulation {
@@ -136,6 +139,7 @@ impl Simulation {
             .map(|_| Arc::new(flip_labels(train)));
         Ok(Self {
             inner: participants.iter().map(|_| Mutex::new(None)).collect(),
+            residuals: participants.iter().map(|_| Mutex::default()).collect(),
             attacker,
             flipped,
             config,
@@ -188,7 +192,16 @@ impl Simulation {
                 continue;
             }
             let (evaluation, eval_s) = self.evaluate_if_due(open.round)?;
-            let record = round.record(&open, self.model_bytes(), evaluation.as_ref(), eval_s);
+            let update_bytes = self
+                .config
+                .update_encoding
+                .encoded_len(self.core.global().len()) as u64;
+            let record = round.record(
+                &open,
+                (self.model_bytes(), update_bytes),
+                evaluation.as_ref(),
+                eval_s,
+            );
             tracing::debug!(round = record.round, accuracy = ?record.accuracy, participants = record.participants, wall_s = record.wall_s, "round closed");
             progress.add(&record, evaluation, self.config.target_accuracy);
             observer.round_closed(&record);
@@ -474,6 +487,13 @@ impl Simulation {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.trainer
             .train_resuming(&open.global, data, indices, &open.config, seed, &mut inner)
+            .map_err(|e| FailureReason::Refused(e.to_string()))
+            .and_then(|mut o| {
+                if !self.config.update_encoding.is_exact() {
+                    o.params = self.compressed(p, &open.global, &o.params)?;
+                }
+                Ok(o)
+            })
             .map(|o| {
                 let digest = o.params.digest();
                 let result = FitResult {
@@ -484,7 +504,25 @@ impl Simulation {
                 };
                 (result, digest)
             })
-            .map_err(|e| FailureReason::Refused(e.to_string()))
+    }
+
+    /// `p`'s update as the coordinator would decode it from the federation's encoding, with
+    /// `p`'s error feedback carried to its next round.
+    fn compressed(
+        &self,
+        p: ParticipantId,
+        base: &ParamSet,
+        update: &ParamSet,
+    ) -> Result<ParamSet, FailureReason> {
+        let mut residual = self.residuals[p.0 as usize]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (_, decoded) = self
+            .config
+            .update_encoding
+            .encode(base, update, Some(&mut residual))
+            .map_err(|e| FailureReason::Refused(e.to_string()))?;
+        Ok(decoded)
     }
 
     fn stopped(&self, error: harambee_coordinator::CoreError) -> SimError {
@@ -598,7 +636,7 @@ impl RoundTally {
     fn record(
         &self,
         open: &OpenRound,
-        model_bytes: u64,
+        (model_bytes, update_bytes): (u64, u64),
         evaluation: Option<&Evaluation>,
         eval_s: f64,
     ) -> RoundRecord {
@@ -611,7 +649,7 @@ impl RoundTally {
             train_s: self.train_s,
             aggregate_s: self.aggregate_s,
             eval_s,
-            bytes_up: self.accepted as u64 * model_bytes,
+            bytes_up: self.accepted as u64 * update_bytes,
             bytes_down: open.participants.len() as u64 * model_bytes,
             participants: self.accepted,
             dropped: self.dropped,

@@ -53,9 +53,7 @@ impl Driver {
                 self.published.digest
             )));
         }
-        let encoding: Encoding = h.encoding.parse().map_err(|_| {
-            Rejection::invalid(format!("unknown encoding {:?}; use f32 or f16", h.encoding))
-        })?;
+        let codec = self.update_codec(h)?;
         let (max, rule) = match self.charter.max_samples {
             Some(m) if m <= self.config.limits.max_samples => (m, "the charter's max_samples"),
             _ => (self.config.limits.max_samples, "limits.max_samples"),
@@ -66,10 +64,10 @@ impl Driver {
                 h.num_samples
             )));
         }
-        let expected = (self.layout.num_values() * encoding.bytes_per_value()) as u64;
+        let expected = codec.encoded_len(self.layout.num_values()) as u64;
         if h.total_bytes != expected {
             return Err(Rejection::invalid(format!(
-                "wrong shape: the model has {} values ({expected} bytes in {encoding}), the update announces {} bytes",
+                "wrong shape: the model has {} values ({expected} bytes in {codec}), the update announces {} bytes",
                 self.layout.num_values(),
                 h.total_bytes
             )));
@@ -78,6 +76,26 @@ impl Driver {
             pause_at(FaultPoint::BeforeUpdate);
         }
         Ok(id)
+    }
+
+    /// The update's encoding: the federation's, and no other.
+    fn update_codec(&self, h: &v1::UpdateHeader) -> Result<UpdateCodec, Rejection> {
+        let ours = self.config.training.update_encoding;
+        // An empty name is f32, as in ModelSpec.
+        let theirs: UpdateCodec = match h.encoding.as_str() {
+            "" => UpdateCodec::F32,
+            name => name.parse().map_err(|_| {
+                Rejection::invalid(format!(
+                    "unknown encoding {name:?}; this federation's updates travel as {ours}"
+                ))
+            })?,
+        };
+        if theirs != ours {
+            return Err(Rejection::invalid(format!(
+                "the update is encoded as {theirs}, but this federation's charter sets {ours}"
+            )));
+        }
+        Ok(ours)
     }
 
     /// Whether an upload in progress should pause for a crash test (`mid-upload`).
@@ -95,12 +113,9 @@ impl Driver {
         bytes: &[u8],
     ) -> Result<Acknowledgement, Rejection> {
         let id = self.check_header(h)?;
-        let encoding: Encoding = h
-            .encoding
-            .parse()
-            .map_err(|_| Rejection::invalid("unknown encoding"))?;
-        let params = encoding
-            .decode(&self.layout, bytes)
+        let params = self
+            .update_codec(h)?
+            .decode(self.core.global(), bytes)
             .map_err(|e| Rejection::invalid(format!("undecodable update: {e}")))?;
         let digest = params.digest();
         if digest.0[..] != h.update_digest[..] {

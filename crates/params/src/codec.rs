@@ -1,0 +1,332 @@
+//! Compressed updates: what a participant uploads, in fewer bytes than f32.
+//!
+//! Every lossy code sends the update's *change* from the round's base (which both sides
+//! hold), since a change is small and centred where weights are not: half precision, bfloat16,
+//! 8-bit integers with one scale per block, or only the largest coordinates (top-k). A FedAvg
+//! update and a DiLoCo pseudo-gradient are both such a change, so both compress alike.
+//!
+//! The encoder returns, beside the bytes, the update exactly as the receiver will decode it
+//! (`base + decoded change`, the same f32 additions on both sides): that is what the
+//! participant signs and what the ledger records, so verification recomputes rounds from the
+//! decoded updates bit for bit. What a code leaves out may be carried to the participant's
+//! next update (error feedback), which is what keeps top-k and int8 from drifting.
+
+use std::fmt;
+use std::str::FromStr;
+
+use half::{bf16, f16};
+use serde::{Deserialize, Serialize};
+
+use crate::{Encoding, ParamSet, ParamsError};
+
+/// Values per block of the int8 code, each block with its own f32 scale.
+pub const INT8_BLOCK: usize = 256;
+
+/// How an update travels on the wire. The charter chooses it for a federation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum UpdateCodec {
+    /// Every value in f32: exact, 4 bytes a value.
+    #[default]
+    F32,
+    /// The change in IEEE half precision: 2 bytes a value.
+    F16,
+    /// The change in bfloat16 (f32's range, 8 significant bits): 2 bytes a value.
+    Bf16,
+    /// The change in 8-bit integers, one f32 scale (its largest magnitude / 127) per block of
+    /// [`INT8_BLOCK`] values: just over 1 byte a value.
+    Int8,
+    /// The change's largest coordinates by magnitude, as (index, value) pairs: 8 bytes each,
+    /// every other coordinate unchanged.
+    TopK {
+        /// The fraction of coordinates sent, in parts per million.
+        per_million: u32,
+    },
+}
+
+impl UpdateCodec {
+    /// Whether the code is exact (only f32 is).
+    pub fn is_exact(self) -> bool {
+        self == UpdateCodec::F32
+    }
+
+    /// How many coordinates top-k sends of `values` (at least one); `values` for the others.
+    pub fn kept(self, values: usize) -> usize {
+        match self {
+            UpdateCodec::TopK { per_million } => {
+                let k = (values as u128 * u128::from(per_million)).div_ceil(1_000_000);
+                (k as usize).clamp(1.min(values), values)
+            }
+            _ => values,
+        }
+    }
+
+    /// The exact size in bytes of an encoded update of a model of `values` values: a receiver
+    /// refuses any other length before reading the bytes.
+    pub fn encoded_len(self, values: usize) -> usize {
+        match self {
+            UpdateCodec::F32 => values * 4,
+            UpdateCodec::F16 | UpdateCodec::Bf16 => values * 2,
+            UpdateCodec::Int8 => values.div_ceil(INT8_BLOCK) * 4 + values,
+            UpdateCodec::TopK { .. } => self.kept(values) * 8,
+        }
+    }
+
+    /// Encodes `update`, trained from `base`. With a `residual` (the participant's error
+    /// feedback, zeros at first), the change plus what earlier encodings left out is encoded,
+    /// and what this one leaves out is kept there for the next. Returns the bytes and the
+    /// update as the receiver decodes them.
+    pub fn encode(
+        self,
+        base: &ParamSet,
+        update: &ParamSet,
+        residual: Option<&mut Vec<f32>>,
+    ) -> Result<(Vec<u8>, ParamSet), ParamsError> {
+        update.check_same_layout(base)?;
+        update.check_finite()?;
+        if self.is_exact() {
+            return Ok((Encoding::F32.encode(update), update.clone()));
+        }
+        let mut change: Vec<f32> = update
+            .values()
+            .iter()
+            .zip(base.values())
+            .map(|(u, b)| u - b)
+            .collect();
+        let residual = residual.filter(|r| r.len() == change.len() || r.is_empty());
+        if let Some(r) = &residual
+            && !r.is_empty()
+        {
+            change.iter_mut().zip(r.iter()).for_each(|(c, r)| *c += r);
+        }
+        let bytes = self.encode_change(&change);
+        let sent = self.decode_change(&bytes, change.len())?;
+        if let Some(r) = residual {
+            r.clear();
+            r.extend(change.iter().zip(&sent).map(|(c, s)| c - s));
+        }
+        Ok((bytes, apply(base, &sent)?))
+    }
+
+    /// Decodes untrusted bytes of an update trained from `base`: exactly
+    /// [`encoded_len`](Self::encoded_len) bytes, finite values, top-k indices in range and
+    /// strictly increasing; the decoded update must be finite too.
+    pub fn decode(self, base: &ParamSet, bytes: &[u8]) -> Result<ParamSet, ParamsError> {
+        if self.is_exact() {
+            return Encoding::F32.decode(base.layout(), bytes);
+        }
+        let change = self.decode_change(bytes, base.len())?;
+        apply(base, &change)
+    }
+
+    fn encode_change(self, change: &[f32]) -> Vec<u8> {
+        match self {
+            UpdateCodec::F32 => change.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            UpdateCodec::F16 => change
+                .iter()
+                .flat_map(|v| f16::from_f32(*v).to_le_bytes())
+                .collect(),
+            UpdateCodec::Bf16 => change
+                .iter()
+                .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
+                .collect(),
+            UpdateCodec::Int8 => encode_int8(change),
+            UpdateCodec::TopK { .. } => encode_top_k(change, self.kept(change.len())),
+        }
+    }
+
+    fn decode_change(self, bytes: &[u8], values: usize) -> Result<Vec<f32>, ParamsError> {
+        let expected = self.encoded_len(values);
+        if bytes.len() != expected {
+            return Err(ParamsError::EncodedLength {
+                expected,
+                actual: bytes.len(),
+                encoding: self.kind(),
+            });
+        }
+        let change: Vec<f32> = match self {
+            UpdateCodec::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            UpdateCodec::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            UpdateCodec::Bf16 => bytes
+                .chunks_exact(2)
+                .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            UpdateCodec::Int8 => decode_int8(bytes, values)?,
+            UpdateCodec::TopK { .. } => decode_top_k(bytes, values)?,
+        };
+        if let Some(index) = change.iter().position(|v| !v.is_finite()) {
+            return Err(ParamsError::NonFinite {
+                name: "(the encoded change)".into(),
+                index,
+            });
+        }
+        Ok(change)
+    }
+
+    /// The code's family name, without its parameter.
+    fn kind(self) -> &'static str {
+        match self {
+            UpdateCodec::F32 => "f32",
+            UpdateCodec::F16 => "f16",
+            UpdateCodec::Bf16 => "bf16",
+            UpdateCodec::Int8 => "int8",
+            UpdateCodec::TopK { .. } => "topk",
+        }
+    }
+}
+
+/// `base + change`, value by value: the one way both sides rebuild an update.
+fn apply(base: &ParamSet, change: &[f32]) -> Result<ParamSet, ParamsError> {
+    let values = base
+        .values()
+        .iter()
+        .zip(change)
+        .map(|(b, c)| b + c)
+        .collect();
+    let update = ParamSet::from_values(base.layout().clone(), values)?;
+    update.check_finite()?;
+    Ok(update)
+}
+
+/// All the blocks' scales, then every value as an i8 of its block's scale.
+fn encode_int8(change: &[f32]) -> Vec<u8> {
+    let blocks = change.chunks(INT8_BLOCK);
+    let mut out = Vec::with_capacity(change.len().div_ceil(INT8_BLOCK) * 4 + change.len());
+    let scales: Vec<f32> = blocks
+        .clone()
+        .map(|block| block.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0)
+        .collect();
+    scales
+        .iter()
+        .for_each(|s| out.extend_from_slice(&s.to_le_bytes()));
+    for (block, &scale) in blocks.zip(&scales) {
+        let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+        out.extend(
+            block
+                .iter()
+                .map(|v| (v * inverse).round().clamp(-127.0, 127.0) as i8 as u8),
+        );
+    }
+    out
+}
+
+fn decode_int8(bytes: &[u8], values: usize) -> Result<Vec<f32>, ParamsError> {
+    let (scales, codes) = bytes.split_at(values.div_ceil(INT8_BLOCK) * 4);
+    let scales: Vec<f32> = scales
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    if let Some(index) = scales.iter().position(|s| !(s.is_finite() && *s >= 0.0)) {
+        return Err(ParamsError::BadCode(format!(
+            "int8 block {index} has scale {}, not a finite non-negative number",
+            scales[index]
+        )));
+    }
+    Ok(codes
+        .chunks(INT8_BLOCK)
+        .zip(&scales)
+        .flat_map(|(block, &scale)| block.iter().map(move |&q| f32::from(q as i8) * scale))
+        .collect())
+}
+
+/// The `k` coordinates of largest magnitude (ties to the lower index, so the choice is
+/// deterministic), as their indices in increasing order, then their values.
+fn encode_top_k(change: &[f32], k: usize) -> Vec<u8> {
+    let mut order: Vec<u32> = (0..change.len() as u32).collect();
+    let larger = |a: &u32, b: &u32| {
+        change[*b as usize]
+            .abs()
+            .total_cmp(&change[*a as usize].abs())
+            .then(a.cmp(b))
+    };
+    if k < order.len() {
+        order.select_nth_unstable_by(k, larger);
+        order.truncate(k);
+    }
+    order.sort_unstable();
+    let mut out = Vec::with_capacity(k * 8);
+    order
+        .iter()
+        .for_each(|i| out.extend_from_slice(&i.to_le_bytes()));
+    order
+        .iter()
+        .for_each(|&i| out.extend_from_slice(&change[i as usize].to_le_bytes()));
+    out
+}
+
+fn decode_top_k(bytes: &[u8], values: usize) -> Result<Vec<f32>, ParamsError> {
+    let (indices, kept) = bytes.split_at(bytes.len() / 2);
+    let mut change = vec![0.0f32; values];
+    let mut previous: Option<u32> = None;
+    for (i, v) in indices.chunks_exact(4).zip(kept.chunks_exact(4)) {
+        let index = u32::from_le_bytes([i[0], i[1], i[2], i[3]]);
+        if index as usize >= values || previous.is_some_and(|p| index <= p) {
+            return Err(ParamsError::BadCode(format!(
+                "top-k index {index} is out of range or not after the one before it"
+            )));
+        }
+        previous = Some(index);
+        change[index as usize] = f32::from_le_bytes([v[0], v[1], v[2], v[3]]);
+    }
+    Ok(change)
+}
+
+impl fmt::Display for UpdateCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpdateCodec::TopK { per_million } => {
+                write!(f, "topk:{}", f64::from(*per_million) / 1e6)
+            }
+            other => f.write_str(other.kind()),
+        }
+    }
+}
+
+impl FromStr for UpdateCodec {
+    type Err = ParamsError;
+
+    /// `f32`, `f16`, `bf16`, `int8`, or `topk:FRACTION` (0 < FRACTION ≤ 1, e.g. `topk:0.01`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(fraction) = s.strip_prefix("topk:") {
+            let parsed: f64 = fraction
+                .parse()
+                .map_err(|_| ParamsError::UnknownEncoding(s.to_string()))?;
+            let per_million = (parsed * 1e6).round();
+            if !(parsed > 0.0 && parsed <= 1.0 && per_million >= 1.0) {
+                return Err(ParamsError::UnknownEncoding(format!(
+                    "{s}: the fraction must be in (0, 1] and at least 1e-6"
+                )));
+            }
+            return Ok(UpdateCodec::TopK {
+                per_million: per_million as u32,
+            });
+        }
+        Ok(match s {
+            "f32" => UpdateCodec::F32,
+            "f16" => UpdateCodec::F16,
+            "bf16" => UpdateCodec::Bf16,
+            "int8" => UpdateCodec::Int8,
+            other => return Err(ParamsError::UnknownEncoding(other.to_string())),
+        })
+    }
+}
+
+impl From<UpdateCodec> for String {
+    fn from(codec: UpdateCodec) -> Self {
+        codec.to_string()
+    }
+}
+
+impl TryFrom<String> for UpdateCodec {
+    type Error = ParamsError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
