@@ -523,6 +523,41 @@ pub(crate) struct SimulateArgs {
     /// (per-block scales) or topk:FRACTION, each with error feedback; bytes_up counts it.
     #[arg(long)]
     pub(crate) update_encoding: Option<String>,
+    /// Simulated time (docs/async.md).
+    #[command(flatten)]
+    pub(crate) time: TimeArgs,
+}
+
+/// Simulated time: each participant gets a compute speed and links from the seed, and each
+/// round the time it would take; any of these flags turns the clock on.
+#[derive(Debug, Args)]
+pub(crate) struct TimeArgs {
+    /// Turn the simulated clock on with its defaults (σ 0.5, a slow tail of 10% ten times
+    /// slower, 5 Mbit/s up and 20 down, 2 ms per example).
+    #[arg(long)]
+    pub(crate) simulated_time: bool,
+    /// The spread (σ of the logarithm) of speeds and link rates around their medians.
+    #[arg(long)]
+    pub(crate) speed_sigma: Option<f64>,
+    /// FRACTION:FACTOR: that fraction of participants is FACTOR times slower.
+    #[arg(long)]
+    pub(crate) slow_tail: Option<String>,
+    /// The median uplink in Mbit/s.
+    #[arg(long)]
+    pub(crate) uplink_mbps: Option<f64>,
+    /// The median downlink in Mbit/s.
+    #[arg(long)]
+    pub(crate) downlink_mbps: Option<f64>,
+    /// Select this many times the participants a round needs and close it on the first to
+    /// arrive.
+    #[arg(long)]
+    pub(crate) over_select: Option<f64>,
+    /// Close each round after this many simulated seconds with what has arrived.
+    #[arg(long)]
+    pub(crate) virtual_deadline_s: Option<f64>,
+    /// Simulated seconds one example takes for one epoch at the median speed.
+    #[arg(long)]
+    pub(crate) seconds_per_example: Option<f64>,
 }
 
 /// `harambee demo`.

@@ -184,6 +184,15 @@ fn print_summary(s: &Summary, out: Option<&Path>) {
         (None, Some(t)) => println!("did not reach {t} test accuracy in {} rounds", s.rounds),
         _ => {}
     }
+    if s.config.timing.is_some() {
+        match s.sim_time_to_target_s {
+            Some(t) => println!(
+                "simulated time: {:.0} s to the target, {:.0} s in all",
+                t, s.sim_time_s
+            ),
+            None => println!("simulated time: {:.0} s in all", s.sim_time_s),
+        }
+    }
     println!(
         "final accuracy {:.4} (best {:.4}) after {} rounds; {:.3}s per round; start-up {:.3}s; total {:.1}s; peak memory {:.0} MiB",
         s.final_accuracy,
@@ -239,6 +248,52 @@ fn compare_with_local(sim: &Simulation, summary: &Summary) -> Result<()> {
     Ok(())
 }
 
+/// Simulated time from the flags, on top of a settings file's `[timing]`: any timing flag
+/// turns the clock on.
+fn timing(
+    t: &crate::cli::TimeArgs,
+    from_file: Option<harambee_sim::Timing>,
+) -> Result<Option<harambee_sim::Timing>> {
+    let any = t.simulated_time
+        || t.speed_sigma.is_some()
+        || t.slow_tail.is_some()
+        || t.uplink_mbps.is_some()
+        || t.downlink_mbps.is_some()
+        || t.over_select.is_some()
+        || t.virtual_deadline_s.is_some()
+        || t.seconds_per_example.is_some();
+    if !any {
+        return Ok(from_file);
+    }
+    let mut timing = from_file.unwrap_or_default();
+    if let Some(v) = t.speed_sigma {
+        timing.sigma = v;
+    }
+    if let Some(tail) = &t.slow_tail {
+        let (fraction, factor) = tail
+            .split_once(':')
+            .context("--slow-tail is FRACTION:FACTOR, e.g. 0.1:10")?;
+        timing.slow_fraction = fraction.parse().context("--slow-tail's fraction")?;
+        timing.slow_factor = factor.parse().context("--slow-tail's factor")?;
+    }
+    if let Some(v) = t.uplink_mbps {
+        timing.uplink_mbps = v;
+    }
+    if let Some(v) = t.downlink_mbps {
+        timing.downlink_mbps = v;
+    }
+    if let Some(v) = t.over_select {
+        timing.over_select = v;
+    }
+    if let Some(v) = t.seconds_per_example {
+        timing.seconds_per_example = v;
+    }
+    if t.virtual_deadline_s.is_some() {
+        timing.deadline_s = t.virtual_deadline_s;
+    }
+    Ok(Some(timing))
+}
+
 /// Settings from `--config` (if any, else `defaults`) with flags on top.
 pub(crate) fn config_from(args: SimulateArgs, defaults: SimConfig) -> Result<SimConfig> {
     let mut c = match &args.config {
@@ -288,6 +343,7 @@ pub(crate) fn config_from(args: SimulateArgs, defaults: SimConfig) -> Result<Sim
         c.optimizer = parse_optimizer(v)?;
     }
     c.burn_only |= args.burn_only;
+    c.timing = timing(&args.time, c.timing.take())?;
     if args.data_dir.is_some() {
         c.data_dir = args.data_dir;
     }

@@ -14,6 +14,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 use serde::{Deserialize, Serialize};
 
@@ -100,43 +101,30 @@ impl UpdateCodec {
             change.iter_mut().zip(r.iter()).for_each(|(c, r)| *c += r);
         }
         let bytes = self.encode_change(&change);
-        let sent = self.decode_change(&bytes, change.len())?;
+        // The receiver's own decoder says what was sent, so sender and receiver agree on
+        // every bit.
+        let sent = self.decode(base, &bytes)?;
         if let Some(r) = residual {
             r.clear();
-            r.extend(change.iter().zip(&sent).map(|(c, s)| c - s));
+            r.extend(
+                change
+                    .iter()
+                    .zip(sent.values().iter().zip(base.values()))
+                    .map(|(c, (s, b))| c - (s - b)),
+            );
         }
-        Ok((bytes, apply(base, &sent)?))
+        Ok((bytes, sent))
     }
 
     /// Decodes untrusted bytes of an update trained from `base`: exactly
-    /// [`encoded_len`](Self::encoded_len) bytes, finite values, top-k indices in range and
-    /// strictly increasing; the decoded update must be finite too.
+    /// [`encoded_len`](Self::encoded_len) bytes, int8 scales finite and not negative, top-k
+    /// indices in range and strictly increasing, and the rebuilt update finite. One pass
+    /// over the bytes adds the change to a copy of the base.
     pub fn decode(self, base: &ParamSet, bytes: &[u8]) -> Result<ParamSet, ParamsError> {
         if self.is_exact() {
             return Encoding::F32.decode(base.layout(), bytes);
         }
-        let change = self.decode_change(bytes, base.len())?;
-        apply(base, &change)
-    }
-
-    fn encode_change(self, change: &[f32]) -> Vec<u8> {
-        match self {
-            UpdateCodec::F32 => change.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            UpdateCodec::F16 => change
-                .iter()
-                .flat_map(|v| f16::from_f32(*v).to_le_bytes())
-                .collect(),
-            UpdateCodec::Bf16 => change
-                .iter()
-                .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
-                .collect(),
-            UpdateCodec::Int8 => encode_int8(change),
-            UpdateCodec::TopK { .. } => encode_top_k(change, self.kept(change.len())),
-        }
-    }
-
-    fn decode_change(self, bytes: &[u8], values: usize) -> Result<Vec<f32>, ParamsError> {
-        let expected = self.encoded_len(values);
+        let expected = self.encoded_len(base.len());
         if bytes.len() != expected {
             return Err(ParamsError::EncodedLength {
                 expected,
@@ -144,29 +132,27 @@ impl UpdateCodec {
                 encoding: self.kind(),
             });
         }
-        let change: Vec<f32> = match self {
-            UpdateCodec::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            UpdateCodec::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            UpdateCodec::Bf16 => bytes
-                .chunks_exact(2)
-                .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            UpdateCodec::Int8 => decode_int8(bytes, values)?,
-            UpdateCodec::TopK { .. } => decode_top_k(bytes, values)?,
-        };
-        if let Some(index) = change.iter().position(|v| !v.is_finite()) {
-            return Err(ParamsError::NonFinite {
-                name: "(the encoded change)".into(),
-                index,
-            });
+        let mut values = base.values().to_vec();
+        match self {
+            UpdateCodec::F16 => add_half::<f16>(bytes, &mut values),
+            UpdateCodec::Bf16 => add_half::<bf16>(bytes, &mut values),
+            UpdateCodec::Int8 => add_int8(bytes, &mut values)?,
+            UpdateCodec::TopK { .. } => add_top_k(bytes, &mut values)?,
+            UpdateCodec::F32 => unreachable!("exact updates return above"),
         }
-        Ok(change)
+        let update = ParamSet::from_values(base.layout().clone(), values)?;
+        update.check_finite()?;
+        Ok(update)
+    }
+
+    fn encode_change(self, change: &[f32]) -> Vec<u8> {
+        match self {
+            UpdateCodec::F32 => change.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            UpdateCodec::F16 => encode_half::<f16>(change),
+            UpdateCodec::Bf16 => encode_half::<bf16>(change),
+            UpdateCodec::Int8 => encode_int8(change),
+            UpdateCodec::TopK { .. } => encode_top_k(change, self.kept(change.len())),
+        }
     }
 
     /// The code's family name, without its parameter.
@@ -181,58 +167,121 @@ impl UpdateCodec {
     }
 }
 
-/// `base + change`, value by value: the one way both sides rebuild an update.
-fn apply(base: &ParamSet, change: &[f32]) -> Result<ParamSet, ParamsError> {
-    let values = base
-        .values()
-        .iter()
-        .zip(change)
-        .map(|(b, c)| b + c)
-        .collect();
-    let update = ParamSet::from_values(base.layout().clone(), values)?;
-    update.check_finite()?;
-    Ok(update)
-}
+/// Values converted at a time between f32 and a 16-bit float: a stack buffer that the slice
+/// conversions (F16C where the CPU has it) run over.
+const HALF_CHUNK: usize = 1024;
 
-/// All the blocks' scales, then every value as an i8 of its block's scale.
-fn encode_int8(change: &[f32]) -> Vec<u8> {
-    let blocks = change.chunks(INT8_BLOCK);
-    let mut out = Vec::with_capacity(change.len().div_ceil(INT8_BLOCK) * 4 + change.len());
-    let scales: Vec<f32> = blocks
-        .clone()
-        .map(|block| block.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0)
-        .collect();
-    scales
-        .iter()
-        .for_each(|s| out.extend_from_slice(&s.to_le_bytes()));
-    for (block, &scale) in blocks.zip(&scales) {
-        let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-        out.extend(
-            block
-                .iter()
-                .map(|v| (v * inverse).round().clamp(-127.0, 127.0) as i8 as u8),
-        );
+/// The change as little-endian 16-bit floats.
+fn encode_half<H: HalfFloat>(change: &[f32]) -> Vec<u8> {
+    let mut out = vec![0u8; change.len() * 2];
+    let mut buffer = [H::ZERO; HALF_CHUNK];
+    for (values, bytes) in change
+        .chunks(HALF_CHUNK)
+        .zip(out.chunks_mut(HALF_CHUNK * 2))
+    {
+        let halves = &mut buffer[..values.len()];
+        H::from_f32_slice(halves, values);
+        for (o, h) in bytes.chunks_exact_mut(2).zip(halves.iter()) {
+            o.copy_from_slice(&h.bits().to_le_bytes());
+        }
     }
     out
 }
 
-fn decode_int8(bytes: &[u8], values: usize) -> Result<Vec<f32>, ParamsError> {
-    let (scales, codes) = bytes.split_at(values.div_ceil(INT8_BLOCK) * 4);
-    let scales: Vec<f32> = scales
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    if let Some(index) = scales.iter().position(|s| !(s.is_finite() && *s >= 0.0)) {
-        return Err(ParamsError::BadCode(format!(
-            "int8 block {index} has scale {}, not a finite non-negative number",
-            scales[index]
-        )));
+/// Adds little-endian 16-bit floats to `values`.
+fn add_half<H: HalfFloat>(bytes: &[u8], values: &mut [f32]) {
+    let mut halves = [H::ZERO; HALF_CHUNK];
+    let mut wide = [0.0f32; HALF_CHUNK];
+    for (values, bytes) in values
+        .chunks_mut(HALF_CHUNK)
+        .zip(bytes.chunks(HALF_CHUNK * 2))
+    {
+        let n = values.len();
+        for (h, b) in halves[..n].iter_mut().zip(bytes.chunks_exact(2)) {
+            *h = H::from_bits(u16::from_le_bytes([b[0], b[1]]));
+        }
+        H::to_f32_slice(&halves[..n], &mut wide[..n]);
+        for (v, w) in values.iter_mut().zip(&wide[..n]) {
+            *v += w;
+        }
     }
-    Ok(codes
+}
+
+/// What the two 16-bit float types share here.
+trait HalfFloat: Copy {
+    const ZERO: Self;
+    fn bits(self) -> u16;
+    fn from_bits(bits: u16) -> Self;
+    fn from_f32_slice(out: &mut [Self], values: &[f32]);
+    fn to_f32_slice(halves: &[Self], out: &mut [f32]);
+}
+
+macro_rules! half_float {
+    ($t:ty) => {
+        impl HalfFloat for $t {
+            const ZERO: Self = <$t>::ZERO;
+            fn bits(self) -> u16 {
+                self.to_bits()
+            }
+            fn from_bits(bits: u16) -> Self {
+                <$t>::from_bits(bits)
+            }
+            fn from_f32_slice(out: &mut [Self], values: &[f32]) {
+                out.convert_from_f32_slice(values);
+            }
+            fn to_f32_slice(halves: &[Self], out: &mut [f32]) {
+                halves.convert_to_f32_slice(out);
+            }
+        }
+    };
+}
+
+half_float!(f16);
+half_float!(bf16);
+
+/// All the blocks' scales, then every value as an i8 of its block's scale.
+fn encode_int8(change: &[f32]) -> Vec<u8> {
+    let blocks = change.len().div_ceil(INT8_BLOCK);
+    let mut out = vec![0u8; blocks * 4 + change.len()];
+    let (scales, codes) = out.split_at_mut(blocks * 4);
+    for ((block, scale), codes) in change
         .chunks(INT8_BLOCK)
-        .zip(&scales)
-        .flat_map(|(block, &scale)| block.iter().map(move |&q| f32::from(q as i8) * scale))
-        .collect())
+        .zip(scales.chunks_exact_mut(4))
+        .zip(codes.chunks_mut(INT8_BLOCK))
+    {
+        let largest = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let step = largest / 127.0;
+        scale.copy_from_slice(&step.to_le_bytes());
+        let inverse = if step > 0.0 { 1.0 / step } else { 0.0 };
+        for (q, v) in codes.iter_mut().zip(block) {
+            // Half away from zero by truncation: it vectorises without SSE4.1's rounding.
+            let x = (v * inverse).clamp(-127.0, 127.0);
+            *q = ((x + 0.5f32.copysign(x)) as i32) as i8 as u8;
+        }
+    }
+    out
+}
+
+/// Adds int8 codes times their block's scale to `values`.
+fn add_int8(bytes: &[u8], values: &mut [f32]) -> Result<(), ParamsError> {
+    let (scales, codes) = bytes.split_at(values.len().div_ceil(INT8_BLOCK) * 4);
+    for (index, ((scale, codes), values)) in scales
+        .chunks_exact(4)
+        .zip(codes.chunks(INT8_BLOCK))
+        .zip(values.chunks_mut(INT8_BLOCK))
+        .enumerate()
+    {
+        let scale = f32::from_le_bytes([scale[0], scale[1], scale[2], scale[3]]);
+        if !(scale.is_finite() && scale >= 0.0) {
+            return Err(ParamsError::BadCode(format!(
+                "int8 block {index} has scale {scale}, not a finite non-negative number"
+            )));
+        }
+        for (v, &q) in values.iter_mut().zip(codes) {
+            *v += f32::from(q as i8) * scale;
+        }
+    }
+    Ok(())
 }
 
 /// The `k` coordinates of largest magnitude (ties to the lower index, so the choice is
@@ -260,21 +309,21 @@ fn encode_top_k(change: &[f32], k: usize) -> Vec<u8> {
     out
 }
 
-fn decode_top_k(bytes: &[u8], values: usize) -> Result<Vec<f32>, ParamsError> {
+/// Adds the top-k pairs to `values`, refusing indices out of range or out of order.
+fn add_top_k(bytes: &[u8], values: &mut [f32]) -> Result<(), ParamsError> {
     let (indices, kept) = bytes.split_at(bytes.len() / 2);
-    let mut change = vec![0.0f32; values];
     let mut previous: Option<u32> = None;
     for (i, v) in indices.chunks_exact(4).zip(kept.chunks_exact(4)) {
         let index = u32::from_le_bytes([i[0], i[1], i[2], i[3]]);
-        if index as usize >= values || previous.is_some_and(|p| index <= p) {
+        if index as usize >= values.len() || previous.is_some_and(|p| index <= p) {
             return Err(ParamsError::BadCode(format!(
                 "top-k index {index} is out of range or not after the one before it"
             )));
         }
         previous = Some(index);
-        change[index as usize] = f32::from_le_bytes([v[0], v[1], v[2], v[3]]);
+        values[index as usize] += f32::from_le_bytes([v[0], v[1], v[2], v[3]]);
     }
-    Ok(change)
+    Ok(())
 }
 
 impl fmt::Display for UpdateCodec {

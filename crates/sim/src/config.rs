@@ -126,6 +126,10 @@ pub struct SimConfig {
     /// (f16, bf16, int8, top-k), with each participant's error feedback carried between its
     /// rounds. Rounds combine the updates as decoded, and `bytes_up` counts the encoding.
     pub update_encoding: UpdateCodec,
+    /// Simulated time: participants' speeds and links, over-selection and a deadline
+    /// (`[timing]` in a settings file). None: no clock, every round waits for everyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<crate::Timing>,
 }
 
 impl Default for SimConfig {
@@ -158,6 +162,7 @@ impl Default for SimConfig {
             secure_aggregation: false,
             secagg_range: 1.0,
             update_encoding: UpdateCodec::F32,
+            timing: None,
         }
     }
 }
@@ -212,6 +217,14 @@ impl SimConfig {
         }
         if !(self.fraction > 0.0 && self.fraction <= 1.0) {
             return bad(format!("--fraction {} must be in (0, 1]", self.fraction));
+        }
+        if let Some(timing) = &self.timing {
+            timing.validate()?;
+            if self.secure_aggregation {
+                return bad(
+                    "simulated time is not modelled under secure aggregation (its steps have their own deadlines)".into(),
+                );
+            }
         }
         if self.secure_aggregation && !self.update_encoding.is_exact() {
             return bad(format!(

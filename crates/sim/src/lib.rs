@@ -8,7 +8,10 @@
 //! With [`SimConfig::secure_aggregation`] the round's participants and the coordinator run
 //! SecAgg+ ([`harambee_secagg`]) and the core sees only the sum. Everything is deterministic
 //! from the seed, except secret noise and secret keys, which come from the operating system. Each round yields a [`RoundRecord`] (written as
-//! JSON lines and CSV by [`MetricsWriter`]), and the run a [`Summary`].
+//! JSON lines and CSV by [`MetricsWriter`]), and the run a [`Summary`]. With
+//! [`SimConfig::timing`], a simulated clock gives each participant a speed and links
+//! ([`Timing`]) and each round the time it would take, so a run reports its simulated time to
+//! the target accuracy under synchronous rounds, over-selection or a deadline.
 //!
 //! ```no_run
 //! use harambee_sim::{SimConfig, Simulation, Workload};
@@ -23,6 +26,7 @@
 //! ```
 
 mod attack;
+mod clock;
 mod config;
 mod error;
 mod metrics;
@@ -31,6 +35,7 @@ mod simulation;
 mod workload;
 
 pub use attack::Attack;
+pub use clock::{Profile, Timing, take_first};
 pub use config::{DatasetName, PrivacySettings, SimConfig};
 pub use error::SimError;
 pub use harambee_learn::multilingual::LanguageLoss;

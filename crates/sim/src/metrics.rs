@@ -44,6 +44,10 @@ pub struct RoundRecord {
     /// Secure aggregation: bytes each participant sent beyond its masked update, on average.
     #[serde(default)]
     pub secagg_extra_bytes: u64,
+    /// Simulated time: seconds from the first round's opening to this round's close, as the
+    /// participants' speeds and links and the way rounds wait make it (0 without `timing`).
+    #[serde(default)]
+    pub sim_clock_s: f64,
 }
 
 /// The outcome of a simulation.
@@ -65,6 +69,12 @@ pub struct Summary {
     pub startup_s: f64,
     /// Mean seconds per round.
     pub mean_round_s: f64,
+    /// Simulated time (with `timing`): seconds until the target accuracy was reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim_time_to_target_s: Option<f64>,
+    /// Simulated time (with `timing`): seconds until the last round closed.
+    #[serde(default)]
+    pub sim_time_s: f64,
     /// Peak resident memory of the process, in bytes (Linux; 0 where unknown).
     pub peak_rss_bytes: u64,
     /// Per class (digit, language): (correct, total) on the test set after the last round.

@@ -68,6 +68,19 @@ pub struct Simulation {
     /// Per participant: what its compressed updates left out so far (error feedback), empty
     /// until it first trains under a lossy encoding.
     residuals: Vec<Mutex<Vec<f32>>>,
+    /// Simulated time: each participant's speed and links, and how many results a round
+    /// waits for (it selects more with over-selection).
+    clock: Option<Clock>,
+}
+
+/// The simulated clock of a run with [`SimConfig::timing`].
+struct Clock {
+    timing: crate::Timing,
+    profiles: Vec<crate::Profile>,
+    /// Results a round needs: what it would select without over-selection.
+    wanted: usize,
+    /// Simulated seconds since the first round opened.
+    now_s: f64,
 }
 
 impl Simulation {
@@ -119,7 +132,23 @@ impl Simulation {
             proximal_mu: 0.0,
             local_steps: config.local_steps,
         };
-        let strategy = config.strategy.build(config.fraction, 1, fit)?;
+        // Over-selection asks the core for more participants than a round needs; the clock
+        // then takes the first that arrive.
+        let over_select = config.timing.as_ref().map_or(1.0, |t| t.over_select);
+        let clock = config.timing.as_ref().map(|timing| Clock {
+            timing: timing.clone(),
+            profiles: crate::Profile::draw(timing, config.clients, config.seed),
+            wanted: 0,
+            now_s: 0.0,
+        });
+        let wanted = config
+            .strategy
+            .build(config.fraction, 1, fit.clone())?
+            .sample_size(config.clients);
+        let strategy =
+            config
+                .strategy
+                .build((config.fraction * over_select).min(1.0), 1, fit)?;
         let core_config = CoordinatorConfig {
             seed: config.seed,
             rounds: config.rounds,
@@ -140,6 +169,7 @@ impl Simulation {
         Ok(Self {
             inner: participants.iter().map(|_| Mutex::new(None)).collect(),
             residuals: participants.iter().map(|_| Mutex::default()).collect(),
+            clock: clock.map(|c| Clock { wanted, ..c }),
             attacker,
             flipped,
             config,
@@ -196,12 +226,13 @@ impl Simulation {
                 .config
                 .update_encoding
                 .encoded_len(self.core.global().len()) as u64;
-            let record = round.record(
+            let mut record = round.record(
                 &open,
                 (self.model_bytes(), update_bytes),
                 evaluation.as_ref(),
                 eval_s,
             );
+            record.sim_clock_s = self.clock_s();
             tracing::debug!(round = record.round, accuracy = ?record.accuracy, participants = record.participants, wall_s = record.wall_s, "round closed");
             progress.add(&record, evaluation, self.config.target_accuracy);
             observer.round_closed(&record);
@@ -280,8 +311,11 @@ impl Simulation {
                     }
                 }
                 Err(reason) => {
-                    tracing::warn!(%participant, ?reason, "participant failed");
-                    self.last_failure = Some(format!("{participant} failed: {reason:?}"));
+                    // Late by the simulated clock is the round's rule, not a failure to report.
+                    if reason != FailureReason::Late {
+                        tracing::warn!(%participant, ?reason, "participant failed");
+                        self.last_failure = Some(format!("{participant} failed: {reason:?}"));
+                    }
                     Event::Failed {
                         round: open.round,
                         failure: Failure {
@@ -417,6 +451,10 @@ impl Simulation {
             total_s: self.created.elapsed().as_secs_f64(),
             startup_s: self.startup_s.unwrap_or(0.0),
             mean_round_s: progress.round_seconds / progress.rounds.max(1) as f64,
+            sim_time_to_target_s: progress
+                .sim_time_to_target_s
+                .filter(|_| self.clock.is_some()),
+            sim_time_s: progress.sim_time_s,
             peak_rss_bytes: peak_rss_bytes(),
             per_class,
             per_language: Vec::new(),
@@ -425,19 +463,75 @@ impl Simulation {
         }
     }
 
+    /// Under simulated time: which of the round's participants arrive in time, by their
+    /// speeds and links. Moves the clock to the attempt's close and returns `None` when it
+    /// runs without a clock.
+    fn arrivals(&mut self, open: &OpenRound, present: &[ParticipantId]) -> Option<Vec<u64>> {
+        let down = self.model_bytes();
+        let up = self
+            .config
+            .update_encoding
+            .encoded_len(self.core.global().len()) as u64;
+        let (epochs, steps, batch) = (
+            u64::from(open.config.epochs.max(1)),
+            u64::from(open.config.local_steps),
+            u64::from(open.config.batch_size.max(1)),
+        );
+        let examples = |p: &ParticipantId| {
+            let held = self.participants[p.0 as usize].len() as u64;
+            if steps > 0 { steps * batch } else { epochs * held }
+        };
+        let clock = self.clock.as_ref()?;
+        let arrivals = present
+            .iter()
+            .map(|p| {
+                let profile = &clock.profiles[p.0 as usize];
+                (p.0, profile.seconds(down, examples(p), up))
+            })
+            .collect();
+        let (taken, closes) =
+            crate::take_first(arrivals, clock.wanted, clock.timing.deadline_s);
+        if let Some(clock) = self.clock.as_mut() {
+            clock.now_s += closes;
+        }
+        Some(taken)
+    }
+
+    /// Simulated seconds so far (0 without a clock).
+    fn clock_s(&self) -> f64 {
+        self.clock.as_ref().map_or(0.0, |c| c.now_s)
+    }
+
     /// Trains the round's participants in parallel; results come back in participant order.
+    /// Under simulated time only those that arrive in time train; the others are late.
     fn train_round(
-        &self,
+        &mut self,
         open: &OpenRound,
         observer: &mut dyn Observer,
     ) -> Vec<(ParticipantId, Trained)> {
         // Participants that vanish this attempt never train and never answer.
-        let present: Vec<ParticipantId> = open
+        let mut present: Vec<ParticipantId> = open
             .participants
             .iter()
             .copied()
             .filter(|p| !self.drops_out(open, *p))
             .collect();
+        let mut late = Vec::new();
+        if let Some(taken) = self.arrivals(open, &present) {
+            (present, late) = present.into_iter().partition(|p| taken.contains(&p.0));
+        }
+        let mut outcomes = self.train_present(open, &present, observer);
+        outcomes.extend(late.into_iter().map(|p| (p, Err(FailureReason::Late))));
+        outcomes.sort_by_key(|(p, _)| *p);
+        outcomes
+    }
+
+    fn train_present(
+        &self,
+        open: &OpenRound,
+        present: &[ParticipantId],
+        observer: &mut dyn Observer,
+    ) -> Vec<(ParticipantId, Trained)> {
         let (tx, rx) = std::sync::mpsc::channel();
         let mut outcomes = Vec::with_capacity(present.len());
         rayon::in_place_scope(|scope| {
@@ -657,6 +751,7 @@ impl RoundTally {
             secagg_client_s: self.secagg.client_s,
             secagg_server_s: self.secagg.server_s,
             secagg_extra_bytes: self.secagg.extra_bytes_up,
+            sim_clock_s: 0.0,
         }
     }
 }
@@ -666,6 +761,8 @@ impl RoundTally {
 struct Progress {
     rounds: u64,
     rounds_to_target: Option<u64>,
+    sim_time_to_target_s: Option<f64>,
+    sim_time_s: f64,
     final_accuracy: f64,
     best_accuracy: f64,
     round_seconds: f64,
@@ -676,11 +773,13 @@ impl Progress {
     fn add(&mut self, record: &RoundRecord, evaluation: Option<Evaluation>, target: Option<f64>) {
         self.rounds = record.round;
         self.round_seconds += record.wall_s;
+        self.sim_time_s = record.sim_clock_s;
         if let Some(e) = evaluation {
             self.final_accuracy = e.accuracy;
             self.best_accuracy = self.best_accuracy.max(e.accuracy);
             if self.rounds_to_target.is_none() && target.is_some_and(|t| e.accuracy >= t) {
                 self.rounds_to_target = Some(record.round);
+                self.sim_time_to_target_s = Some(record.sim_clock_s);
             }
             self.last_eval = Some(e);
         }

@@ -507,3 +507,72 @@ mod diloco {
         assert!(c.validate().is_err());
     }
 }
+
+/// Simulated time: with a slow tail, synchronous rounds wait for the slowest selected
+/// participant; over-selection closes on the first that arrive, and a deadline cuts the
+/// wait; the clock repeats exactly from the seed, and the rounds still learn.
+#[test]
+fn a_slow_tail_costs_synchronous_rounds_and_over_selection_or_a_deadline_avoids_it() {
+    let timing = harambee_sim::Timing {
+        slow_fraction: 0.2,
+        slow_factor: 20.0,
+        ..harambee_sim::Timing::default()
+    };
+    let with = |timing: harambee_sim::Timing| SimConfig {
+        timing: Some(timing),
+        ..mnist_config()
+    };
+    let (sync, sync_records) = run(with(timing.clone()));
+    let (again, _) = run(with(timing.clone()));
+    assert_eq!(sync.sim_time_s, again.sim_time_s);
+    assert_eq!(sync.final_digest, again.final_digest);
+    // The clock only moves forward, round by round.
+    assert!(
+        sync_records
+            .windows(2)
+            .all(|w| w[1].sim_clock_s > w[0].sim_clock_s)
+    );
+    assert!(sync_records.iter().all(|r| r.participants == 10));
+
+    let (over, over_records) = run(with(harambee_sim::Timing {
+        over_select: 1.5,
+        ..timing.clone()
+    }));
+    // Fifteen selected, the first ten to arrive taken.
+    assert!(over_records.iter().all(|r| r.participants == 10));
+    assert!(
+        over.sim_time_s * 2.0 < sync.sim_time_s,
+        "over-selection {} s against synchronous {} s",
+        over.sim_time_s,
+        sync.sim_time_s
+    );
+    assert!(over.final_accuracy > 0.5, "{}", over.final_accuracy);
+
+    let per_round = over.sim_time_s / 5.0;
+    let (cut, cut_records) = run(with(harambee_sim::Timing {
+        deadline_s: Some(per_round),
+        ..timing
+    }));
+    assert!(cut.sim_time_s < sync.sim_time_s);
+    // A deadline takes fewer than all selected in some round, and never waits past itself.
+    assert!(cut_records.iter().any(|r| r.participants < 10));
+    assert!(
+        cut_records
+            .iter()
+            .all(|r| r.sim_clock_s <= per_round * f64::from(r.retries + 1) * r.round as f64 + 1e-9)
+    );
+}
+
+/// Compressed updates in the simulator: each round uploads the encoding's bytes, the rounds
+/// combine the updates as decoded (with every participant's error feedback), and they learn.
+#[test]
+fn compressed_updates_count_their_bytes_and_still_learn() {
+    for (code, bytes) in [("int8", 779 * 4 + 199_210), ("topk:0.1", 19_921 * 8)] {
+        let (summary, records) = run(SimConfig {
+            update_encoding: code.parse().unwrap(),
+            ..mnist_config()
+        });
+        assert_eq!(records[0].bytes_up, 10 * bytes, "{code}");
+        assert!(summary.final_accuracy > 0.5, "{code}: {}", summary.final_accuracy);
+    }
+}
