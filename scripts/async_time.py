@@ -31,6 +31,7 @@ WAYS = [
     ("everyone selected (synchronous FedAvg)", []),
     ("the first 10 of 13 selected (over-selection)", ["--over-select", "1.3"]),
     ("a deadline (what arrived by then)", ["--virtual-deadline-s", "DEADLINE"]),
+    ("no one: FedBuff, K=10 of 13 training", ["--fedbuff", "10:13"]),
 ]
 
 
@@ -60,7 +61,7 @@ def main():
         for name, extra in WAYS:
             if "DEADLINE" in extra:
                 extra = [deadline if e == "DEADLINE" else e for e in extra]
-            out = os.path.join(args.out, task + "-" + name.split()[1])
+            out = os.path.join(args.out, task + "-" + name.split()[1].rstrip(":"))
             s = run(args.harambee, out, [*common, *extra])
             if "--over-select" in extra:
                 # The deadline run is given over-selection's mean round, so the two cut the

@@ -15,6 +15,9 @@
 //! fresh selection. A steward may pause the federation ([`Event::Pause`]): the open round runs
 //! to its end and no other opens until [`Event::Resume`].
 //!
+//! [`Buffered`] is the asynchronous alternative (FedBuff): no rounds, a buffer of K results
+//! from whichever versions participants started from, weighted by staleness.
+//!
 //! Call order: after constructing, and after every `handle_*` call, drain `poll_action` until
 //! it returns `None`, then arm a timer for `poll_timeout`.
 //!
@@ -38,9 +41,13 @@
 //! assert!(matches!(core.poll_action(), Some(Action::Finished { .. })));
 //! ```
 
+mod buffered;
 mod core;
 mod types;
 
+pub use crate::buffered::{
+    Buffered, BufferedAction, BufferedConfig, BufferedContribution, staleness_weight,
+};
 pub use crate::core::Coordinator;
 pub use crate::types::{
     Action, Contribution, CoordinatorConfig, CoreError, Event, EventOutcome, OpenRound, Refusal,

@@ -523,6 +523,11 @@ pub(crate) struct SimulateArgs {
     /// (per-block scales) or topk:FRACTION, each with error feedback; bytes_up counts it.
     #[arg(long)]
     pub(crate) update_encoding: Option<String>,
+    /// Buffered asynchronous aggregation (FedBuff) instead of rounds: K[:CONCURRENCY[:SERVER_LR]]
+    /// (each version applies K results, weighted by staleness; --rounds counts versions;
+    /// needs simulated time).
+    #[arg(long)]
+    pub(crate) fedbuff: Option<String>,
     /// Simulated time (docs/async.md).
     #[command(flatten)]
     pub(crate) time: TimeArgs,

@@ -344,6 +344,9 @@ pub(crate) fn config_from(args: SimulateArgs, defaults: SimConfig) -> Result<Sim
     }
     c.burn_only |= args.burn_only;
     c.timing = timing(&args.time, c.timing.take())?;
+    if let Some(v) = args.fedbuff.as_deref() {
+        c.fedbuff = Some(v.parse()?);
+    }
     if args.data_dir.is_some() {
         c.data_dir = args.data_dir;
     }

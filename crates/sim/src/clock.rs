@@ -144,7 +144,9 @@ pub fn take_first(
         .collect();
     let closes = match (in_time.len() == wanted, deadline_s) {
         (false, Some(deadline)) => deadline,
-        _ => in_time.last().map_or(deadline_s.unwrap_or(0.0), |(_, t)| *t),
+        _ => in_time
+            .last()
+            .map_or(deadline_s.unwrap_or(0.0), |(_, t)| *t),
     };
     let mut taken: Vec<u64> = in_time.into_iter().map(|(p, _)| p).collect();
     taken.sort_unstable();
@@ -168,7 +170,10 @@ mod tests {
             s[100]
         };
         // Half a unit of σ around the median, slow ones ten times slower.
-        assert!((median * timing.seconds_per_example - 1.0).abs() < 0.3, "{median}");
+        assert!(
+            (median * timing.seconds_per_example - 1.0).abs() < 0.3,
+            "{median}"
+        );
         let slow = a
             .iter()
             .filter(|p| p.examples_per_s * timing.seconds_per_example < 0.2)
@@ -179,10 +184,19 @@ mod tests {
     #[test]
     fn a_round_takes_the_first_arrivals_before_its_deadline() {
         let arrivals = vec![(0, 5.0), (1, 1.0), (2, 3.0), (3, 9.0)];
-        assert_eq!(take_first(arrivals.clone(), 4, None), (vec![0, 1, 2, 3], 9.0));
+        assert_eq!(
+            take_first(arrivals.clone(), 4, None),
+            (vec![0, 1, 2, 3], 9.0)
+        );
         assert_eq!(take_first(arrivals.clone(), 2, None), (vec![1, 2], 3.0));
-        assert_eq!(take_first(arrivals.clone(), 4, Some(6.0)), (vec![0, 1, 2], 6.0));
-        assert_eq!(take_first(arrivals.clone(), 2, Some(6.0)), (vec![1, 2], 3.0));
+        assert_eq!(
+            take_first(arrivals.clone(), 4, Some(6.0)),
+            (vec![0, 1, 2], 6.0)
+        );
+        assert_eq!(
+            take_first(arrivals.clone(), 2, Some(6.0)),
+            (vec![1, 2], 3.0)
+        );
         assert_eq!(take_first(arrivals, 2, Some(0.5)), (vec![], 0.5));
     }
 }

@@ -130,6 +130,10 @@ pub struct SimConfig {
     /// (`[timing]` in a settings file). None: no clock, every round waits for everyone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timing: Option<crate::Timing>,
+    /// Buffered asynchronous aggregation (FedBuff) instead of rounds: `rounds` is then the
+    /// number of versions published. Needs simulated time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fedbuff: Option<crate::FedBuffSettings>,
 }
 
 impl Default for SimConfig {
@@ -163,6 +167,7 @@ impl Default for SimConfig {
             secagg_range: 1.0,
             update_encoding: UpdateCodec::F32,
             timing: None,
+            fedbuff: None,
         }
     }
 }
@@ -224,6 +229,22 @@ impl SimConfig {
                 return bad(
                     "simulated time is not modelled under secure aggregation (its steps have their own deadlines)".into(),
                 );
+            }
+        }
+        if self.fedbuff.is_some() {
+            if self.timing.is_none() {
+                return bad("FedBuff runs on simulated time: add --simulated-time".into());
+            }
+            if self.secure_aggregation || self.attack.is_some() || self.dropout > 0.0 {
+                return bad(
+                    "FedBuff is simulated without secure aggregation, attacks or dropout".into(),
+                );
+            }
+            if !matches!(self.strategy, StrategyConfig::FedAvg) {
+                return bad(format!(
+                    "FedBuff aggregates by itself (staleness-weighted mean change): use it with the fedavg strategy, not {}",
+                    self.strategy
+                ));
             }
         }
         if self.secure_aggregation && !self.update_encoding.is_exact() {

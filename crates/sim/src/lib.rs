@@ -41,5 +41,5 @@ pub use error::SimError;
 pub use harambee_learn::multilingual::LanguageLoss;
 pub use metrics::{MetricsWriter, RoundRecord, Summary, peak_rss_bytes};
 pub use secure::{SecAggCost, range_for, secure_sum, session_for};
-pub use simulation::{LocalBaseline, Observer, Simulation};
+pub use simulation::{FedBuffSettings, LocalBaseline, Observer, Simulation};
 pub use workload::Workload;

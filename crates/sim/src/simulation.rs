@@ -17,6 +17,10 @@ use crate::metrics::{RoundRecord, Summary, peak_rss_bytes};
 use crate::{DatasetName, SimConfig, SimError, Workload};
 use harambee_learn::multilingual::LanguageLoss;
 
+mod buffered;
+
+pub use buffered::FedBuffSettings;
+
 /// Sees each round as it completes (a progress display, a metrics file).
 pub trait Observer {
     /// A round opened with `participants` selected.
@@ -145,10 +149,9 @@ impl Simulation {
             .strategy
             .build(config.fraction, 1, fit.clone())?
             .sample_size(config.clients);
-        let strategy =
-            config
-                .strategy
-                .build((config.fraction * over_select).min(1.0), 1, fit)?;
+        let strategy = config
+            .strategy
+            .build((config.fraction * over_select).min(1.0), 1, fit)?;
         let core_config = CoordinatorConfig {
             seed: config.seed,
             rounds: config.rounds,
@@ -201,6 +204,11 @@ impl Simulation {
 
     /// Runs rounds until the configured number, or the target accuracy, is reached.
     pub fn run(&mut self, observer: &mut dyn Observer) -> Result<Summary, SimError> {
+        if let Some(settings) = self.config.fedbuff.clone() {
+            self.startup_s
+                .get_or_insert_with(|| self.created.elapsed().as_secs_f64());
+            return self.run_buffered(&settings, observer);
+        }
         for p in 0..self.participants.len() {
             let _ = self
                 .core
@@ -243,7 +251,8 @@ impl Simulation {
         if let Some(e) = self.core.error() {
             return Err(self.stopped(e.clone()));
         }
-        let mut summary = self.summary(progress);
+        let global = Arc::clone(self.core.global());
+        let mut summary = self.summary(progress, &global);
         summary.per_language = self.per_language()?;
         Ok(summary)
     }
@@ -426,7 +435,7 @@ impl Simulation {
         (self.core.global().len() * Encoding::F32.bytes_per_value()) as u64
     }
 
-    fn summary(&self, progress: Progress) -> Summary {
+    fn summary(&self, progress: Progress, global: &ParamSet) -> Summary {
         let names = &self.workload.split.test.class_names;
         // A language model's per-class figures are per next symbol; they name the classes
         // only where the alphabet is the label set (the plays), not where labels are
@@ -458,7 +467,7 @@ impl Simulation {
             peak_rss_bytes: peak_rss_bytes(),
             per_class,
             per_language: Vec::new(),
-            final_digest: self.core.global().digest().to_hex(),
+            final_digest: global.digest().to_hex(),
             config: self.config.clone(),
         }
     }
@@ -479,7 +488,11 @@ impl Simulation {
         );
         let examples = |p: &ParticipantId| {
             let held = self.participants[p.0 as usize].len() as u64;
-            if steps > 0 { steps * batch } else { epochs * held }
+            if steps > 0 {
+                steps * batch
+            } else {
+                epochs * held
+            }
         };
         let clock = self.clock.as_ref()?;
         let arrivals = present
@@ -489,8 +502,7 @@ impl Simulation {
                 (p.0, profile.seconds(down, examples(p), up))
             })
             .collect();
-        let (taken, closes) =
-            crate::take_first(arrivals, clock.wanted, clock.timing.deadline_s);
+        let (taken, closes) = crate::take_first(arrivals, clock.wanted, clock.timing.deadline_s);
         if let Some(clock) = self.clock.as_mut() {
             clock.now_s += closes;
         }
@@ -500,6 +512,50 @@ impl Simulation {
     /// Simulated seconds so far (0 without a clock).
     fn clock_s(&self) -> f64 {
         self.clock.as_ref().map_or(0.0, |c| c.now_s)
+    }
+
+    /// Sets the simulated clock (FedBuff keeps its own event time).
+    fn set_clock(&mut self, seconds: f64) {
+        if let Some(clock) = self.clock.as_mut() {
+            clock.now_s = seconds;
+        }
+    }
+
+    /// How long `p` takes, in simulated seconds, to download the model, train as `fit` says
+    /// and upload its update (1 s without a clock).
+    fn arrival_seconds(&self, p: ParticipantId, fit: &FitConfig) -> f64 {
+        let Some(clock) = &self.clock else {
+            return 1.0;
+        };
+        let held = self.participants[p.0 as usize].len() as u64;
+        let examples = if fit.local_steps > 0 {
+            u64::from(fit.local_steps) * u64::from(fit.batch_size.max(1))
+        } else {
+            u64::from(fit.epochs.max(1)) * held
+        };
+        let up = self
+            .config
+            .update_encoding
+            .encoded_len(self.core.global().len()) as u64;
+        clock.profiles[p.0 as usize].seconds(self.model_bytes(), examples, up)
+    }
+
+    /// The local training every participant is asked for.
+    fn fit_config(&self) -> FitConfig {
+        FitConfig {
+            epochs: self.config.epochs,
+            batch_size: self.config.batch,
+            learning_rate: self.config.lr,
+            proximal_mu: 0.0,
+            local_steps: self.config.local_steps,
+        }
+    }
+
+    /// `p`'s local optimiser state, kept between its trainings.
+    fn inner_state(&self, p: ParticipantId) -> std::sync::MutexGuard<'_, Option<InnerState>> {
+        self.inner[p.0 as usize]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Trains the round's participants in parallel; results come back in participant order.
@@ -758,7 +814,7 @@ impl RoundTally {
 
 /// The run so far, across rounds.
 #[derive(Default)]
-struct Progress {
+pub(crate) struct Progress {
     rounds: u64,
     rounds_to_target: Option<u64>,
     sim_time_to_target_s: Option<f64>,
