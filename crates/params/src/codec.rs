@@ -132,16 +132,21 @@ impl UpdateCodec {
                 encoding: self.kind(),
             });
         }
-        let mut values = base.values().to_vec();
-        match self {
-            UpdateCodec::F16 => add_half::<f16>(bytes, &mut values),
-            UpdateCodec::Bf16 => add_half::<bf16>(bytes, &mut values),
-            UpdateCodec::Int8 => add_int8(bytes, &mut values)?,
-            UpdateCodec::TopK { .. } => add_top_k(bytes, &mut values)?,
+        // One pass: each block of the base plus its decoded change is written once and
+        // checked while it is still in cache.
+        let mut values = Vec::with_capacity(base.len());
+        let finite = match self {
+            UpdateCodec::F16 => rebuild_half::<f16>(bytes, base.values(), &mut values),
+            UpdateCodec::Bf16 => rebuild_half::<bf16>(bytes, base.values(), &mut values),
+            UpdateCodec::Int8 => rebuild_int8(bytes, base.values(), &mut values)?,
+            UpdateCodec::TopK { .. } => rebuild_top_k(bytes, base.values(), &mut values)?,
             UpdateCodec::F32 => unreachable!("exact updates return above"),
-        }
+        };
         let update = ParamSet::from_values(base.layout().clone(), values)?;
-        update.check_finite()?;
+        if !finite {
+            // Names the tensor and the index.
+            update.check_finite()?;
+        }
         Ok(update)
     }
 
@@ -188,23 +193,23 @@ fn encode_half<H: HalfFloat>(change: &[f32]) -> Vec<u8> {
     out
 }
 
-/// Adds little-endian 16-bit floats to `values`.
-fn add_half<H: HalfFloat>(bytes: &[u8], values: &mut [f32]) {
+/// Appends `base` plus the little-endian 16-bit floats in `bytes` to `out`; whether every
+/// value is finite.
+fn rebuild_half<H: HalfFloat>(bytes: &[u8], base: &[f32], out: &mut Vec<f32>) -> bool {
     let mut halves = [H::ZERO; HALF_CHUNK];
     let mut wide = [0.0f32; HALF_CHUNK];
-    for (values, bytes) in values
-        .chunks_mut(HALF_CHUNK)
-        .zip(bytes.chunks(HALF_CHUNK * 2))
-    {
-        let n = values.len();
+    let mut finite = true;
+    for (base, bytes) in base.chunks(HALF_CHUNK).zip(bytes.chunks(HALF_CHUNK * 2)) {
+        let n = base.len();
         for (h, b) in halves[..n].iter_mut().zip(bytes.chunks_exact(2)) {
             *h = H::from_bits(u16::from_le_bytes([b[0], b[1]]));
         }
         H::to_f32_slice(&halves[..n], &mut wide[..n]);
-        for (v, w) in values.iter_mut().zip(&wide[..n]) {
-            *v += w;
-        }
+        let start = out.len();
+        out.extend(base.iter().zip(&wide[..n]).map(|(b, w)| b + w));
+        finite &= out[start..].iter().all(|v| v.is_finite());
     }
+    finite
 }
 
 /// What the two 16-bit float types share here.
@@ -262,13 +267,15 @@ fn encode_int8(change: &[f32]) -> Vec<u8> {
     out
 }
 
-/// Adds int8 codes times their block's scale to `values`.
-fn add_int8(bytes: &[u8], values: &mut [f32]) -> Result<(), ParamsError> {
-    let (scales, codes) = bytes.split_at(values.len().div_ceil(INT8_BLOCK) * 4);
-    for (index, ((scale, codes), values)) in scales
+/// Appends `base` plus the int8 codes times their block's scale to `out`; whether every
+/// value is finite.
+fn rebuild_int8(bytes: &[u8], base: &[f32], out: &mut Vec<f32>) -> Result<bool, ParamsError> {
+    let (scales, codes) = bytes.split_at(base.len().div_ceil(INT8_BLOCK) * 4);
+    let mut finite = true;
+    for (index, ((scale, codes), base)) in scales
         .chunks_exact(4)
         .zip(codes.chunks(INT8_BLOCK))
-        .zip(values.chunks_mut(INT8_BLOCK))
+        .zip(base.chunks(INT8_BLOCK))
         .enumerate()
     {
         let scale = f32::from_le_bytes([scale[0], scale[1], scale[2], scale[3]]);
@@ -277,11 +284,15 @@ fn add_int8(bytes: &[u8], values: &mut [f32]) -> Result<(), ParamsError> {
                 "int8 block {index} has scale {scale}, not a finite non-negative number"
             )));
         }
-        for (v, &q) in values.iter_mut().zip(codes) {
-            *v += f32::from(q as i8) * scale;
-        }
+        let start = out.len();
+        out.extend(
+            base.iter()
+                .zip(codes)
+                .map(|(b, &q)| b + f32::from(q as i8) * scale),
+        );
+        finite &= out[start..].iter().all(|v| v.is_finite());
     }
-    Ok(())
+    Ok(finite)
 }
 
 /// The `k` coordinates of largest magnitude (ties to the lower index, so the choice is
@@ -309,21 +320,26 @@ fn encode_top_k(change: &[f32], k: usize) -> Vec<u8> {
     out
 }
 
-/// Adds the top-k pairs to `values`, refusing indices out of range or out of order.
-fn add_top_k(bytes: &[u8], values: &mut [f32]) -> Result<(), ParamsError> {
+/// Appends `base` with the top-k pairs added to `out`, refusing indices out of range or out of
+/// order; whether every changed value is finite (the base, a published model, is).
+fn rebuild_top_k(bytes: &[u8], base: &[f32], out: &mut Vec<f32>) -> Result<bool, ParamsError> {
+    out.extend_from_slice(base);
     let (indices, kept) = bytes.split_at(bytes.len() / 2);
     let mut previous: Option<u32> = None;
+    let mut finite = true;
     for (i, v) in indices.chunks_exact(4).zip(kept.chunks_exact(4)) {
         let index = u32::from_le_bytes([i[0], i[1], i[2], i[3]]);
-        if index as usize >= values.len() || previous.is_some_and(|p| index <= p) {
+        if index as usize >= out.len() || previous.is_some_and(|p| index <= p) {
             return Err(ParamsError::BadCode(format!(
                 "top-k index {index} is out of range or not after the one before it"
             )));
         }
         previous = Some(index);
-        values[index as usize] += f32::from_le_bytes([v[0], v[1], v[2], v[3]]);
+        let value = &mut out[index as usize];
+        *value += f32::from_le_bytes([v[0], v[1], v[2], v[3]]);
+        finite &= value.is_finite();
     }
-    Ok(())
+    Ok(finite)
 }
 
 impl fmt::Display for UpdateCodec {
