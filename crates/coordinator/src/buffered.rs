@@ -161,25 +161,36 @@ impl Buffered {
     }
 
     /// A result arrives. Checked (given work, same layout, finite, samples, not too stale),
-    /// weighted and buffered; a full buffer publishes a version. Drain
-    /// [`poll_action`](Self::poll_action) afterwards.
+    /// weighted and buffered; a full buffer publishes a version. A result ends its sender's
+    /// work whether it is taken or refused, so the sender gets new work like any other.
+    /// Drain [`poll_action`](Self::poll_action) afterwards.
     pub fn result(&mut self, result: FitResult, digest: Digest) -> Result<(), Refusal> {
-        if self.finished {
-            return Err(Refusal::WrongRound {
-                expected: 0,
-                got: self.version,
-            });
-        }
         let p = result.participant;
-        let Some(&base_version) = self.training.get(&p) else {
-            return Err(Refusal::NotSelected(p));
+        let base_version = match self.training.remove(&p) {
+            Some(version) if !self.finished => version,
+            _ => return Err(Refusal::NotSelected(p)),
         };
+        let taken = self.buffer_result(result, digest, base_version);
+        if self.buffer.len() >= self.config.buffer.max(1) {
+            self.step();
+        }
+        self.prune();
+        self.assign();
+        taken
+    }
+
+    /// Checks a result trained from `base_version` and buffers its weighted change.
+    fn buffer_result(
+        &mut self,
+        result: FitResult,
+        digest: Digest,
+        base_version: u64,
+    ) -> Result<(), Refusal> {
         let base = self
             .versions
             .get(&base_version)
-            .map(Arc::clone)
-            .ok_or(Refusal::NotSelected(p))?;
-        if result.params.check_same_layout(&base).is_err() {
+            .ok_or(Refusal::NotSelected(result.participant))?;
+        if result.params.check_same_layout(base).is_err() {
             return Err(Refusal::LayoutMismatch);
         }
         if result.params.check_finite().is_err() {
@@ -188,33 +199,31 @@ impl Buffered {
         if result.num_samples == 0 {
             return Err(Refusal::NoSamples);
         }
-        self.training.remove(&p);
         let staleness = self.version - base_version;
-        if staleness <= self.config.max_staleness {
-            let weight = staleness_weight(staleness);
-            let mut change = result
-                .params
-                .sub(&base)
-                .map_err(|_| Refusal::LayoutMismatch)?;
-            change.scale(weight);
-            self.buffer.push((
-                change,
-                BufferedContribution {
-                    participant: p,
-                    base_version,
-                    staleness,
-                    weight,
-                    num_samples: result.num_samples,
-                    digest,
-                    train_loss: result.train_loss,
-                },
-            ));
+        if staleness > self.config.max_staleness {
+            return Err(Refusal::WrongRound {
+                expected: self.version,
+                got: base_version,
+            });
         }
-        if self.buffer.len() >= self.config.buffer.max(1) {
-            self.step();
-        }
-        self.prune();
-        self.assign();
+        let weight = staleness_weight(staleness);
+        let mut change = result
+            .params
+            .sub(base)
+            .map_err(|_| Refusal::LayoutMismatch)?;
+        change.scale(weight);
+        self.buffer.push((
+            change,
+            BufferedContribution {
+                participant: result.participant,
+                base_version,
+                staleness,
+                weight,
+                num_samples: result.num_samples,
+                digest,
+                train_loss: result.train_loss,
+            },
+        ));
         Ok(())
     }
 
@@ -425,6 +434,8 @@ mod tests {
         let (mut r, d) = result(working, 1.0);
         r.params.values_mut()[0] = f32::NAN;
         assert_eq!(core.result(r, d), Err(Refusal::NonFinite));
+        // The refused result ended that work; someone is given work again.
+        let working = assigned(&mut core)[0].0;
         let (r, d) = result(working, 1.0);
         core.result(r, d).unwrap();
         assert!(core.is_finished());

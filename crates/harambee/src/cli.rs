@@ -333,6 +333,19 @@ pub(crate) struct InitArgs {
     pub(crate) secagg_range: f32,
 }
 
+impl InitArgs {
+    /// `harambee init DIR` with every other setting at its command-line default: what the
+    /// demos start from, so that they follow the flags' defaults and a new flag needs no
+    /// change there.
+    pub(crate) fn defaults(dir: &std::path::Path) -> anyhow::Result<Self> {
+        use clap::FromArgMatches;
+        let command = Self::augment_args(clap::Command::new("init"));
+        let matches =
+            command.try_get_matches_from([std::ffi::OsStr::new("init"), dir.as_os_str()])?;
+        Ok(Self::from_arg_matches(&matches)?)
+    }
+}
+
 /// `harambee serve`.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
@@ -699,17 +712,4 @@ pub(crate) struct LoraArgs {
     /// Tokens the model reads per training chunk.
     #[arg(long, default_value_t = 128)]
     pub(crate) context: usize,
-}
-
-impl Default for LoraArgs {
-    /// As the flags' defaults: no LoRA rank (so no pretrained model), context 128.
-    fn default() -> Self {
-        Self {
-            lora: None,
-            lora_alpha: None,
-            lora_targets: None,
-            lora_variant: "standard".into(),
-            context: 128,
-        }
-    }
 }

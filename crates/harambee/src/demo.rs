@@ -48,23 +48,15 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
     })?;
     let languages = corpus.languages.clone();
     let init = InitArgs {
-        lora: crate::cli::LoraArgs::default(),
-        base_name: None,
-        base_licence: "unspecified".into(),
-        dir: dir.clone(),
         name: "Harambee demo: language identification".into(),
         listen: "127.0.0.1:0".parse()?,
         http: Some("127.0.0.1:0".parse()?),
-        no_dashboard: false,
-        public_url: None,
-        server_name: Vec::new(),
         model: "langid".into(),
         classes_from: args.data_dir(),
         rounds: args.rounds(),
         min_participants: args.participants(),
         quorum: args.participants().div_ceil(2),
         deadline_s: 120.0,
-        fraction: 1.0,
         epochs: 3,
         batch: 32,
         lr: Some(0.05),
@@ -75,20 +67,10 @@ pub(crate) fn run(args: DemoArgs, process_start: Instant) -> Result<()> {
         } else {
             "fedavg".into()
         }),
-        mode: "federated".into(),
         data_licence: "the UDHR texts' own terms (see data/README.md)".into(),
         model_licence: "Apache-2.0".into(),
-        steward: Vec::new(),
-        amendment_threshold: 1,
-        members_only: false,
-        per_member_invites: false,
-        max_samples: None,
-        privacy_epsilon: None,
-        privacy_delta: None,
         privacy: args.private.then(|| "secagg,distributed-dp".into()),
-        secagg_min_survivors: None,
-        secagg_range: 1.0,
-        update_encoding: "f32".into(),
+        ..InitArgs::defaults(&dir)?
     };
     let folder = FederationFolder::new(&dir);
     let mut config = crate::federation::config_from(&init)?;

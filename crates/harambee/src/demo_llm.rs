@@ -168,47 +168,30 @@ fn init_args(
     seed: u64,
     rank: usize,
 ) -> Result<InitArgs> {
+    let defaults = InitArgs::defaults(dir)?;
     Ok(InitArgs {
-        dir: dir.to_path_buf(),
         name: "Harambee demo: fine-tuning a language model together".into(),
         listen: "127.0.0.1:0".parse()?,
         http: Some("127.0.0.1:0".parse()?),
-        no_dashboard: false,
-        public_url: None,
-        server_name: Vec::new(),
         model: format!("hf:{}", model.display()),
         lora: LoraArgs {
             lora: Some(rank),
             context: CONTEXT,
-            ..LoraArgs::default()
+            ..defaults.lora
         },
-        base_name: None,
         base_licence: "as its publisher states (see the base model's card)".into(),
-        classes_from: PathBuf::from("data/udhr"),
         rounds,
         min_participants: participants,
         quorum: participants,
         deadline_s: 3600.0,
-        fraction: 1.0,
         epochs: 1,
         batch: 8,
         lr: Some(3e-3),
         seed,
         strategy: Some("fedavg".into()),
-        mode: "federated".into(),
         data_licence: "the UDHR texts' own terms (see data/README.md)".into(),
         model_licence: "the base model's licence".into(),
-        steward: Vec::new(),
-        amendment_threshold: 1,
-        members_only: false,
-        per_member_invites: false,
-        max_samples: None,
-        privacy_epsilon: None,
-        privacy_delta: None,
-        privacy: None,
-        secagg_min_survivors: None,
-        secagg_range: 1.0,
-        update_encoding: "f32".into(),
+        ..defaults
     })
 }
 

@@ -152,11 +152,11 @@ impl UpdateCodec {
 
     fn encode_change(self, change: &[f32]) -> Vec<u8> {
         match self {
-            UpdateCodec::F32 => change.iter().flat_map(|v| v.to_le_bytes()).collect(),
             UpdateCodec::F16 => encode_half::<f16>(change),
             UpdateCodec::Bf16 => encode_half::<bf16>(change),
             UpdateCodec::Int8 => encode_int8(change),
             UpdateCodec::TopK { .. } => encode_top_k(change, self.kept(change.len())),
+            UpdateCodec::F32 => unreachable!("exact updates are encoded as f32 parameters"),
         }
     }
 
