@@ -217,6 +217,75 @@ pub struct Charter {
     /// models trained from scratch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_model: Option<BaseModel>,
+    /// Buffered asynchronous aggregation (FedBuff) instead of synchronous rounds: members
+    /// train whenever they are free, from whichever version is current, and every `buffer`
+    /// results make a new version. Each version counts as a round against `max_rounds`.
+    /// Absent: synchronous rounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffered: Option<BufferedRule>,
+}
+
+/// How a buffered (FedBuff) federation aggregates: the whole rule, so that an auditor can
+/// recompute every version from the ledger and the kept updates.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BufferedRule {
+    /// Results per version (K).
+    pub buffer: usize,
+    /// Members training at once, at most.
+    pub concurrency: usize,
+    /// The server learning rate applied to the staleness-weighted mean change.
+    pub server_lr: f32,
+    /// The most versions published between a result's start and its arrival; staler
+    /// results are refused.
+    pub max_staleness: u64,
+}
+
+impl BufferedRule {
+    /// Checks the rule's ranges.
+    pub fn validate(&self) -> Result<(), CharterError> {
+        let bad = |m: String| Err(CharterError::Invalid(m));
+        if self.buffer == 0 || self.concurrency < self.buffer {
+            return bad(format!(
+                "buffered: buffer must be at least 1 and concurrency at least buffer (got {} and {})",
+                self.buffer, self.concurrency
+            ));
+        }
+        if !(self.server_lr.is_finite() && self.server_lr > 0.0) {
+            return bad("buffered.server_lr must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for BufferedRule {
+    type Err = CharterError;
+
+    /// `K[:CONCURRENCY[:SERVER_LR[:MAX_STALENESS]]]`, as `harambee init --fedbuff` takes it;
+    /// the concurrency defaults to `K + ⌈K/3⌉`, the learning rate to 1, the staleness to 20.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            CharterError::Invalid(format!(
+                "--fedbuff {s}: expected K[:CONCURRENCY[:SERVER_LR[:MAX_STALENESS]]], e.g. 3:4:1.0:20"
+            ))
+        };
+        let mut parts = s.split(':');
+        let buffer: usize = parts.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
+        let mut next = |default: String| parts.next().map_or(default, str::to_string);
+        let rule = BufferedRule {
+            buffer,
+            concurrency: next((buffer + buffer.div_ceil(3)).to_string())
+                .parse()
+                .map_err(|_| bad())?,
+            server_lr: next("1".into()).parse().map_err(|_| bad())?,
+            max_staleness: next("20".into()).parse().map_err(|_| bad())?,
+        };
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        rule.validate()?;
+        Ok(rule)
+    }
 }
 
 /// A pretrained base model, as a charter pins it.
@@ -297,6 +366,9 @@ impl Charter {
         }
         if self.max_samples == Some(0) {
             return bad("max_samples must be at least 1".into());
+        }
+        if let Some(rule) = &self.buffered {
+            rule.validate()?;
         }
         if let Some(base) = &self.base_model
             && (base.sha256.len() != 64 || !base.sha256.bytes().all(|b| b.is_ascii_hexdigit()))

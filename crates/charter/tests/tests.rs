@@ -29,6 +29,7 @@ fn charter(stewards: &[&Identity], threshold: usize) -> Charter {
         max_samples: None,
         base_model: None,
         update_encoding: None,
+        buffered: None,
         members: stewards
             .iter()
             .enumerate()

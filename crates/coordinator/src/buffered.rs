@@ -125,6 +125,35 @@ pub struct Buffered {
     rng: ChaCha20Rng,
     actions: VecDeque<BufferedAction>,
     finished: bool,
+    /// A steward paused the federation: no one is given new work until it resumes.
+    paused: bool,
+}
+
+/// A result's change from the version it trained from, weighted by its staleness:
+/// `(trained − base) / sqrt(1 + s)`. The core and an auditor who recomputes a step both use
+/// this, so their floating-point operations are the same ones in the same order.
+pub fn weighted_change(
+    trained: &ParamSet,
+    base: &ParamSet,
+    staleness: u64,
+) -> Result<ParamSet, harambee_params::ParamsError> {
+    let mut change = trained.sub(base)?;
+    change.scale(staleness_weight(staleness));
+    Ok(change)
+}
+
+/// One FedBuff step: `global + server_lr / K · Σ changes`, added in the order given.
+pub fn apply_buffer(
+    global: &ParamSet,
+    changes: &[ParamSet],
+    server_lr: f32,
+) -> Result<ParamSet, harambee_params::ParamsError> {
+    let k = changes.len().max(1) as f32;
+    let mut next = global.clone();
+    for change in changes {
+        next.axpy(server_lr / k, change)?;
+    }
+    Ok(next)
 }
 
 impl Buffered {
@@ -143,7 +172,43 @@ impl Buffered {
             rng,
             actions: VecDeque::new(),
             finished: false,
+            paused: false,
         }
+    }
+
+    /// A FedBuff coordinator resumed after a restart at `version`, whose parameters are
+    /// `global`. Results acknowledged before the restart but not yet applied are given back
+    /// with [`replay`](Self::replay); who trains is forgotten (they are given new work).
+    pub fn restore(config: BufferedConfig, global: ParamSet, version: u64) -> Self {
+        let mut core = Self::new(config, global);
+        if version > 0 {
+            let global = core
+                .versions
+                .remove(&0)
+                .unwrap_or_else(|| Arc::clone(&core.global));
+            core.versions.insert(version, global);
+            core.version = version;
+            core.rng = ChaCha20Rng::seed_from_u64(core.config.seed ^ 0x0FED_B0FF ^ version);
+        }
+        core.finished = version >= core.config.versions;
+        core
+    }
+
+    /// Buffers again a result acknowledged before a restart, trained from `base` (version
+    /// `base_version`); a full buffer publishes a version as it did then.
+    pub fn replay(
+        &mut self,
+        result: FitResult,
+        digest: Digest,
+        base_version: u64,
+        base: Arc<ParamSet>,
+    ) -> Result<(), Refusal> {
+        if self.finished {
+            return Err(Refusal::NotSelected(result.participant));
+        }
+        self.versions.entry(base_version).or_insert(base);
+        self.training.insert(result.participant, base_version);
+        self.result(result, digest)
     }
 
     /// Enrols participants, then gives work to as many as the concurrency allows.
@@ -166,11 +231,11 @@ impl Buffered {
     /// Drain [`poll_action`](Self::poll_action) afterwards.
     pub fn result(&mut self, result: FitResult, digest: Digest) -> Result<(), Refusal> {
         let p = result.participant;
-        let base_version = match self.training.remove(&p) {
-            Some(version) if !self.finished => version,
-            _ => return Err(Refusal::NotSelected(p)),
+        let checked = self.check(&result);
+        let Some(base_version) = self.training.remove(&p).filter(|_| !self.finished) else {
+            return Err(Refusal::NotSelected(p));
         };
-        let taken = self.buffer_result(result, digest, base_version);
+        let taken = checked.and_then(|_| self.buffer_result(result, digest, base_version));
         if self.buffer.len() >= self.config.buffer.max(1) {
             self.step();
         }
@@ -179,7 +244,40 @@ impl Buffered {
         taken
     }
 
-    /// Checks a result trained from `base_version` and buffers its weighted change.
+    /// Whether a result would be taken, without taking it: its sender was given work and
+    /// has not delivered it, the version it trained from is known, the result has the
+    /// model's layout, finite values and samples, and it is not too stale. Returns the
+    /// version it trained from. A driver checks before it stores, so that what it stores is
+    /// taken.
+    pub fn check(&self, result: &FitResult) -> Result<u64, Refusal> {
+        let p = result.participant;
+        let base_version = match self.training.get(&p) {
+            Some(version) if !self.finished => *version,
+            _ => return Err(Refusal::NotSelected(p)),
+        };
+        let base = self
+            .versions
+            .get(&base_version)
+            .ok_or(Refusal::NotSelected(p))?;
+        if result.params.check_same_layout(base).is_err() {
+            return Err(Refusal::LayoutMismatch);
+        }
+        if result.params.check_finite().is_err() {
+            return Err(Refusal::NonFinite);
+        }
+        if result.num_samples == 0 {
+            return Err(Refusal::NoSamples);
+        }
+        if self.version - base_version > self.config.max_staleness {
+            return Err(Refusal::WrongRound {
+                expected: self.version,
+                got: base_version,
+            });
+        }
+        Ok(base_version)
+    }
+
+    /// Buffers the weighted change of a checked result trained from `base_version`.
     fn buffer_result(
         &mut self,
         result: FitResult,
@@ -190,41 +288,68 @@ impl Buffered {
             .versions
             .get(&base_version)
             .ok_or(Refusal::NotSelected(result.participant))?;
-        if result.params.check_same_layout(base).is_err() {
-            return Err(Refusal::LayoutMismatch);
-        }
-        if result.params.check_finite().is_err() {
-            return Err(Refusal::NonFinite);
-        }
-        if result.num_samples == 0 {
-            return Err(Refusal::NoSamples);
-        }
         let staleness = self.version - base_version;
-        if staleness > self.config.max_staleness {
-            return Err(Refusal::WrongRound {
-                expected: self.version,
-                got: base_version,
-            });
-        }
-        let weight = staleness_weight(staleness);
-        let mut change = result
-            .params
-            .sub(base)
+        let change = weighted_change(&result.params, base, staleness)
             .map_err(|_| Refusal::LayoutMismatch)?;
-        change.scale(weight);
         self.buffer.push((
             change,
             BufferedContribution {
                 participant: result.participant,
                 base_version,
                 staleness,
-                weight,
+                weight: staleness_weight(staleness),
                 num_samples: result.num_samples,
                 digest,
                 train_loss: result.train_loss,
             },
         ));
         Ok(())
+    }
+
+    /// A participant's work ran past its deadline: it is forgotten (a late result is
+    /// refused), its place goes to someone else, and the participant is given no more work
+    /// until it is enrolled again (a driver does so when it calls again), so that a slow or
+    /// vanished member does not hold a place twice.
+    pub fn expire(&mut self, participant: ParticipantId) {
+        if self.training.contains_key(&participant) {
+            self.leave(participant);
+        }
+    }
+
+    /// Pauses (no new work is given; work given runs to its end) or resumes.
+    pub fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+        self.assign();
+    }
+
+    /// Whether a steward paused the federation.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// The version `participant` trains from, if it was given work.
+    pub fn assignment(&self, participant: ParticipantId) -> Option<u64> {
+        self.training.get(&participant).copied()
+    }
+
+    /// A version's parameters, while it is current or someone trains from it.
+    pub fn version_params(&self, version: u64) -> Option<&Arc<ParamSet>> {
+        self.versions.get(&version)
+    }
+
+    /// Results waiting in the buffer for the next step.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Participants training now.
+    pub fn training(&self) -> usize {
+        self.training.len()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &BufferedConfig {
+        &self.config
     }
 
     /// The next thing the driver must do, if any.
@@ -251,14 +376,11 @@ impl Buffered {
     /// Applies the buffer: `global += server_lr · Σ wᵢ Δᵢ / K`.
     fn step(&mut self) {
         let buffered = std::mem::take(&mut self.buffer);
-        let k = buffered.len() as f32;
-        let mut next = (*self.global).clone();
-        let mut contributions = Vec::with_capacity(buffered.len());
-        for (change, contribution) in buffered {
-            // Layouts were checked on arrival.
-            let _ = next.axpy(self.config.server_lr / k, &change);
-            contributions.push(contribution);
-        }
+        let (changes, contributions): (Vec<ParamSet>, Vec<BufferedContribution>) =
+            buffered.into_iter().unzip();
+        // Layouts were checked on arrival.
+        let next = apply_buffer(&self.global, &changes, self.config.server_lr)
+            .unwrap_or_else(|_| (*self.global).clone());
         let base = self.global.digest();
         self.version += 1;
         self.global = Arc::new(next);
@@ -280,7 +402,7 @@ impl Buffered {
 
     /// Gives work to idle participants, drawn from the seed, up to the concurrency.
     fn assign(&mut self) {
-        if self.finished {
+        if self.finished || self.paused {
             return;
         }
         let free = self
@@ -441,5 +563,42 @@ mod tests {
         assert!(core.is_finished());
         let (r, d) = result(working, 1.0);
         assert!(core.result(r, d).is_err());
+    }
+
+    #[test]
+    fn overdue_work_goes_to_another_and_a_restart_replays_the_buffer_to_the_same_version() {
+        let config = BufferedConfig {
+            versions: 2,
+            buffer: 2,
+            concurrency: 1,
+            ..BufferedConfig::default()
+        };
+        let mut core = Buffered::new(config.clone(), params(0.0));
+        core.enrol([ParticipantId(1), ParticipantId(2)]);
+        let first = assigned(&mut core)[0].0;
+        core.expire(ParticipantId(first));
+        let second = assigned(&mut core)[0].0;
+        assert_ne!(first, second, "the overdue work went to the other member");
+        let (r, d) = result(first, 1.0);
+        assert_eq!(
+            core.result(r, d),
+            Err(Refusal::NotSelected(ParticipantId(first)))
+        );
+        // One result buffered, then a restart: the restored core replays it and, with one
+        // more, publishes what the uninterrupted core publishes.
+        let (r, d) = result(second, 1.0);
+        core.result(r.clone(), d).unwrap();
+        let mut restored = Buffered::restore(config, params(0.0), 0);
+        restored.replay(r, d, 0, Arc::new(params(0.0))).unwrap();
+        restored.enrol([ParticipantId(second)]);
+        for c in [&mut core, &mut restored] {
+            let next = assigned(c)[0].0;
+            let (r, d) = result(next, 3.0);
+            c.result(r, d).unwrap();
+        }
+        let global = |c: &Buffered| c.global().values().to_vec();
+        assert_eq!(core.version(), 1);
+        assert_eq!(global(&core), global(&restored));
+        assert_eq!(global(&core), vec![2.0, 2.0]);
     }
 }

@@ -46,7 +46,8 @@ mod core;
 mod types;
 
 pub use crate::buffered::{
-    Buffered, BufferedAction, BufferedConfig, BufferedContribution, staleness_weight,
+    Buffered, BufferedAction, BufferedConfig, BufferedContribution, apply_buffer, staleness_weight,
+    weighted_change,
 };
 pub use crate::core::Coordinator;
 pub use crate::types::{

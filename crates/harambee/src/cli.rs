@@ -279,6 +279,12 @@ pub(crate) struct InitArgs {
     /// records it; docs/async.md).
     #[arg(long, default_value = "f32")]
     pub(crate) update_encoding: String,
+    /// Buffered asynchronous aggregation (FedBuff) instead of synchronous rounds:
+    /// K[:CONCURRENCY[:SERVER_LR[:MAX_STALENESS]]]. Members train whenever free; every K
+    /// results, weighted by staleness, make a version; --rounds counts versions (the charter
+    /// records the rule; docs/async.md).
+    #[arg(long)]
+    pub(crate) fedbuff: Option<String>,
     /// The aggregation strategy (as `simulate --strategy`); the charter allows it. Default
     /// fedavg, or diloco in community mode.
     #[arg(long)]

@@ -152,6 +152,7 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
             secure_aggregation: privacy.secure_aggregation,
             secagg_range: args.secagg_range,
             update_encoding: args.update_encoding.parse()?,
+            buffered: args.fedbuff.as_deref().map(str::parse).transpose()?,
         },
         limits: Limits {
             max_samples: args.max_samples.unwrap_or(Limits::default().max_samples),
@@ -291,6 +292,7 @@ pub(crate) fn charter_from(args: &InitArgs, config: &FederationConfig) -> Result
             sha256: p.base_sha256.clone(),
             licence: args.base_licence.clone(),
         }),
+        buffered: config.training.buffered,
     };
     charter.validate()?;
     Ok(charter)

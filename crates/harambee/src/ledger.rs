@@ -89,7 +89,7 @@ impl Verification {
         println!(
             "ledger: {} entries, {} rounds, {} update signatures verified",
             a.entries,
-            a.rounds.len(),
+            a.rounds.len() + a.steps.len(),
             a.signatures_verified
         );
         if let Some(key) = &a.coordinator_key {
@@ -99,7 +99,7 @@ impl Verification {
         println!(
             "rounds recomputed from the kept updates and matching: {} of {}",
             self.replayed.len(),
-            a.rounds.len()
+            a.rounds.len() + a.steps.len()
         );
         for (round, why) in &self.not_replayed {
             println!("  round {round} not recomputed: {why}");
@@ -256,6 +256,9 @@ fn replayable(strategy: &StrategyConfig) -> bool {
 
 fn replay(folder: &FederationFolder, state: &SqliteState, v: &mut Verification) -> Result<()> {
     let config = folder.config()?;
+    if config.training.buffered.is_some() {
+        return replay_steps(folder, state, v);
+    }
     let (layout, initial) = config.initial_model(folder.root())?;
     let blobs = FsBlobStore::open(&folder.blobs_path())?;
     let globals: BTreeMap<u64, Digest> = state
@@ -392,6 +395,89 @@ fn replay(folder: &FederationFolder, state: &SqliteState, v: &mut Verification) 
     Ok(())
 }
 
+/// Recomputes every buffered (FedBuff) version whose updates are kept: each input's change
+/// from the version it trained from, weighted by the staleness recorded (and checked against
+/// the versions by the audit), applied to the previous version in the recorded order, with
+/// the charter's server learning rate; the result must have the recorded digest.
+fn replay_steps(
+    folder: &FederationFolder,
+    state: &SqliteState,
+    v: &mut Verification,
+) -> Result<()> {
+    let config = folder.config()?;
+    let Some(rule) = config.training.buffered else {
+        return Ok(());
+    };
+    let (layout, initial) = config.initial_model(folder.root())?;
+    let blobs = FsBlobStore::open(&folder.blobs_path())?;
+    let globals: BTreeMap<u64, Digest> = state
+        .closed_rounds()?
+        .into_iter()
+        .map(|r| (r.round, r.global_blob))
+        .collect();
+    let version = |n: u64| -> Result<Option<harambee_params::ParamSet>> {
+        if n == 0 {
+            return Ok(Some(initial.clone()));
+        }
+        match globals.get(&n).map(|d| blobs.get(d)) {
+            Some(Ok(bytes)) => Ok(Some(Encoding::F32.decode(&layout, &bytes)?)),
+            _ => Ok(None),
+        }
+    };
+    for step in v.audit.steps.clone() {
+        let n = step.version;
+        let Some(base) = version(n - 1)? else {
+            v.not_replayed
+                .push((n, "the previous version is not kept".into()));
+            continue;
+        };
+        if base.digest().to_hex() != step.base {
+            v.replay_problems.push(format!(
+                "version {n}: the kept previous version is not the recorded base"
+            ));
+            continue;
+        }
+        let mut changes = Vec::with_capacity(step.inputs.len());
+        for (participant, base_version, staleness, digest) in &step.inputs {
+            let kept = state
+                .updates_of_round(base_version + 1)?
+                .into_iter()
+                .find(|u| u.participant == *participant && u.update_digest.to_hex() == *digest);
+            let trained = match kept.map(|u| blobs.get(&u.blob)) {
+                Some(Ok(bytes)) => Encoding::F32.decode(&layout, &bytes)?,
+                _ => break,
+            };
+            if trained.digest().to_hex() != *digest {
+                v.replay_problems.push(format!("version {n}: the kept update of participant {participant} is not the one it signed"));
+                break;
+            }
+            let Some(from) = version(*base_version)? else {
+                break;
+            };
+            changes.push(harambee_coordinator::weighted_change(
+                &trained, &from, *staleness,
+            )?);
+        }
+        if changes.len() < step.inputs.len() {
+            v.not_replayed.push((
+                n,
+                "an update or the version it trained from is not kept".into(),
+            ));
+            continue;
+        }
+        let output = harambee_coordinator::apply_buffer(&base, &changes, rule.server_lr)?.digest();
+        if output.to_hex() == step.output {
+            v.replayed.push(n);
+        } else {
+            v.replay_problems.push(format!(
+                "version {n}: recomputing the buffered step gives {output}, but the ledger records {}",
+                step.output
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn show(dir: &Path) -> Result<()> {
     use std::io::Write;
     let Opened { entries, heads, .. } = open(dir)?;
@@ -455,6 +541,23 @@ fn show(dir: &Path) -> Result<()> {
                     "round {round} result: {strategy} over {} updates -> {}",
                     inputs.len(),
                     short(&output)
+                )
+            }
+            Ok(Entry::BufferedStep {
+                version,
+                base,
+                inputs,
+                output,
+            }) => {
+                let from: Vec<String> = inputs
+                    .iter()
+                    .map(|i| format!("p{} (staleness {})", i.participant, i.staleness))
+                    .collect();
+                format!(
+                    "version {version}: {} -> {} from {}",
+                    short(&base),
+                    short(&output),
+                    from.join(", ")
                 )
             }
             Ok(Entry::Release {

@@ -991,3 +991,134 @@ fn a_single_use_invite_admits_one_key_and_the_shared_token_none() {
     coordinator.kill().unwrap();
     coordinator.wait().unwrap();
 }
+
+/// A buffered (FedBuff) federation with members of very different speeds: two real
+/// `harambee join` processes and a member slowed on purpose, whose results arrive stale.
+/// Its work may be delivered once, for the piece it was given, from the version it was
+/// given; the run ends, every version records each result's base version and staleness, and
+/// `ledger verify` recomputes every version from the kept updates.
+#[test]
+fn a_buffered_federation_takes_stale_results_by_weight_and_verifies() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    communities(root, 2);
+    let fed = root.join("fed");
+    let classes = root.join("classes");
+    let mut args = vec!["init", fed.to_str().unwrap(), "--fedbuff", "2:3:1.0:10"];
+    args.extend(["--classes-from", classes.to_str().unwrap()]);
+    args.extend(["--max-samples", "1000000", "--listen", "127.0.0.1:0"]);
+    args.extend([
+        "--no-dashboard",
+        "--rounds",
+        "10",
+        "--min-participants",
+        "1",
+    ]);
+    args.extend([
+        "--quorum",
+        "1",
+        "--deadline-s",
+        "60",
+        "--epochs",
+        "1",
+        "--seed",
+        "5",
+    ]);
+    let out = harambee(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let charter = fs::read_to_string(fed.join("charter.toml")).unwrap();
+    assert!(charter.contains("[buffered]"), "{charter}");
+    // What FedBuff does not combine with is refused at init, with the reason.
+    let other = root.join("median");
+    let out = harambee(&[
+        "init",
+        other.to_str().unwrap(),
+        "--fedbuff",
+        "2",
+        "--strategy",
+        "median",
+        "--classes-from",
+        classes.to_str().unwrap(),
+    ]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("needs strategy fedavg"),
+        "{said}"
+    );
+    let mut coordinator = serve(root, &fed, &[]);
+    let mut honest: Vec<Child> = (0..2).map(|k| spawn_honest(root, k)).collect();
+    let invite = Invite::load(&fed.join("invite.toml")).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let slowed = runtime.block_on(async {
+        let mut adv = Adversary {
+            c: client(&invite),
+            me: Identity::generate().unwrap(),
+            invite: invite.clone(),
+        };
+        let reply = adv.enrol(None).await.unwrap();
+        let layout = layout_of(&reply.model.unwrap());
+        let (mut done, mut delivered) = ((0, 0), 0);
+        loop {
+            let task = adv.task(done).await;
+            if task.kind == v1::task::Kind::Finished as i32 {
+                break;
+            }
+            done = (task.round, task.attempt);
+            let base = adv.fetch(&layout, &task.base_digest).await;
+            // Slowed: the fast members publish versions meanwhile.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let mut trained = base.clone();
+            trained.values_mut().iter_mut().for_each(|v| *v += 0.001);
+            if delivered == 0 {
+                let other_piece = v1::Task {
+                    attempt: task.attempt + 1,
+                    ..task.clone()
+                };
+                refused(
+                    "an update for a piece of work it was not given",
+                    adv.submit(&other_piece, &trained, 10).await,
+                    &[Code::FailedPrecondition],
+                    "work is round",
+                );
+            }
+            match adv.submit(&task, &trained, 10).await {
+                Ok(_) => {
+                    if delivered == 0 {
+                        refused(
+                            "the same update delivered twice",
+                            adv.submit(&task, &trained, 10).await,
+                            &[Code::AlreadyExists],
+                            "already held",
+                        );
+                    }
+                    delivered += 1;
+                }
+                // Too stale, or its deadline passed: refused, and it is given new work.
+                Err(s) if s.code() == Code::FailedPrecondition => {}
+                Err(s) => panic!("the slowed member's update was refused: {s:?}"),
+            }
+        }
+        assert!(delivered > 0, "the slowed member never delivered");
+        reply.participant_id
+    });
+    finish(root, &mut coordinator, &mut honest);
+    let out = harambee(&["ledger", "verify", fed.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("recomputed from the kept updates and matching: 10 of 10"),
+        "{said}"
+    );
+    let out = harambee(&["ledger", "show", fed.to_str().unwrap()]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(shown.matches("version ").count(), 10, "{shown}");
+    let stale = (1..=10).any(|s| shown.contains(&format!("p{slowed} (staleness {s})")));
+    assert!(
+        stale,
+        "the slowed member's results should arrive stale: {shown}"
+    );
+}

@@ -225,6 +225,56 @@ fn a_coordinator_killed_at_any_point_resumes_to_the_same_model() {
     }
 }
 
+/// A buffered (FedBuff) coordinator killed after it took a version's results but before it
+/// stored the version resumes from disk: the acknowledged results make that version again,
+/// their senders' retries are answered "held", the run ends, and the ledger verifies against
+/// every member's witness file, promises included.
+#[test]
+fn a_buffered_coordinator_killed_mid_version_loses_no_acknowledged_result() {
+    let f = Federation::new_with(6, 1, 60.0, &["--fedbuff", "2:3:1.0:10"]);
+    let mut coordinator = f.serve("serve", Some("aggregation"), &[]);
+    let mut participants: Vec<Child> = (0..3).map(|k| f.join(k, &[])).collect();
+    wait_for(
+        &f.log("serve"),
+        "paused at aggregation",
+        Duration::from_secs(120),
+    );
+    coordinator.kill().unwrap(); // SIGKILL
+    coordinator.wait().unwrap();
+    let held = f.state().updates_of_round(1).unwrap();
+    assert_eq!(held.len(), 2, "the version's two results were stored");
+    let mut coordinator = f.serve("restart", None, &[]);
+    assert!(wait_exit(&mut coordinator, Duration::from_secs(180)).success());
+    for p in &mut participants {
+        assert!(wait_exit(p, Duration::from_secs(60)).success());
+    }
+    assert!(read(&f.log("restart")).contains("buffered again the acknowledged updates"));
+    let mut args = vec![
+        "ledger".to_string(),
+        "verify".into(),
+        f.fed().to_str().unwrap().into(),
+    ];
+    for k in 0..3 {
+        let file = f
+            .root
+            .path()
+            .join(format!("p{k}/key.pem.state.witness.jsonl"));
+        assert!(file.is_file(), "community {k} kept no witness file");
+        args.extend(["--witness".into(), file.to_str().unwrap().into()]);
+    }
+    let out = harambee(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("matching: 6 of 6"), "{said}");
+    // The first version applied exactly the two results stored before the kill.
+    let out = harambee(&["ledger", "show", f.fed().to_str().unwrap()]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    let first = shown.lines().find(|l| l.contains("version 1:")).unwrap();
+    for u in &held {
+        assert!(first.contains(&format!("p{} ", u.participant)), "{first}");
+    }
+}
+
 fn verify(dir: &Path) -> (bool, String) {
     let out = harambee(&["ledger", "verify", dir.to_str().unwrap()]);
     let text = format!(

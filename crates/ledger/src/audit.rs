@@ -32,6 +32,21 @@ pub struct AuditedRound {
     pub output: String,
 }
 
+/// A buffered (FedBuff) step as the ledger records it, for replay by an auditor who holds
+/// the update blobs and the versions' parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditedStep {
+    /// The version it published.
+    pub version: u64,
+    /// The parameters of version `version − 1`.
+    pub base: String,
+    /// The results it applied, in arrival order: participant, the version it trained from,
+    /// its staleness, its digest.
+    pub inputs: Vec<(u64, u64, u64, String)>,
+    /// The new parameters' digest.
+    pub output: String,
+}
+
 /// The outcome of an audit.
 #[derive(Debug, Clone, Default)]
 pub struct Audit {
@@ -39,6 +54,8 @@ pub struct Audit {
     pub findings: Vec<Finding>,
     /// The rounds, in order.
     pub rounds: Vec<AuditedRound>,
+    /// A buffered federation's versions, in order.
+    pub steps: Vec<AuditedStep>,
     /// The latest valid tree head.
     pub head: Option<TreeHead>,
     /// The coordinator key the tree heads were checked against.
@@ -207,6 +224,7 @@ fn check_entries(a: &mut Audit, parsed: &[Option<Entry>], federation: &str, mut 
     let mut committed: BTreeMap<u64, Vec<(u64, String, u64)>> = BTreeMap::new();
     let mut last_output: Option<String> = None;
     let mut last_epsilon = 0.0f64;
+    let mut buffered = BufferedHistory::default();
     for (i, entry) in parsed.iter().enumerate().skip(1) {
         let at = Some(i as u64);
         let Some(entry) = entry else { continue };
@@ -423,6 +441,22 @@ fn check_entries(a: &mut Audit, parsed: &[Option<Entry>], federation: &str, mut 
                 });
                 last_output = Some(output.clone());
             }
+            Entry::BufferedStep {
+                version,
+                base,
+                inputs,
+                output,
+            } => {
+                let step = Step {
+                    at,
+                    version: *version,
+                    base,
+                    inputs,
+                    output,
+                };
+                check_step(a, &step, &keys, &mut buffered, federation, &charter);
+                last_output = Some(output.clone());
+            }
             Entry::Release {
                 model_digest,
                 rounds,
@@ -437,4 +471,153 @@ fn check_entries(a: &mut Audit, parsed: &[Option<Entry>], federation: &str, mut 
             }
         }
     }
+}
+
+/// What the buffered steps so far recorded.
+#[derive(Default)]
+struct BufferedHistory {
+    /// The versions' digests, from version 0 (the first step's base).
+    versions: Vec<String>,
+    /// Each result applied: participant, base version, piece of work.
+    applied: BTreeSet<(u64, u64, u32)>,
+}
+
+/// A buffered step's entry, where it is.
+struct Step<'a> {
+    at: Option<u64>,
+    version: u64,
+    base: &'a str,
+    inputs: &'a [crate::BufferedInput],
+    output: &'a str,
+}
+
+/// A buffered step's own rules: the charter's buffered rule in force, versions in order and
+/// chained, every input enrolled, signed over the version it trained from, as stale as its
+/// versions say and no staler than the charter allows, and as many inputs as the buffer.
+fn check_step(
+    a: &mut Audit,
+    step: &Step<'_>,
+    keys: &BTreeMap<u64, String>,
+    history: &mut BufferedHistory,
+    federation: &str,
+    charter: &Charter,
+) {
+    let (at, v) = (step.at, step.version);
+    let r = Some(v);
+    let Some(rule) = charter.buffered else {
+        a.find(
+            at,
+            r,
+            format!("version {v} is a buffered step, but the charter sets synchronous rounds"),
+        );
+        return;
+    };
+    let versions = &mut history.versions;
+    if versions.is_empty() {
+        versions.push(step.base.to_string());
+    }
+    if v as usize != versions.len() {
+        a.find(
+            at,
+            r,
+            format!("version {v} follows version {}", versions.len() - 1),
+        );
+    }
+    if versions.last().map(String::as_str) != Some(step.base) {
+        a.find(
+            at,
+            r,
+            format!(
+                "version {v} starts from {}, not from the previous version",
+                step.base
+            ),
+        );
+    }
+    if v > charter.max_rounds {
+        a.find(
+            at,
+            r,
+            format!(
+                "version {v} is beyond the charter's {} rounds",
+                charter.max_rounds
+            ),
+        );
+    }
+    if step.inputs.len() != rule.buffer {
+        a.find(
+            at,
+            r,
+            format!(
+                "version {v} applies {} results, but the charter's buffer is {}",
+                step.inputs.len(),
+                rule.buffer
+            ),
+        );
+    }
+    for input in step.inputs {
+        let p = input.participant;
+        if !keys.contains_key(&p) {
+            a.find(
+                at,
+                r,
+                format!("version {v}: participant {p} never enrolled"),
+            );
+            continue;
+        }
+        if input.base_version >= v || input.staleness != v - 1 - input.base_version {
+            a.find(at, r, format!("version {v}: participant {p}'s staleness {} does not follow from its base version {}", input.staleness, input.base_version));
+            continue;
+        }
+        if !history
+            .applied
+            .insert((p, input.base_version, input.attempt))
+        {
+            a.find(at, r, format!("version {v}: participant {p}'s result for piece {} of version {} was applied before", input.attempt, input.base_version));
+        }
+        if input.staleness > rule.max_staleness {
+            a.find(at, r, format!("version {v}: participant {p}'s result is {} versions stale, beyond the charter's {}", input.staleness, rule.max_staleness));
+        }
+        if let Some(max) = charter.max_samples
+            && input.num_samples > max
+        {
+            a.find(at, r, format!("version {v}: participant {p} claims {} samples, beyond the charter's max_samples of {max}", input.num_samples));
+        }
+        let verified = (|| {
+            let signed = SignedUpdate {
+                statement: UpdateStatement {
+                    federation: federation.to_string(),
+                    round: input.base_version + 1,
+                    base: digest_of(versions.get(input.base_version as usize)?)?,
+                    update: digest_of(&input.update_digest)?,
+                    num_samples: input.num_samples,
+                },
+                signer: key_of(keys.get(&p)?)?,
+                signature: hex::decode(&input.signature).ok()?.try_into().ok()?,
+            };
+            signed.verify().ok()
+        })();
+        if verified.is_some() {
+            a.signatures_verified += 1;
+        } else {
+            a.find(at, r, format!("version {v}: participant {p}'s signature does not verify for this update and base version"));
+        }
+    }
+    versions.push(step.output.to_string());
+    a.steps.push(AuditedStep {
+        version: v,
+        base: step.base.to_string(),
+        inputs: step
+            .inputs
+            .iter()
+            .map(|i| {
+                (
+                    i.participant,
+                    i.base_version,
+                    i.staleness,
+                    i.update_digest.clone(),
+                )
+            })
+            .collect(),
+        output: step.output.to_string(),
+    });
 }

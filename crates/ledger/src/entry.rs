@@ -95,6 +95,19 @@ pub enum Entry {
         /// privacy budget.
         epsilon: Option<f64>,
     },
+    /// A version published by buffered (FedBuff) aggregation: every result it applied, each
+    /// with the version it trained from, and the new parameters. Self-contained, so that an
+    /// auditor checks each signature and recomputes the step from this entry alone.
+    BufferedStep {
+        /// The version published (from 1).
+        version: u64,
+        /// Digest of the version it was computed from (`version − 1`).
+        base: String,
+        /// The results applied, in the order they arrived.
+        inputs: Vec<BufferedInput>,
+        /// Digest of the new parameters.
+        output: String,
+    },
     /// The federation's final model.
     Release {
         /// Rounds completed.
@@ -102,6 +115,28 @@ pub enum Entry {
         /// Digest of the released parameters.
         model_digest: String,
     },
+}
+
+/// One result a buffered step applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BufferedInput {
+    /// Who trained.
+    pub participant: u64,
+    /// The version it trained from; it signed round `base_version + 1`.
+    pub base_version: u64,
+    /// Which piece of work this was (the task's attempt number; its promise names it).
+    pub attempt: u32,
+    /// Versions published between its start and its arrival: `version − 1 − base_version`.
+    /// Its weight was `1 / sqrt(1 + staleness)`.
+    pub staleness: u64,
+    /// Canonical digest of its parameters, as decoded.
+    pub update_digest: String,
+    /// Examples it trained on.
+    pub num_samples: u64,
+    /// Its ed25519 signature over the update statement (federation, round
+    /// `base_version + 1`, the base version's digest, update, samples).
+    pub signature: String,
 }
 
 impl Entry {
@@ -127,6 +162,7 @@ impl Entry {
             Entry::RoundOpen { round, .. }
             | Entry::UpdateCommitment { round, .. }
             | Entry::RoundResult { round, .. } => Some(*round),
+            Entry::BufferedStep { version, .. } => Some(*version),
             Entry::Release { rounds, .. } => Some(*rounds),
             Entry::Genesis { .. } | Entry::Enrolment { .. } | Entry::Amendment { .. } => None,
         }

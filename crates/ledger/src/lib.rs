@@ -30,8 +30,8 @@ mod witness;
 use harambee_identity::{Identity, PublicKey};
 use thiserror::Error;
 
-pub use audit::{Audit, AuditedRound, Finding, audit};
-pub use entry::Entry;
+pub use audit::{Audit, AuditedRound, AuditedStep, Finding, audit};
+pub use entry::{BufferedInput, Entry};
 pub use merkle::Hash;
 pub use witness::{UpdatePromise, Witness, check_witness};
 

@@ -178,12 +178,31 @@ pub fn check_witness(
         }
         Witness::Promise(p) => {
             p.verify(coordinator)?;
-            let kept = ledger.entries().iter().any(|bytes| {
-                matches!(Entry::parse(bytes), Ok(Entry::UpdateCommitment {
-                    round, attempt, participant, update_digest, ..
-                }) if round == p.round && attempt == p.attempt
-                    && participant == p.participant && update_digest == p.update_digest)
-            });
+            let kept = ledger
+                .entries()
+                .iter()
+                .any(|bytes| match Entry::parse(bytes) {
+                    Ok(Entry::UpdateCommitment {
+                        round,
+                        attempt,
+                        participant,
+                        update_digest,
+                        ..
+                    }) => {
+                        round == p.round
+                            && attempt == p.attempt
+                            && participant == p.participant
+                            && update_digest == p.update_digest
+                    }
+                    // A buffered result's promise names round `base_version + 1`.
+                    Ok(Entry::BufferedStep { inputs, .. }) => inputs.iter().any(|i| {
+                        i.base_version + 1 == p.round
+                            && i.attempt == p.attempt
+                            && i.participant == p.participant
+                            && i.update_digest == p.update_digest
+                    }),
+                    _ => false,
+                });
             if kept {
                 Ok(())
             } else {

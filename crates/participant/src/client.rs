@@ -418,7 +418,10 @@ impl RoundContext<'_> {
         let round = RoundSpec {
             round: task.round,
             fit: FitConfig::from(task.config.unwrap_or_default()),
-            seed: participant_seed(self.spec.seed, task.round, self.participant),
+            // A buffered federation may give one member two pieces of work from the same
+            // version: the attempt tells them apart, so they are not the same training twice.
+            seed: participant_seed(self.spec.seed, task.round, self.participant)
+                ^ u64::from(task.attempt).rotate_left(7),
             shard: task.shard.as_ref().map(|s| (s.index, s.count)),
         };
         self.report_evaluation(task, &round, &global, base).await?;

@@ -1,7 +1,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use harambee_coordinator::CoordinatorConfig;
+use harambee_coordinator::{BufferedConfig, CoordinatorConfig};
 use harambee_learn::{ModelKind, ModelTask};
 use harambee_llm::PretrainedTask;
 use harambee_params::{Layout, ParamSet, UpdateCodec};
@@ -140,6 +140,11 @@ pub struct TrainingSettings {
     /// `topk:FRACTION`); must be the charter's `update_encoding`.
     #[serde(default)]
     pub update_encoding: UpdateCodec,
+    /// Buffered asynchronous aggregation (FedBuff) instead of synchronous rounds; must be the
+    /// charter's `buffered` rule. `rounds.rounds` counts versions, `rounds.deadline_s` is how
+    /// long one member's work may take before it is given to another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffered: Option<harambee_charter::BufferedRule>,
 }
 
 fn pause_by_default() -> bool {
@@ -300,6 +305,22 @@ impl FederationConfig {
                 self.training.strategy
             ));
         }
+        if let Some(rule) = &self.training.buffered {
+            rule.validate()
+                .map_err(|e| ServerError::Config(format!("training.{e}")))?;
+            if self.training.strategy != StrategyConfig::FedAvg || self.training.secure_aggregation
+            {
+                return bad(format!(
+                    "buffered aggregation applies the staleness-weighted mean change itself: it needs strategy fedavg without secure aggregation, not {}{} (docs/async.md says which combinations the literature supports)",
+                    self.training.strategy,
+                    if self.training.secure_aggregation {
+                        " with secure aggregation"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
         if !(self.limits.secagg_step_s.is_finite() && self.limits.secagg_step_s > 0.0) {
             return bad("limits.secagg_step_s must be positive".into());
         }
@@ -358,6 +379,19 @@ impl FederationConfig {
             max_round_retries: self.rounds.max_retries,
             pause_when_quorum_missed: self.rounds.pause_when_quorum_missed,
         }
+    }
+
+    /// The FedBuff core's settings, for a buffered federation.
+    pub fn buffered_core(&self) -> Option<BufferedConfig> {
+        let rule = self.training.buffered?;
+        Some(BufferedConfig {
+            seed: self.rounds.seed,
+            versions: self.rounds.rounds,
+            buffer: rule.buffer,
+            concurrency: rule.concurrency,
+            server_lr: rule.server_lr,
+            max_staleness: rule.max_staleness,
+        })
     }
 
     /// What selected participants are told to do.

@@ -24,12 +24,14 @@ use crate::fault::{FaultPoint, pause_at};
 use crate::secure::{MaskedCommitment, SecureRound};
 use crate::{FederationConfig, FederationFolder, ServerError};
 
+mod buffered;
 mod members;
 mod record;
 mod secure_steps;
 mod status;
 mod updates;
 mod view;
+pub(crate) use buffered::Assignment;
 pub(crate) use status::StatusSnapshot;
 pub(crate) use view::CoordinatorView;
 
@@ -115,6 +117,10 @@ pub(crate) struct Board {
     pub(crate) finished: Option<Ending>,
     /// Set when a write failed: the coordinator must stop and restart from disk.
     pub(crate) stopped: Option<String>,
+    /// In a buffered federation, each member's piece of work.
+    pub(crate) assigned: Arc<BTreeMap<u64, Assignment>>,
+    /// What members are told to do (a buffered federation's tasks; a round's are in `open`).
+    pub(crate) fit: FitConfig,
 }
 
 /// The current global parameters, encoded once for every fetch.
@@ -127,6 +133,10 @@ pub(crate) struct Published {
 /// The core, its storage, and what the service publishes.
 pub(crate) struct Driver {
     core: Coordinator,
+    /// A buffered (FedBuff) federation's core; the round core then stays idle.
+    buffered: Option<buffered::BufferedRun>,
+    /// The federation's folder.
+    root: std::path::PathBuf,
     config: FederationConfig,
     state: Arc<dyn StateStore>,
     blobs: Arc<dyn BlobStore>,
@@ -201,6 +211,7 @@ impl Driver {
         secure_steps::check_secure_aggregation(&charter, &config)?;
         check_base_model(&charter, &config)?;
         check_update_encoding(&charter, &config)?;
+        check_buffered(&charter, &config)?;
         let (layout, initial) = config.initial_model(folder.root())?;
         let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&folder.blobs_path())?);
         let state: Arc<dyn StateStore> = Arc::new(SqliteState::open(&folder.state_path())?);
@@ -232,16 +243,21 @@ impl Driver {
             .open
             .as_ref()
             .filter(|o| o.round == checkpoint.completed + 1);
+        // A buffered federation's round core holds no one, so it never opens a round.
+        let rounds = config.training.buffered.is_none();
         let point = RestorePoint {
             completed: checkpoint.completed,
-            participants: active().map(|p| ParticipantId(p.id)).collect(),
-            open: open.map(|o| {
+            participants: active()
+                .filter(|_| rounds)
+                .map(|p| ParticipantId(p.id))
+                .collect(),
+            open: open.filter(|_| rounds).map(|o| {
                 (
                     o.attempt,
                     o.selected.iter().copied().map(ParticipantId).collect(),
                 )
             }),
-            paused,
+            paused: paused && rounds,
         };
         let core = Coordinator::restore(config.core(), strategy, global, point);
         let key_path = folder.root().join("coordinator.key");
@@ -264,6 +280,8 @@ impl Driver {
         let published = publish(core.global());
         let mut driver = Self {
             core,
+            buffered: None,
+            root: folder.root().to_path_buf(),
             state: Arc::clone(&state),
             blobs,
             layout,
@@ -311,14 +329,20 @@ impl Driver {
             // release entry, the model file): all done and recorded already, so dropped.
             while driver.core.poll_action().is_some() {}
             driver.board.send_replace(Board {
-                open: None,
                 finished: Some(Ending::from_record(ended)),
-                stopped: None,
+                ..Board::default()
             });
             driver.publish_status();
             return Ok(driver);
         }
+        driver.board.send_modify(|b| b.fit = driver.config.fit());
         driver.process_actions()?;
+        if !rounds {
+            let members = active().map(|p| ParticipantId(p.id));
+            driver.start_buffered(&checkpoint, members, paused)?;
+            driver.publish_status();
+            return Ok(driver);
+        }
         // A secure round's protocol state lives only in memory: after a restart the open
         // round runs its protocol again from the start (nothing of it was recorded).
         if let Some(o) = open.filter(|_| !driver.config.training.secure_aggregation) {
@@ -333,13 +357,7 @@ impl Driver {
         let updates = self.state.updates(round, attempt)?;
         let count = updates.len();
         for u in updates {
-            let params = Encoding::F32.decode(&self.layout, &self.blobs.get(&u.blob)?)?;
-            let result = FitResult {
-                participant: ParticipantId(u.participant),
-                params,
-                num_samples: u.num_samples,
-                train_loss: u.train_loss,
-            };
+            let result = self.stored_result(&u)?;
             let now = self.now();
             match self.core.handle_event(
                 now,
@@ -368,6 +386,16 @@ impl Driver {
             );
         }
         Ok(())
+    }
+
+    /// An acknowledged update as the store keeps it.
+    fn stored_result(&self, u: &UpdateRecord) -> Result<FitResult, ServerError> {
+        Ok(FitResult {
+            participant: ParticipantId(u.participant),
+            params: Encoding::F32.decode(&self.layout, &self.blobs.get(&u.blob)?)?,
+            num_samples: u.num_samples,
+            train_loss: u.train_loss,
+        })
     }
 
     /// A subscription to the board.
@@ -423,14 +451,16 @@ impl Driver {
         self.started + Duration::from_millis(tick.0)
     }
 
-    /// When the timer must next wake the core (or close a secure-aggregation step).
+    /// When the timer must next wake the core (or close a secure-aggregation step, or take
+    /// back a buffered member's overdue work).
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let core = self.core.poll_timeout().map(|t| self.deadline_instant(t));
         let step = self.secure.as_ref().and_then(SecureRound::deadline);
-        match (core, step) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let work = self
+            .buffered
+            .as_ref()
+            .and_then(buffered::BufferedRun::next_deadline);
+        [core, step, work].into_iter().flatten().min()
     }
 
     /// Lets the core see that time passed.
@@ -438,7 +468,49 @@ impl Driver {
         self.advance_secure()?;
         let now = self.now();
         self.timed(|core| core.handle_timeout(now));
-        self.process_actions()
+        self.process_actions()?;
+        self.expire_buffered()
+    }
+
+    /// A change of membership or of the steward's pause, given to whichever core runs the
+    /// federation.
+    fn feed(&mut self, event: Event) {
+        if self.buffered.is_none() {
+            let now = self.now();
+            let _ = self.timed(|core| core.handle_event(now, event));
+            return;
+        }
+        match event {
+            Event::Leave(p) => self.buffered_leave(p),
+            Event::Enrol(p) => self.run_mut().enrol(p),
+            Event::Pause => self.run_mut().set_paused(true),
+            Event::Resume => self.run_mut().set_paused(false),
+            _ => {}
+        }
+    }
+
+    /// Whether a steward paused the federation.
+    pub(crate) fn is_paused(&self) -> bool {
+        match &self.buffered {
+            Some(run) => run.is_paused(),
+            None => self.core.is_paused(),
+        }
+    }
+
+    /// Results held for the open round, or for the next version.
+    pub(crate) fn received(&self) -> usize {
+        match &self.buffered {
+            Some(run) => run.progress().1,
+            None => self.core.received(),
+        }
+    }
+
+    /// Rounds (versions) completed.
+    pub(crate) fn versions_done(&self) -> u64 {
+        match &self.buffered {
+            Some(run) => run.version(),
+            None => self.core.completed(),
+        }
     }
 
     /// The coordinator's public key (hex): it signs tree heads and update promises.
@@ -510,7 +582,28 @@ fn charter_in_force(ledger: &Ledger) -> Option<String> {
     hash
 }
 
-/// A pretrained federation runs only with the base its charter pins.
+/// A buffered federation runs only under a charter with the same buffered rule, and a
+/// synchronous one only under a charter without one.
+fn check_buffered(charter: &Charter, config: &FederationConfig) -> Result<(), ServerError> {
+    if charter.buffered != config.training.buffered {
+        let show = |r: Option<harambee_charter::BufferedRule>| {
+            r.map_or("synchronous rounds".to_string(), |r| format!("{r:?}"))
+        };
+        return Err(ServerError::Config(format!(
+            "the charter sets {} but federation.toml sets {}; amend the charter or fix the settings",
+            show(charter.buffered),
+            show(config.training.buffered)
+        )));
+    }
+    if charter.buffered.is_some() && charter.mode == harambee_charter::Mode::Community {
+        return Err(ServerError::Config(
+            "buffered aggregation runs federated learning; community compute runs DiLoCo rounds"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The charter's update encoding is the one the coordinator accepts.
 fn check_update_encoding(charter: &Charter, config: &FederationConfig) -> Result<(), ServerError> {
     let chartered: UpdateCodec = match &charter.update_encoding {
@@ -528,6 +621,7 @@ fn check_update_encoding(charter: &Charter, config: &FederationConfig) -> Result
     Ok(())
 }
 
+/// A pretrained federation runs only with the base its charter pins.
 fn check_base_model(charter: &Charter, config: &FederationConfig) -> Result<(), ServerError> {
     let pinned = charter.base_model.as_ref().map(|b| b.sha256.as_str());
     let ours = config.pretrained.as_ref().map(|p| p.base_sha256.as_str());

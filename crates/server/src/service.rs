@@ -15,7 +15,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use harambee_dashboard::{Metrics, RefusalReason};
 
 use crate::actor::Actor;
-use crate::driver::{Board, Driver, Roster, StatusSnapshot};
+use crate::driver::{Assignment, Board, Driver, Roster, StatusSnapshot};
 use crate::gate::{Call, Gate, same_key, unix_ms};
 use crate::rejection::{Rejection, Why};
 
@@ -182,6 +182,9 @@ fn task_for(board: &Board, id: u64, after: (u64, u32), parameter_bytes: u64) -> 
             ..Default::default()
         });
     }
+    if let Some(work) = board.assigned.get(&id) {
+        return buffered_task(board, work, after, parameter_bytes);
+    }
     let open = board.open.as_ref()?;
     if !open.selected.contains(&id) || (open.round, open.attempt) <= after {
         return None;
@@ -208,6 +211,32 @@ fn task_for(board: &Board, id: u64, after: (u64, u32), parameter_bytes: u64) -> 
             index: rank,
             count: open.selected.len() as u32,
         }),
+    })
+}
+
+/// A buffered federation's piece of work, if the member has not done it yet: its numbers
+/// grow with every piece, so `after` tells.
+fn buffered_task(
+    board: &Board,
+    work: &Assignment,
+    after: (u64, u32),
+    parameter_bytes: u64,
+) -> Option<v1::Task> {
+    if (work.round, work.attempt) <= after {
+        return None;
+    }
+    Some(v1::Task {
+        kind: v1::task::Kind::Train as i32,
+        round: work.round,
+        attempt: work.attempt,
+        base_digest: work.base.0.to_vec(),
+        config: Some((&board.fit).into()),
+        deadline_ms: work
+            .deadline
+            .saturating_duration_since(std::time::Instant::now())
+            .as_millis() as u64,
+        parameter_bytes,
+        ..Default::default()
     })
 }
 

@@ -55,6 +55,7 @@ fn config(min_participants: usize) -> FederationConfig {
             secure_aggregation: false,
             secagg_range: 1.0,
             update_encoding: Default::default(),
+            buffered: None,
         },
         limits: Limits::default(),
     }
@@ -90,6 +91,7 @@ fn charter(members_only: Option<&Identity>) -> Charter {
             .collect(),
         base_model: None,
         update_encoding: None,
+        buffered: None,
     }
 }
 

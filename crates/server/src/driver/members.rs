@@ -57,8 +57,7 @@ impl Driver {
         self.roster.insert(record.public_key);
         self.names.insert(record.id, record.name);
         self.last_seen.insert(record.id, Instant::now());
-        let now = self.now();
-        let _ = self.core.handle_event(now, Event::Enrol(id));
+        self.feed(Event::Enrol(id));
         if new {
             tracing::info!(participant = id.0, name, "enrolled");
         }
@@ -84,8 +83,7 @@ impl Driver {
         }
         if self.last_seen.insert(id.0, Instant::now()).is_none() {
             // It had been counted as gone: it is back.
-            let now = self.now();
-            let _ = self.core.handle_event(now, Event::Enrol(id));
+            self.feed(Event::Enrol(id));
             tracing::info!(participant = id.0, "participant is back");
             self.process_actions().map_err(|e| self.storage_failed(e))?;
         }
@@ -120,8 +118,7 @@ impl Driver {
             .collect();
         for id in gone {
             self.last_seen.remove(&id);
-            let now = self.now();
-            let _ = self.timed(|core| core.handle_event(now, Event::Leave(ParticipantId(id))));
+            self.feed(Event::Leave(ParticipantId(id)));
             tracing::warn!(
                 participant = id,
                 "no call for too long; counted as gone until it calls again"

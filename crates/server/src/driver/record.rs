@@ -39,8 +39,7 @@ impl Driver {
                                 .and_then(|s| s.settings_for(open.participants.first()?.0)),
                             sharded: self.charter.mode == harambee_charter::Mode::Community,
                         }),
-                        finished: None,
-                        stopped: None,
+                        ..Board::default()
                     });
                 }
                 Action::CloseRound(summary) => {
@@ -115,31 +114,41 @@ impl Driver {
                     );
                 }
                 Action::Finished { global } => {
-                    self.completed_rounds_changed();
                     let error = self.core.error().map(|e| e.to_string());
-                    if error.is_none() {
-                        self.append(vec![Entry::Release {
-                            rounds: self.config.rounds.rounds,
-                            model_digest: global.digest().to_hex(),
-                        }])?;
-                    }
-                    let bytes = global.to_safetensors()?;
-                    write_atomically(&self.model_path, &bytes)?;
-                    self.state.finish(error.as_deref())?;
-                    match &error {
-                        Some(e) => tracing::error!(error = %e, "federation failed"),
-                        None => {
-                            tracing::info!(model = %self.model_path.display(), "federation finished")
-                        }
-                    }
-                    self.board.send_replace(Board {
-                        open: None,
-                        finished: Some(Ending::from_record(error)),
-                        stopped: None,
-                    });
+                    self.finish(&global, error)?;
                 }
             }
         }
+        self.process_buffered()
+    }
+
+    /// The federation ended: the release entry (unless it failed), the model file, the end
+    /// recorded, and everyone told.
+    pub(super) fn finish(
+        &mut self,
+        global: &ParamSet,
+        error: Option<String>,
+    ) -> Result<(), ServerError> {
+        self.completed_rounds_changed();
+        if error.is_none() {
+            self.append(vec![Entry::Release {
+                rounds: self.config.rounds.rounds,
+                model_digest: global.digest().to_hex(),
+            }])?;
+        }
+        let bytes = global.to_safetensors()?;
+        write_atomically(&self.model_path, &bytes)?;
+        self.state.finish(error.as_deref())?;
+        match &error {
+            Some(e) => tracing::error!(error = %e, "federation failed"),
+            None => {
+                tracing::info!(model = %self.model_path.display(), "federation finished")
+            }
+        }
+        self.board.send_replace(Board {
+            finished: Some(Ending::from_record(error)),
+            ..Board::default()
+        });
         Ok(())
     }
 
@@ -198,16 +207,7 @@ impl Driver {
         &mut self,
         summary: &harambee_coordinator::RoundSummary,
     ) -> Result<(Vec<Vec<u8>>, HeadRecord, Ledger), ServerError> {
-        let mut entries = Vec::new();
-        for p in self.state.participants()? {
-            if p.id >= self.logged_enrolments {
-                entries.push(Entry::Enrolment {
-                    participant: p.id,
-                    public_key: hex::encode(p.public_key),
-                    name: p.name,
-                });
-            }
-        }
+        let mut entries = self.new_enrolments()?;
         let open = self.board.borrow().open.clone();
         let Some(open) = open.filter(|o| o.round == summary.round) else {
             return Err(ServerError::Config(format!(
@@ -255,17 +255,35 @@ impl Driver {
             output: summary.global.digest().to_hex(),
             epsilon: crate::privacy::epsilon_after(&self.charter, &self.config, summary.round),
         });
-        let enrolled = entries
-            .iter()
-            .filter(|e| matches!(e, Entry::Enrolment { .. }))
-            .count() as u64;
-        self.logged_enrolments += enrolled;
+        Ok(self.with_entries(&entries))
+    }
+
+    /// Enrolment entries for the participants the ledger does not record yet; they count as
+    /// recorded from now on (the caller commits them with its own entries).
+    pub(super) fn new_enrolments(&mut self) -> Result<Vec<Entry>, ServerError> {
+        let entries: Vec<Entry> = self
+            .state
+            .participants()?
+            .into_iter()
+            .filter(|p| p.id >= self.logged_enrolments)
+            .map(|p| Entry::Enrolment {
+                participant: p.id,
+                public_key: hex::encode(p.public_key),
+                name: p.name,
+            })
+            .collect();
+        self.logged_enrolments += entries.len() as u64;
+        Ok(entries)
+    }
+
+    /// The entries' bytes, the tree head over the ledger with them appended, and that ledger.
+    pub(super) fn with_entries(&self, entries: &[Entry]) -> (Vec<Vec<u8>>, HeadRecord, Ledger) {
         let mut ledger = self.ledger.clone();
-        for e in &entries {
+        for e in entries {
             ledger.append(e);
         }
         let head = head_record(&ledger.sign_head(&self.key, unix_ms()));
-        Ok((entries.iter().map(Entry::to_bytes).collect(), head, ledger))
+        (entries.iter().map(Entry::to_bytes).collect(), head, ledger)
     }
 
     /// Deletes the update blobs of the round that just left the retention window. Only after

@@ -75,11 +75,15 @@ impl Driver {
         let error = self.failure();
         let board = self.board.borrow();
         let closed = completed.len() as u64;
+        let training = self.buffered.as_ref().map(|run| run.progress().0);
         let (phase, round, selected) = match (&board.finished, self.core.open_selection()) {
             (Some(_), _) if error.is_some() => ("failed", closed, 0),
             (Some(_), _) => ("finished", closed, 0),
             (None, Some((round, _, selected))) => ("training", round, selected.len()),
-            (None, None) => ("waiting", closed + 1, 0),
+            (None, None) => match training {
+                Some(n) if n > 0 => ("training", closed + 1, n),
+                _ => ("waiting", closed + 1, 0),
+            },
         };
         let now = v1::FederationStatus {
             federation_id: self.config.federation_id.clone(),
@@ -87,8 +91,12 @@ impl Driver {
             round,
             rounds: self.config.rounds.rounds,
             selected: selected as u32,
-            received: self.core.received() as u32,
-            quorum: self.config.rounds.quorum as u32,
+            received: self.received() as u32,
+            quorum: self
+                .config
+                .training
+                .buffered
+                .map_or(self.config.rounds.quorum, |r| r.buffer) as u32,
             enrolled: self.keys.len() as u32,
             global_digest: self.published.digest.0.to_vec(),
             completed: Vec::new(),

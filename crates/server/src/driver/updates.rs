@@ -13,8 +13,12 @@ pub(crate) struct Acknowledgement {
 }
 
 impl Driver {
-    /// The current global parameters, if `digest` names them.
-    pub(crate) fn parameters(&self, digest: &[u8]) -> Result<Arc<Vec<u8>>, Rejection> {
+    /// The parameters `digest` names: the current global model, or in a buffered federation
+    /// a version someone still trains from.
+    pub(crate) fn parameters(&mut self, digest: &[u8]) -> Result<Arc<Vec<u8>>, Rejection> {
+        if self.buffered.is_some() {
+            return self.buffered_parameters(digest);
+        }
         if digest == self.published.digest.0 {
             Ok(Arc::clone(&self.published.bytes))
         } else {
@@ -31,6 +35,9 @@ impl Driver {
         &mut self,
         h: &v1::UpdateHeader,
     ) -> Result<ParticipantId, Rejection> {
+        if self.buffered.is_some() {
+            return Ok(self.check_buffered_header(h)?.0);
+        }
         let id = self.participant(&h.public_key)?;
         let (round, attempt, selected) = self.core.open_selection().ok_or_else(|| {
             Rejection::not_now(format!("no round is open; round {} is over", h.round))
@@ -53,6 +60,16 @@ impl Driver {
                 self.published.digest
             )));
         }
+        self.check_upload(h)?;
+        if self.core.received() == 0 {
+            pause_at(FaultPoint::BeforeUpdate);
+        }
+        Ok(id)
+    }
+
+    /// What every update's header is checked for, whatever its round: the federation's
+    /// encoding, a sample count within bounds, the size the model and encoding make.
+    pub(super) fn check_upload(&self, h: &v1::UpdateHeader) -> Result<UpdateCodec, Rejection> {
         let codec = self.update_codec(h)?;
         let (max, rule) = match self.charter.max_samples {
             Some(m) if m <= self.config.limits.max_samples => (m, "the charter's max_samples"),
@@ -72,10 +89,7 @@ impl Driver {
                 h.total_bytes
             )));
         }
-        if self.core.received() == 0 {
-            pause_at(FaultPoint::BeforeUpdate);
-        }
-        Ok(id)
+        Ok(codec)
     }
 
     /// The update's encoding: the federation's, and no other.
@@ -100,7 +114,7 @@ impl Driver {
 
     /// Whether an upload in progress should pause for a crash test (`mid-upload`).
     pub(crate) fn mid_upload_point(&self) {
-        if self.core.received() >= 1 {
+        if self.buffered.is_none() && self.core.received() >= 1 {
             pause_at(FaultPoint::MidUpload);
         }
     }
@@ -112,10 +126,59 @@ impl Driver {
         h: &v1::UpdateHeader,
         bytes: &[u8],
     ) -> Result<Acknowledgement, Rejection> {
+        if self.buffered.is_some() {
+            return self.accept_buffered(h, bytes);
+        }
         let id = self.check_header(h)?;
+        let base = Arc::clone(self.core.global());
+        let result = self.decode_signed(h, id, &base, bytes)?;
+        let digest = result.params.digest();
+        self.core
+            .check_result(h.round, &result)
+            .map_err(refusal_status)?;
+        self.store_update(h, id, &result, digest)?;
+        // Counted before the core sees it: the last update closes the round.
+        let received = self.core.received() as u32 + 1;
+        let now = self.now();
+        let outcome = self.timed(|core| {
+            core.handle_event(
+                now,
+                Event::Result {
+                    round: h.round,
+                    result,
+                    digest,
+                },
+            )
+        });
+        if let EventOutcome::Refused(r) = outcome {
+            // Checked a moment ago under the same lock, so this cannot happen; say so loudly.
+            return Err(Rejection::internal(format!("refused after checking: {r}")));
+        }
+        tracing::info!(round = h.round, participant = id.0, "update accepted");
+        // Promised before the round closes, so the promise is owed even if this update closed
+        // it: its commitment is among that round's entries.
+        let promise = self.promise(h, id, digest);
+        self.process_actions().map_err(|e| self.storage_failed(e))?;
+        Ok(Acknowledgement {
+            received,
+            quorum: self.config.rounds.quorum as u32,
+            promise,
+        })
+    }
+
+    /// Decodes an update against the parameters it trained from, and checks that it is what
+    /// its sender signed (this federation, round, base, update and sample count) and that
+    /// its loss is a number.
+    pub(super) fn decode_signed(
+        &self,
+        h: &v1::UpdateHeader,
+        id: ParticipantId,
+        base: &ParamSet,
+        bytes: &[u8],
+    ) -> Result<FitResult, Rejection> {
         let params = self
             .update_codec(h)?
-            .decode(self.core.global(), bytes)
+            .decode(base, bytes)
             .map_err(|e| Rejection::invalid(format!("undecodable update: {e}")))?;
         let digest = params.digest();
         if digest.0[..] != h.update_digest[..] {
@@ -137,7 +200,7 @@ impl Driver {
             statement: UpdateStatement {
                 federation: self.config.federation_id.clone(),
                 round: h.round,
-                base: self.published.digest,
+                base: base.digest(),
                 update: digest,
                 num_samples: h.num_samples,
             },
@@ -150,17 +213,22 @@ impl Driver {
         if !h.train_loss.is_finite() {
             return Err(Rejection::invalid("train_loss must be finite"));
         }
-        let result = FitResult {
+        Ok(FitResult {
             participant: id,
             params,
             num_samples: h.num_samples,
             train_loss: h.train_loss,
-        };
-        self.core
-            .check_result(h.round, &result)
-            .map_err(refusal_status)?;
+        })
+    }
 
-        // Durable before acknowledged: the blob, then its record, then the core.
+    /// Durable before acknowledged: the blob, then its record.
+    pub(super) fn store_update(
+        &mut self,
+        h: &v1::UpdateHeader,
+        id: ParticipantId,
+        result: &FitResult,
+        digest: Digest,
+    ) -> Result<(), Rejection> {
         let blob = self
             .blobs
             .put(&Encoding::F32.encode(&result.params))
@@ -176,28 +244,17 @@ impl Driver {
                 train_loss: h.train_loss,
                 signature: h.signature.clone(),
             })
-            .map_err(|e| self.storage_failed(e.into()))?;
-        // Counted before the core sees it: the last update closes the round.
-        let received = self.core.received() as u32 + 1;
-        let now = self.now();
-        let outcome = self.timed(|core| {
-            core.handle_event(
-                now,
-                Event::Result {
-                    round: h.round,
-                    result,
-                    digest,
-                },
-            )
-        });
-        if let EventOutcome::Refused(r) = outcome {
-            // Checked a moment ago under the same lock, so this cannot happen; say so loudly.
-            return Err(Rejection::internal(format!("refused after checking: {r}")));
-        }
-        tracing::info!(round = h.round, participant = id.0, "update accepted");
-        // Promised before the round closes, so the promise is owed even if this update closed
-        // it: its commitment is among that round's entries.
-        let promise = UpdatePromise {
+            .map_err(|e| self.storage_failed(e.into()))
+    }
+
+    /// The coordinator's signed promise to record an update in the ledger.
+    pub(super) fn promise(
+        &self,
+        h: &v1::UpdateHeader,
+        id: ParticipantId,
+        digest: Digest,
+    ) -> UpdatePromise {
+        UpdatePromise {
             federation: self.config.federation_id.clone(),
             round: h.round,
             attempt: h.attempt,
@@ -206,13 +263,7 @@ impl Driver {
             timestamp_ms: crate::gate::unix_ms(),
             signature: String::new(),
         }
-        .signed(&self.key);
-        self.process_actions().map_err(|e| self.storage_failed(e))?;
-        Ok(Acknowledgement {
-            received,
-            quorum: self.config.rounds.quorum as u32,
-            promise,
-        })
+        .signed(&self.key)
     }
 
     /// The latest signed tree head, with a consistency proof from a head of `since` entries
@@ -253,7 +304,7 @@ impl Driver {
             )));
         }
         // Only a model that exists can be evaluated: a round already closed.
-        let closed = self.core.completed();
+        let closed = self.versions_done();
         if r.round == 0 || r.round > closed {
             return Err(Rejection::out_of_range(format!(
                 "round {} is not a closed round (1..={closed})",

@@ -172,7 +172,7 @@ impl Driver {
             (Some(_), _) if error.is_some() => (Phase::Failed, completed),
             (Some(_), _) => (Phase::Finished, completed),
             (None, Some((round, ..))) => (Phase::Training, *round),
-            (None, None) if self.core.is_paused() => (Phase::Paused, completed + 1),
+            (None, None) if self.is_paused() => (Phase::Paused, completed + 1),
             (None, None) => (Phase::Waiting, completed + 1),
         };
         let (attempt, selected) = open
@@ -184,20 +184,21 @@ impl Driver {
             rounds: self.config.rounds.rounds,
             attempt,
             selected,
-            received: self.core.received() as u32,
+            received: self.received() as u32,
             quorum: self.config.rounds.quorum as u32,
             deadline_ms: board.open.as_ref().map(|o| unix_at(o.deadline)),
-            paused: self.core.is_paused(),
+            paused: self.is_paused(),
             error,
         }
     }
 
     fn members(&self) -> Result<Vec<Member>, ViewError> {
         let open = self.core.open_selection();
-        let selected: BTreeSet<u64> = open
-            .as_ref()
-            .map(|(_, _, s)| s.iter().map(|p| p.0).collect())
-            .unwrap_or_default();
+        let selected: BTreeSet<u64> = match (&open, &self.buffered) {
+            (Some((_, _, s)), _) => s.iter().map(|p| p.0).collect(),
+            (None, Some(run)) => run.training(),
+            (None, None) => BTreeSet::new(),
+        };
         let uploaded: BTreeSet<u64> = match &open {
             Some((round, attempt, _)) => self
                 .state
@@ -410,10 +411,10 @@ impl Driver {
             ));
         }
         match action {
-            StewardAction::Pause if self.core.is_paused() => Some(AdminError::Conflict(
+            StewardAction::Pause if self.is_paused() => Some(AdminError::Conflict(
                 "the federation is already paused".into(),
             )),
-            StewardAction::Resume if !self.core.is_paused() => {
+            StewardAction::Resume if !self.is_paused() => {
                 Some(AdminError::Conflict("the federation is not paused".into()))
             }
             StewardAction::Remove { participant } if !self.names.contains_key(participant) => {
@@ -459,19 +460,13 @@ impl Driver {
         if let Some(refusal) = refusal {
             return Err(refusal);
         }
-        let now = self.now();
         match action {
-            StewardAction::Pause => {
-                let _ = self.core.handle_event(now, Event::Pause);
-            }
-            StewardAction::Resume => {
-                let _ = self.core.handle_event(now, Event::Resume);
-            }
+            StewardAction::Pause => self.feed(Event::Pause),
+            StewardAction::Resume => self.feed(Event::Resume),
             StewardAction::Remove { participant } => {
                 self.removed.insert(*participant);
                 self.last_seen.remove(participant);
-                let leave = Event::Leave(ParticipantId(*participant));
-                let _ = self.timed(|core| core.handle_event(now, leave));
+                self.feed(Event::Leave(ParticipantId(*participant)));
             }
         }
         tracing::info!(
@@ -485,7 +480,7 @@ impl Driver {
         }
         Ok(AdminReply {
             applied: action.name().into(),
-            paused: self.core.is_paused(),
+            paused: self.is_paused(),
             removed: self.removed.iter().copied().collect(),
         })
     }
