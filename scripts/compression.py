@@ -4,6 +4,8 @@
    the rounds and the bytes uploaded to reach the target accuracy, and the final accuracy.
 2. DiLoCo on the char-transformer (Shakespeare, 4 workers, H inner steps): the held-out loss
    after the same number of outer steps with each encoding, and the bytes each uploaded.
+3. FedAvg on the 2NN again, with each download encoding (`--download-encoding`: members
+   download each round's change, encoded): rounds and bytes downloaded to the target.
 
 Every run is `harambee simulate` with `--update-encoding` for a fixed number of rounds; the
 bytes are the run's own `bytes_up` column. MNIST is the full set when fetched
@@ -11,6 +13,7 @@ bytes are the run's own `bytes_up` column. MNIST is the full set when fetched
 93%: pass `--target 0.9` then. Needs a release build (`cargo build --release`).
 
     python3 scripts/compression.py [--rounds 150] [--target 0.97] [--out runs/compression]
+        [--tables updates,diloco,downloads]
 """
 
 import argparse
@@ -80,6 +83,27 @@ def diloco_table(harambee, out, rounds, steps):
         print(f"| {encoding} | {curve[-1][1]:.4f} | {curve[-1][0] / 1e6:.2f} | {at_budget} |")
 
 
+def download_table(harambee, out, rounds, target):
+    print()
+    print(f"FedAvg, 2NN on MNIST, downloads encoded (updates f32), target {target:.0%}")
+    print("| download encoding | rounds to target | MB down to target | bytes vs f32 | final accuracy |")
+    print("|---|---|---|---|---|")
+    baseline = None
+    for encoding in ["f32", "f16", "bf16", "int8", "topk:0.1"]:
+        flags = ["--dataset", "mnist", "--model", "2nn", "--clients", "100", "--fraction", "0.1",
+                 "--epochs", "1", "--batch", "10", "--lr", "0.1", "--rounds", str(rounds),
+                 "--eval-every", "1", "--seed", "1", "--download-encoding", encoding]
+        rows, summary = simulate(harambee, os.path.join(out, "download-" + encoding.replace(":", "-")), flags)
+        reached = next((int(r["round"]) for r in rows if r["accuracy"] and float(r["accuracy"]) >= target), None)
+        if reached is None:
+            print(f"| {encoding} | not in {rounds} | — | — | {summary['final_accuracy']:.4f} |")
+            continue
+        sent = sum(int(r["bytes_down"]) for r in rows if int(r["round"]) <= reached)
+        baseline = baseline or sent
+        print(f"| {encoding} | {reached} | {sent / 1e6:.1f} | {baseline / sent:.1f}x fewer |"
+              f" {summary['final_accuracy']:.4f} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--harambee", default=os.path.join(REPO, "target", "release", "harambee"))
@@ -88,12 +112,17 @@ def main():
     parser.add_argument("--diloco-rounds", type=int, default=10)
     parser.add_argument("--diloco-steps", type=int, default=50)
     parser.add_argument("--out", default=os.path.join(REPO, "runs", "compression"))
+    parser.add_argument("--tables", default="updates,diloco,downloads")
     args = parser.parse_args()
+    tables = args.tables.split(",")
     if not os.path.exists(args.harambee):
         sys.exit(f"{args.harambee} not found: cargo build --release first")
-    fedavg_table(args.harambee, args.out, args.rounds, args.target)
-    if args.diloco_rounds:
+    if "updates" in tables:
+        fedavg_table(args.harambee, args.out, args.rounds, args.target)
+    if "diloco" in tables and args.diloco_rounds:
         diloco_table(args.harambee, args.out, args.diloco_rounds, args.diloco_steps)
+    if "downloads" in tables:
+        download_table(args.harambee, args.out, args.rounds, args.target)
 
 
 if __name__ == "__main__":

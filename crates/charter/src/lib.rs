@@ -223,6 +223,11 @@ pub struct Charter {
     /// Absent: synchronous rounds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buffered: Option<BufferedRule>,
+    /// How the global model travels to members (`f16`, `bf16`, `int8`, `topk:FRACTION`: each
+    /// round's change, the published model being the previous one plus the decoded change).
+    /// The coordinator runs only with this encoding. Absent: the whole model in f32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_encoding: Option<String>,
 }
 
 /// How a buffered (FedBuff) federation aggregates: the whole rule, so that an auditor can

@@ -30,6 +30,7 @@ fn charter(stewards: &[&Identity], threshold: usize) -> Charter {
         base_model: None,
         update_encoding: None,
         buffered: None,
+        download_encoding: None,
         members: stewards
             .iter()
             .enumerate()

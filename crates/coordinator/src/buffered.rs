@@ -41,6 +41,9 @@ pub struct BufferedConfig {
     pub server_lr: f32,
     /// Results whose staleness exceeds this are refused (they would weigh little anyway).
     pub max_staleness: u64,
+    /// How each new version travels to members (see [`published_step`](crate::published_step)).
+    #[serde(default)]
+    pub download: harambee_params::UpdateCodec,
 }
 
 impl Default for BufferedConfig {
@@ -52,6 +55,7 @@ impl Default for BufferedConfig {
             concurrency: 13,
             server_lr: 1.0,
             max_staleness: 100,
+            download: harambee_params::UpdateCodec::F32,
         }
     }
 }
@@ -97,6 +101,9 @@ pub enum BufferedAction {
         contributions: Vec<BufferedContribution>,
         /// The new parameters.
         global: Arc<ParamSet>,
+        /// Under a lossy download encoding, the bytes that turn version `version − 1` into
+        /// this one.
+        download: Option<Arc<Vec<u8>>>,
     },
     /// Every version is published.
     Finished {
@@ -378,9 +385,10 @@ impl Buffered {
         let buffered = std::mem::take(&mut self.buffer);
         let (changes, contributions): (Vec<ParamSet>, Vec<BufferedContribution>) =
             buffered.into_iter().unzip();
-        // Layouts were checked on arrival.
-        let next = apply_buffer(&self.global, &changes, self.config.server_lr)
-            .unwrap_or_else(|_| (*self.global).clone());
+        // Layouts were checked on arrival, so neither step can fail.
+        let (next, download) = apply_buffer(&self.global, &changes, self.config.server_lr)
+            .and_then(|next| crate::published_step(self.config.download, &self.global, next))
+            .unwrap_or_else(|_| ((*self.global).clone(), None));
         let base = self.global.digest();
         self.version += 1;
         self.global = Arc::new(next);
@@ -390,6 +398,7 @@ impl Buffered {
             base,
             contributions,
             global: Arc::clone(&self.global),
+            download: download.map(Arc::new),
         });
         if self.version >= self.config.versions {
             self.finished = true;

@@ -499,13 +499,15 @@ impl Coordinator {
                 .strategy
                 .aggregate_fit(open.round, &self.global, &results, &failures),
         };
-        let outcome = match aggregate {
-            Ok(Aggregate::Updated(p)) => {
+        let mut download = None;
+        let outcome = match aggregate.and_then(|a| self.published(a)) {
+            Ok((Aggregate::Updated(p), bytes)) => {
                 let digest = p.digest();
                 self.global = Arc::new(p);
+                download = bytes.map(Arc::new);
                 RoundOutcome::Updated(digest)
             }
-            Ok(Aggregate::KeepPrevious { reason }) => RoundOutcome::Kept { reason },
+            Ok((Aggregate::KeepPrevious { reason }, _)) => RoundOutcome::Kept { reason },
             Err(error) => {
                 self.fail(CoreError::Aggregation {
                     round: open.round,
@@ -547,9 +549,26 @@ impl Coordinator {
             failures,
             outcome,
             global: Arc::clone(&self.global),
+            download,
         }));
         self.next_round += 1;
         self.next_attempt = 0;
+    }
+
+    /// An aggregate as it is published: under a lossy download encoding, moved from the
+    /// current model by its change as encoded, with the bytes that do so.
+    #[allow(clippy::type_complexity)]
+    fn published(
+        &self,
+        aggregate: Aggregate,
+    ) -> Result<(Aggregate, Option<Vec<u8>>), harambee_strategy::StrategyError> {
+        match aggregate {
+            Aggregate::Updated(p) => {
+                let (p, bytes) = crate::published_step(self.config.download, &self.global, p)?;
+                Ok((Aggregate::Updated(p), bytes))
+            }
+            kept => Ok((kept, None)),
+        }
     }
 
     fn retry_round(&mut self) {

@@ -43,6 +43,7 @@
 
 mod buffered;
 mod core;
+mod download;
 mod types;
 
 pub use crate::buffered::{
@@ -50,6 +51,7 @@ pub use crate::buffered::{
     weighted_change,
 };
 pub use crate::core::Coordinator;
+pub use crate::download::published_step;
 pub use crate::types::{
     Action, Contribution, CoordinatorConfig, CoreError, Event, EventOutcome, OpenRound, Refusal,
     RestorePoint, RoundOutcome, RoundSummary, Tick,

@@ -39,6 +39,11 @@ pub struct CoordinatorConfig {
     /// (a steward resumes it once enough members are back) instead of failing it.
     #[serde(default)]
     pub pause_when_quorum_missed: bool,
+    /// How the global model travels to members: exact f32, or its change from the round's
+    /// base, encoded (the published model is then the base plus the decoded change; see
+    /// [`published_step`](crate::published_step)).
+    #[serde(default)]
+    pub download: harambee_params::UpdateCodec,
 }
 
 impl Default for CoordinatorConfig {
@@ -51,6 +56,7 @@ impl Default for CoordinatorConfig {
             round_timeout_ms: 600_000,
             max_round_retries: 3,
             pause_when_quorum_missed: false,
+            download: harambee_params::UpdateCodec::F32,
         }
     }
 }
@@ -225,6 +231,8 @@ pub struct RoundSummary {
     pub outcome: RoundOutcome,
     /// The global parameters after the round.
     pub global: Arc<ParamSet>,
+    /// Under a lossy download encoding, the bytes that turn the base into `global`.
+    pub download: Option<Arc<Vec<u8>>>,
 }
 
 /// An output of the core.

@@ -118,6 +118,7 @@ fn config(rounds: u64, quorum: usize) -> CoordinatorConfig {
         round_timeout_ms: 1000,
         max_round_retries: 1,
         pause_when_quorum_missed: false,
+        ..CoordinatorConfig::default()
     }
 }
 

@@ -279,6 +279,11 @@ pub(crate) struct InitArgs {
     /// records it; docs/async.md).
     #[arg(long, default_value = "f32")]
     pub(crate) update_encoding: String,
+    /// How the global model travels to members: f32 (whole, the default), or each round's
+    /// change as f16, bf16, int8 or topk:FRACTION; the published model is then the previous
+    /// one plus the decoded change, so members rebuild it exactly (the charter records it).
+    #[arg(long, default_value = "f32")]
+    pub(crate) download_encoding: String,
     /// Buffered asynchronous aggregation (FedBuff) instead of synchronous rounds:
     /// K[:CONCURRENCY[:SERVER_LR[:MAX_STALENESS]]]. Members train whenever free; every K
     /// results, weighted by staleness, make a version; --rounds counts versions (the charter
@@ -542,6 +547,11 @@ pub(crate) struct SimulateArgs {
     /// (per-block scales) or topk:FRACTION, each with error feedback; bytes_up counts it.
     #[arg(long)]
     pub(crate) update_encoding: Option<String>,
+    /// How the global model travels: f32 (whole, the default), or each round's change as
+    /// f16, bf16, int8 or topk:FRACTION; the published model is the previous one plus the
+    /// decoded change (docs/async.md); bytes_down counts it.
+    #[arg(long)]
+    pub(crate) download_encoding: Option<String>,
     /// Buffered asynchronous aggregation (FedBuff) instead of rounds: K[:CONCURRENCY[:SERVER_LR]]
     /// (each version applies K results, weighted by staleness; --rounds counts versions;
     /// needs simulated time).

@@ -152,6 +152,7 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
             secure_aggregation: privacy.secure_aggregation,
             secagg_range: args.secagg_range,
             update_encoding: args.update_encoding.parse()?,
+            download_encoding: args.download_encoding.parse()?,
             buffered: args.fedbuff.as_deref().map(str::parse).transpose()?,
         },
         limits: Limits {
@@ -293,6 +294,8 @@ pub(crate) fn charter_from(args: &InitArgs, config: &FederationConfig) -> Result
             licence: args.base_licence.clone(),
         }),
         buffered: config.training.buffered,
+        download_encoding: (!config.training.download_encoding.is_exact())
+            .then(|| config.training.download_encoding.to_string()),
     };
     charter.validate()?;
     Ok(charter)

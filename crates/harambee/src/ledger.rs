@@ -378,8 +378,11 @@ fn replay(folder: &FederationFolder, state: &SqliteState, v: &mut Verification) 
             }
             continue;
         }
+        let download = config.training.download_encoding;
         let output = match strategy.aggregate_fit(r, &base, &results, &[])? {
-            Aggregate::Updated(p) => p.digest(),
+            Aggregate::Updated(p) => harambee_coordinator::published_step(download, &base, p)?
+                .0
+                .digest(),
             Aggregate::KeepPrevious { .. } => base.digest(),
         };
         if output.to_hex() == round.output {
@@ -465,7 +468,11 @@ fn replay_steps(
             ));
             continue;
         }
-        let output = harambee_coordinator::apply_buffer(&base, &changes, rule.server_lr)?.digest();
+        let next = harambee_coordinator::apply_buffer(&base, &changes, rule.server_lr)?;
+        let download = config.training.download_encoding;
+        let output = harambee_coordinator::published_step(download, &base, next)?
+            .0
+            .digest();
         if output.to_hex() == step.output {
             v.replayed.push(n);
         } else {

@@ -322,6 +322,7 @@ pub(crate) fn config_from(args: SimulateArgs, defaults: SimConfig) -> Result<Sim
     set!(partition, parse);
     set!(strategy, parse);
     set!(update_encoding, parse);
+    set!(download_encoding, parse);
     set!(clients);
     set!(fraction);
     set!(epochs);

@@ -205,6 +205,27 @@ impl Adversary {
         }
     }
 
+    /// The parameters `digest` names, for a member holding `have`: the encoding the
+    /// coordinator chose and the bytes as sent.
+    async fn fetch_holding(&mut self, digest: &[u8], have: &ParamSet) -> (String, Vec<u8>) {
+        let r = self.call(
+            method::FETCH_PARAMETERS,
+            v1::FetchRequest {
+                public_key: self.key(),
+                digest: digest.to_vec(),
+                offset: 0,
+                have_digest: have.digest().0.to_vec(),
+            },
+        );
+        let mut stream = self.c.fetch_parameters(r).await.unwrap().into_inner();
+        let (mut encoding, mut bytes) = (String::new(), Vec::new());
+        while let Some(chunk) = stream.message().await.unwrap() {
+            encoding = chunk.encoding;
+            bytes.extend_from_slice(&chunk.data);
+        }
+        (encoding, bytes)
+    }
+
     async fn fetch(&mut self, layout: &Layout, digest: &[u8]) -> ParamSet {
         let r = self.call(
             method::FETCH_PARAMETERS,
@@ -212,6 +233,7 @@ impl Adversary {
                 public_key: self.key(),
                 digest: digest.to_vec(),
                 offset: 0,
+                have_digest: Vec::new(),
             },
         );
         let mut stream = self.c.fetch_parameters(r).await.unwrap().into_inner();
@@ -243,6 +265,7 @@ async fn impersonate(adv: &mut Adversary, victim: &[u8], base_digest: &[u8]) {
                 public_key: victim.to_vec(),
                 digest: base_digest.to_vec(),
                 offset: 0,
+                have_digest: Vec::new(),
             })
             .await,
         &[Code::Unauthenticated],
@@ -826,6 +849,8 @@ const SETTINGS: [&str; 17] = [
 /// Under a charter of int8 updates, a member's update in another encoding, malformed int8
 /// bytes, or int8 bytes signed as something other than what they decode to are refused; a
 /// proper one is taken, and the ledger recomputes every round from the decoded updates.
+/// Downloads are int8 too: a member holding the previous model receives only the change,
+/// which rebuilds the new model bit for bit; one holding nothing receives the whole model.
 #[test]
 fn compressed_updates_are_decoded_strictly_and_recorded_as_decoded() {
     let root = tempfile::tempdir().unwrap();
@@ -834,6 +859,7 @@ fn compressed_updates_are_decoded_strictly_and_recorded_as_decoded() {
     let fed = root.join("fed");
     let classes = root.join("classes");
     let mut args = vec!["init", fed.to_str().unwrap(), "--update-encoding", "int8"];
+    args.extend(["--download-encoding", "int8"]);
     args.extend(["--classes-from", classes.to_str().unwrap()]);
     args.extend(SETTINGS);
     let out = harambee(&args);
@@ -844,6 +870,10 @@ fn compressed_updates_are_decoded_strictly_and_recorded_as_decoded() {
     );
     let charter = fs::read_to_string(fed.join("charter.toml")).unwrap();
     assert!(charter.contains("update_encoding = \"int8\""), "{charter}");
+    assert!(
+        charter.contains("download_encoding = \"int8\""),
+        "{charter}"
+    );
     let mut coordinator = serve(root, &fed, &[]);
     let mut honest: Vec<Child> = (0..2).map(|k| spawn_honest(root, k)).collect();
     let invite = Invite::load(&fed.join("invite.toml")).unwrap();
@@ -860,6 +890,8 @@ fn compressed_updates_are_decoded_strictly_and_recorded_as_decoded() {
         let int8: UpdateCodec = "int8".parse().unwrap();
         let mut done = (0, 0);
         let mut attacked = false;
+        let mut held: Option<ParamSet> = None;
+        let mut changes = 0;
         loop {
             let task = adv.task(done).await;
             if task.kind == v1::task::Kind::Finished as i32 {
@@ -867,6 +899,18 @@ fn compressed_updates_are_decoded_strictly_and_recorded_as_decoded() {
             }
             done = (task.round, task.attempt);
             let base = adv.fetch(&layout, &task.base_digest).await;
+            if let Some(previous) = held.replace(base.clone())
+                && previous.digest() != base.digest()
+            {
+                let (encoding, bytes) = adv.fetch_holding(&task.base_digest, &previous).await;
+                assert_eq!(
+                    encoding, "int8",
+                    "holding the previous model, only the change"
+                );
+                assert_eq!(bytes.len(), int8.encoded_len(layout.num_values()));
+                assert_eq!(int8.decode(&previous, &bytes).unwrap(), base);
+                changes += 1;
+            }
             let mut trained = base.clone();
             trained.values_mut().iter_mut().for_each(|v| *v += 0.01);
             let (bytes, decoded) = int8.encode(&base, &trained, None).unwrap();
@@ -909,8 +953,11 @@ fn compressed_updates_are_decoded_strictly_and_recorded_as_decoded() {
             }
         }
         assert!(attacked, "the adversary was never selected");
+        assert!(changes > 0, "the adversary never held a previous model");
     });
     finish(root, &mut coordinator, &mut honest);
+    let member = read(&root.join("p0.log"));
+    assert!(member.contains("encoding=\"int8\""), "{member}");
     let out = harambee(&["ledger", "verify", fed.to_str().unwrap()]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{said}");

@@ -83,6 +83,7 @@ async fn participant(invite: Arc<Invite>, latencies: Arc<Mutex<Vec<Duration>>>) 
                     public_key: key.clone(),
                     digest: task.base_digest.clone(),
                     offset: 0,
+                    have_digest: Vec::new(),
                 },
             ))
             .await

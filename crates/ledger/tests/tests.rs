@@ -122,6 +122,7 @@ fn test_charter(members: Vec<harambee_charter::Member>) -> harambee_charter::Cha
         base_model: None,
         update_encoding: None,
         buffered: None,
+        download_encoding: None,
         members,
     }
 }

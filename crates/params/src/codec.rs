@@ -51,6 +51,12 @@ impl UpdateCodec {
         self == UpdateCodec::F32
     }
 
+    /// [`is_exact`](Self::is_exact) by reference, for serde's `skip_serializing_if`.
+    #[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
+    pub fn is_exact_ref(&self) -> bool {
+        self.is_exact()
+    }
+
     /// How many coordinates top-k sends of `values` (at least one); `values` for the others.
     pub fn kept(self, values: usize) -> usize {
         match self {

@@ -342,6 +342,7 @@ pub async fn join(options: JoinOptions) -> Result<JoinReport, ParticipantError> 
         layout,
         codec: update_codec(&spec)?,
         residual: std::sync::Mutex::default(),
+        held: std::sync::Mutex::default(),
         spec: &spec,
         federation: &federation,
         participant: reply.participant_id,
@@ -387,6 +388,24 @@ pub async fn join(options: JoinOptions) -> Result<JoinReport, ParticipantError> 
     }
 }
 
+/// Fetched bytes as parameters: the whole model in f32 (`encoding` empty), or the change
+/// from `held` in a download encoding.
+fn decode_parameters(
+    layout: &Layout,
+    encoding: &str,
+    held: Option<&ParamSet>,
+    bytes: &[u8],
+) -> Result<ParamSet, String> {
+    if encoding.is_empty() {
+        return Encoding::F32
+            .decode(layout, bytes)
+            .map_err(|e| e.to_string());
+    }
+    let codec: UpdateCodec = encoding.parse().map_err(|e| format!("{e}"))?;
+    let held = held.ok_or("a change was sent, but this member holds no model")?;
+    codec.decode(held, bytes).map_err(|e| e.to_string())
+}
+
 pub(crate) enum RoundEnd {
     /// Held by the coordinator; with its promise to record it, when it gave one now.
     Acknowledged(Option<UpdatePromise>),
@@ -404,6 +423,9 @@ struct RoundContext<'a> {
     codec: UpdateCodec,
     /// What the encoding left out of the updates so far (error feedback; empty at first).
     residual: std::sync::Mutex<Vec<f32>>,
+    /// The last global model fetched: under a lossy download encoding the next one arrives
+    /// as its encoded change from this one.
+    held: std::sync::Mutex<Option<Arc<ParamSet>>>,
     spec: &'a v1::ModelSpec,
     federation: &'a str,
     participant: u64,
@@ -568,12 +590,15 @@ impl RoundContext<'_> {
         })
     }
 
-    /// The task's base parameters, streamed and checked; `None` if the round moved on.
+    /// The task's base parameters, streamed and checked; `None` if the round moved on. Under
+    /// a lossy download encoding, the coordinator sends only the change from the model this
+    /// member holds, when it was published from that one.
     async fn fetch(&self, task: &v1::Task) -> Result<Option<ParamSet>, ParticipantError> {
         let layout = self.layout.clone();
         let want = Digest(task.base_digest.as_slice().try_into().map_err(|_| {
             ParticipantError::Setup("the task's base digest is not 32 bytes".into())
         })?);
+        let held = self.held.lock().map(|h| h.clone()).unwrap_or_default();
         let key = self.session.key();
         let fetched = self
             .session
@@ -584,32 +609,51 @@ impl RoundContext<'_> {
                         public_key: key.clone(),
                         digest: want.0.to_vec(),
                         offset: 0,
+                        have_digest: held
+                            .as_ref()
+                            .map(|h| h.digest().0.to_vec())
+                            .unwrap_or_default(),
                     },
                 );
-                let layout = layout.clone();
+                let (layout, held) = (layout.clone(), held.clone());
                 async move {
                     let mut stream = c.fetch_parameters(request).await?.into_inner();
                     let mut bytes = Vec::new();
+                    let mut encoding: Option<String> = None;
                     while let Some(chunk) = stream.next().await {
                         let chunk = chunk?;
+                        let first = encoding.get_or_insert_with(|| chunk.encoding.clone());
+                        let most = match first.as_str() {
+                            "" => layout.num_values() * 4,
+                            _ => layout.num_values() * 8,
+                        };
                         if chunk.offset != bytes.len() as u64
-                            || chunk.total_bytes > (layout.num_values() * 4) as u64
+                            || chunk.total_bytes > most as u64
+                            || chunk.encoding != *first
                         {
                             return Err(Status::data_loss(
-                                "parameter chunks out of order or oversized",
+                                "parameter chunks out of order, oversized or of mixed encodings",
                             ));
                         }
                         bytes.extend_from_slice(&chunk.data);
                     }
-                    Encoding::F32
-                        .decode(&layout, &bytes)
+                    let encoding = encoding.unwrap_or_default();
+                    decode_parameters(&layout, &encoding, held.as_deref(), &bytes)
+                        .map(|p| (p, encoding, bytes.len()))
                         .map_err(|e| Status::data_loss(format!("parameters do not decode: {e}")))
                 }
             })
             .await;
         match fetched {
-            Ok(params) if params.digest() == want => Ok(Some(params)),
-            Ok(params) => Err(ParticipantError::Setup(format!(
+            Ok((params, encoding, bytes)) if params.digest() == want => {
+                let encoding = if encoding.is_empty() { "f32" } else { &encoding };
+                tracing::info!(round = task.round, bytes, encoding, "parameters fetched");
+                if let Ok(mut kept) = self.held.lock() {
+                    *kept = Some(Arc::new(params.clone()));
+                }
+                Ok(Some(params))
+            }
+            Ok((params, ..)) => Err(ParticipantError::Setup(format!(
                 "fetched parameters hash to {}, not to the task's {want}",
                 params.digest()
             ))),

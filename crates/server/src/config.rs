@@ -140,6 +140,11 @@ pub struct TrainingSettings {
     /// `topk:FRACTION`); must be the charter's `update_encoding`.
     #[serde(default)]
     pub update_encoding: UpdateCodec,
+    /// How the global model travels to members: exact f32, or each round's change encoded
+    /// (`f16`, `bf16`, `int8`, `topk:FRACTION`), the published model being the previous one
+    /// plus the decoded change; must be the charter's `download_encoding`.
+    #[serde(default, skip_serializing_if = "UpdateCodec::is_exact_ref")]
+    pub download_encoding: UpdateCodec,
     /// Buffered asynchronous aggregation (FedBuff) instead of synchronous rounds; must be the
     /// charter's `buffered` rule. `rounds.rounds` counts versions, `rounds.deadline_s` is how
     /// long one member's work may take before it is given to another.
@@ -378,6 +383,7 @@ impl FederationConfig {
             round_timeout_ms: (self.rounds.deadline_s * 1000.0) as u64,
             max_round_retries: self.rounds.max_retries,
             pause_when_quorum_missed: self.rounds.pause_when_quorum_missed,
+            download: self.training.download_encoding,
         }
     }
 
@@ -391,6 +397,7 @@ impl FederationConfig {
             concurrency: rule.concurrency,
             server_lr: rule.server_lr,
             max_staleness: rule.max_staleness,
+            download: self.training.download_encoding,
         })
     }
 

@@ -128,6 +128,18 @@ pub(crate) struct Board {
 pub(crate) struct Published {
     pub(crate) digest: Digest,
     pub(crate) bytes: Arc<Vec<u8>>,
+    /// Under a lossy download encoding: the model these were published from, and the bytes
+    /// that turn it into them (members holding it download only those).
+    pub(crate) change: Option<(Digest, Arc<Vec<u8>>)>,
+}
+
+/// Parameters as a fetch sends them.
+#[derive(Debug, Clone)]
+pub(crate) struct Fetched {
+    pub(crate) bytes: Arc<Vec<u8>>,
+    /// Empty for the whole model in f32; else the download encoding of the change from the
+    /// model the member holds.
+    pub(crate) encoding: String,
 }
 
 /// The core, its storage, and what the service publishes.
@@ -565,6 +577,15 @@ fn publish(global: &ParamSet) -> Published {
     Published {
         digest: global.digest(),
         bytes: Arc::new(Encoding::F32.encode(global)),
+        change: None,
+    }
+}
+
+/// [`publish`], with the change from `base` that a lossy download encoding sends.
+fn publish_step(global: &ParamSet, base: Digest, change: Option<Arc<Vec<u8>>>) -> Published {
+    Published {
+        change: change.map(|c| (base, c)),
+        ..publish(global)
     }
 }
 
@@ -604,19 +625,32 @@ fn check_buffered(charter: &Charter, config: &FederationConfig) -> Result<(), Se
     Ok(())
 }
 
-/// The charter's update encoding is the one the coordinator accepts.
+/// The charter's update and download encodings are the ones the coordinator uses.
 fn check_update_encoding(charter: &Charter, config: &FederationConfig) -> Result<(), ServerError> {
-    let chartered: UpdateCodec = match &charter.update_encoding {
-        Some(name) => name
-            .parse()
-            .map_err(|e| ServerError::Config(format!("the charter's update_encoding: {e}")))?,
-        None => UpdateCodec::F32,
-    };
-    if chartered != config.training.update_encoding {
-        return Err(ServerError::Config(format!(
-            "the charter sets update_encoding {chartered} but federation.toml uses {}; amend the charter or fix the settings",
-            config.training.update_encoding
-        )));
+    let training = &config.training;
+    for (field, chartered, ours) in [
+        (
+            "update_encoding",
+            &charter.update_encoding,
+            training.update_encoding,
+        ),
+        (
+            "download_encoding",
+            &charter.download_encoding,
+            training.download_encoding,
+        ),
+    ] {
+        let chartered: UpdateCodec = match chartered {
+            Some(name) => name
+                .parse()
+                .map_err(|e| ServerError::Config(format!("the charter's {field}: {e}")))?,
+            None => UpdateCodec::F32,
+        };
+        if chartered != ours {
+            return Err(ServerError::Config(format!(
+                "the charter sets {field} {chartered} but federation.toml uses {ours}; amend the charter or fix the settings"
+            )));
+        }
     }
     Ok(())
 }

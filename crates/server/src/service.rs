@@ -345,13 +345,18 @@ impl CoordinatorService for Service {
         let r = self.authenticate(request, method::FETCH_PARAMETERS, Caller::Member, |r| {
             &r.public_key
         })?;
-        let (key, digest) = (r.public_key.clone(), r.digest.clone());
-        let bytes = self
+        let (key, digest, have) = (
+            r.public_key.clone(),
+            r.digest.clone(),
+            r.have_digest.clone(),
+        );
+        let fetched = self
             .with_driver(move |d| {
                 d.participant(&key)?;
-                d.parameters(&digest)
+                d.parameters(&digest, &have)
             })
             .await?;
+        let (bytes, encoding) = (fetched.bytes, fetched.encoding);
         let total = bytes.len();
         let offset = usize::try_from(r.offset).unwrap_or(usize::MAX);
         if offset > total {
@@ -367,6 +372,7 @@ impl CoordinatorService for Service {
                 offset: range.start as u64,
                 total_bytes: total as u64,
                 data: bytes[range].to_vec(),
+                encoding: encoding.clone(),
             })
         });
         Ok(Response::new(Box::pin(stream)))

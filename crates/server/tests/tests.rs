@@ -55,6 +55,7 @@ fn config(min_participants: usize) -> FederationConfig {
             secure_aggregation: false,
             secagg_range: 1.0,
             update_encoding: Default::default(),
+            download_encoding: Default::default(),
             buffered: None,
         },
         limits: Limits::default(),
@@ -92,6 +93,7 @@ fn charter(members_only: Option<&Identity>) -> Charter {
         base_model: None,
         update_encoding: None,
         buffered: None,
+        download_encoding: None,
     }
 }
 
@@ -254,6 +256,7 @@ async fn fetch_global(
                 public_key: id.public().to_bytes().to_vec(),
                 digest: digest.to_vec(),
                 offset: 0,
+                have_digest: Vec::new(),
             },
         ))
         .await

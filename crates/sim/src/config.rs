@@ -126,6 +126,10 @@ pub struct SimConfig {
     /// (f16, bf16, int8, top-k), with each participant's error feedback carried between its
     /// rounds. Rounds combine the updates as decoded, and `bytes_up` counts the encoding.
     pub update_encoding: UpdateCodec,
+    /// How the global model travels to members: exact f32, or each round's change encoded
+    /// (the published model is the previous one plus the decoded change, as the networked
+    /// coordinator publishes it). `bytes_down` counts the encoding from the second round on.
+    pub download_encoding: UpdateCodec,
     /// Simulated time: participants' speeds and links, over-selection and a deadline
     /// (`[timing]` in a settings file). None: no clock, every round waits for everyone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -166,6 +170,7 @@ impl Default for SimConfig {
             secure_aggregation: false,
             secagg_range: 1.0,
             update_encoding: UpdateCodec::F32,
+            download_encoding: UpdateCodec::F32,
             timing: None,
             fedbuff: None,
         }

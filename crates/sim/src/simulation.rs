@@ -161,6 +161,7 @@ impl Simulation {
             round_timeout_ms: 60_000,
             max_round_retries: 10,
             pause_when_quorum_missed: false,
+            download: config.download_encoding,
         };
         let core = Coordinator::new(core_config, strategy, trainer.init(config.seed));
         let attacker =
@@ -431,8 +432,15 @@ impl Simulation {
         Ok((evaluation, start.elapsed().as_secs_f64()))
     }
 
+    /// What one member downloads: the whole model at first, then each round's change in the
+    /// download encoding (every member holds the previous model: the simulator keeps it).
     fn model_bytes(&self) -> u64 {
-        (self.core.global().len() * Encoding::F32.bytes_per_value()) as u64
+        let values = self.core.global().len();
+        if self.core.completed() == 0 {
+            (values * Encoding::F32.bytes_per_value()) as u64
+        } else {
+            self.config.download_encoding.encoded_len(values) as u64
+        }
     }
 
     fn summary(&self, progress: Progress, global: &ParamSet) -> Summary {

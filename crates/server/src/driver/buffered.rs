@@ -219,10 +219,14 @@ impl Driver {
     }
 
     /// The parameters a member trains from, if `digest` names a version someone trains
-    /// from now.
-    pub(super) fn buffered_parameters(&mut self, digest: &[u8]) -> Result<Arc<Vec<u8>>, Rejection> {
+    /// from now (older ones are sent whole).
+    pub(super) fn buffered_parameters(
+        &mut self,
+        digest: &[u8],
+        have: &[u8],
+    ) -> Result<Fetched, Rejection> {
         if digest == self.published.digest.0 {
-            return Ok(Arc::clone(&self.published.bytes));
+            return Ok(self.current_parameters(have));
         }
         let run = self.run_mut();
         let wanted = run
@@ -237,7 +241,10 @@ impl Driver {
             )));
         };
         if let Some(p) = run.encoded.get(&base) {
-            return Ok(Arc::clone(&p.bytes));
+            return Ok(Fetched {
+                bytes: Arc::clone(&p.bytes),
+                encoding: String::new(),
+            });
         }
         let params = run
             .core
@@ -246,7 +253,10 @@ impl Driver {
         let encoded = publish(params);
         let bytes = Arc::clone(&encoded.bytes);
         run.encoded.insert(base, encoded);
-        Ok(bytes)
+        Ok(Fetched {
+            bytes,
+            encoding: String::new(),
+        })
     }
 
     /// Checks a buffered update's header: the sender's piece of work, its base, then what
@@ -397,7 +407,11 @@ impl Driver {
                     base,
                     contributions,
                     global,
-                } => self.record_step(version, base, &contributions, &global)?,
+                    download,
+                } => {
+                    self.record_step(version, base, &contributions, &global)?;
+                    self.published = publish_step(&global, base, download);
+                }
                 BufferedAction::Finished { global } => self.finish(&global, None)?,
             }
         }
@@ -495,7 +509,6 @@ impl Driver {
         );
         self.metrics.aggregated(self.core_busy);
         self.apply_retention(version)?;
-        self.published = publish(global);
         let run = self.run_mut();
         run.given = 0;
         let live: BTreeSet<Digest> = run.assigned.values().map(|a| a.base).collect();

@@ -73,7 +73,8 @@ impl Driver {
                         .round_completed(self.opened_at.unwrap_or(self.started).elapsed());
                     self.metrics.aggregated(self.core_busy);
                     self.apply_retention(summary.round)?;
-                    self.published = publish(&summary.global);
+                    self.published =
+                        publish_step(&summary.global, summary.base, summary.download.clone());
                     tracing::info!(
                         round = summary.round,
                         contributors = record.contributors,

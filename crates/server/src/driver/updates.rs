@@ -14,19 +14,36 @@ pub(crate) struct Acknowledgement {
 
 impl Driver {
     /// The parameters `digest` names: the current global model, or in a buffered federation
-    /// a version someone still trains from.
-    pub(crate) fn parameters(&mut self, digest: &[u8]) -> Result<Arc<Vec<u8>>, Rejection> {
+    /// a version someone still trains from. A member that holds (`have`) the model the
+    /// current one was published from gets only the encoded change, under a lossy download
+    /// encoding.
+    pub(crate) fn parameters(&mut self, digest: &[u8], have: &[u8]) -> Result<Fetched, Rejection> {
         if self.buffered.is_some() {
-            return self.buffered_parameters(digest);
+            return self.buffered_parameters(digest, have);
         }
         if digest == self.published.digest.0 {
-            Ok(Arc::clone(&self.published.bytes))
+            Ok(self.current_parameters(have))
         } else {
             Err(Rejection::gone(format!(
                 "parameters {} are not the current global model ({}); ask for a new task",
                 hex::encode(digest),
                 self.published.digest
             )))
+        }
+    }
+
+    /// The current model for a member holding `have`: its change from `have` when it was
+    /// published from that, else the whole model.
+    pub(super) fn current_parameters(&self, have: &[u8]) -> Fetched {
+        match &self.published.change {
+            Some((from, change)) if from.0[..] == *have => Fetched {
+                bytes: Arc::clone(change),
+                encoding: self.config.training.download_encoding.to_string(),
+            },
+            _ => Fetched {
+                bytes: Arc::clone(&self.published.bytes),
+                encoding: String::new(),
+            },
         }
     }
 

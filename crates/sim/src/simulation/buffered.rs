@@ -86,6 +86,7 @@ impl Simulation {
             concurrency: settings.concurrency.min(self.participants.len()),
             server_lr: settings.server_lr,
             max_staleness: 10 * settings.concurrency as u64,
+            download: self.config.download_encoding,
         };
         let mut core = Buffered::new(config, (**self.core.global()).clone());
         core.enrol((0..self.participants.len() as u64).map(ParticipantId));
