@@ -18,7 +18,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use harambee_params::{Digest, ParamSet};
-use harambee_strategy::{FitResult, ParticipantId};
+use harambee_strategy::privacy::NoisePlacement;
+use harambee_strategy::{FitResult, ParticipantId, StrategyConfig};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha20Rng;
@@ -44,6 +45,22 @@ pub struct BufferedConfig {
     /// How each new version travels to members (see [`published_step`](crate::published_step)).
     #[serde(default)]
     pub download: harambee_params::UpdateCodec,
+    /// Participant-level differential privacy: each change clipped, each step's sum noised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dp: Option<BufferedDp>,
+}
+
+/// DP-FedBuff: every result's change is clipped to L2 norm `clip` before its staleness
+/// weight (at most 1) scales it, a participant contributes at most one result to a step,
+/// and Gaussian noise of standard deviation `noise_multiplier · clip` is added to each step's
+/// sum. A step is then the Gaussian mechanism with sensitivity `clip` (FedBuff with DP, as
+/// Nguyen et al. 2022 describe it).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BufferedDp {
+    /// The L2 bound on one result's change.
+    pub clip: f64,
+    /// The noise's standard deviation over the bound.
+    pub noise_multiplier: f64,
 }
 
 impl Default for BufferedConfig {
@@ -56,6 +73,7 @@ impl Default for BufferedConfig {
             server_lr: 1.0,
             max_staleness: 100,
             download: harambee_params::UpdateCodec::F32,
+            dp: None,
         }
     }
 }
@@ -136,6 +154,29 @@ pub struct Buffered {
     paused: bool,
 }
 
+impl BufferedDp {
+    /// What buffered aggregation does under `strategy`: plain FedBuff for `fedavg`, DP-FedBuff
+    /// for `dp-fedavg` with central noise and a fixed bound; anything else is refused, with
+    /// the reason.
+    pub fn for_strategy(strategy: &StrategyConfig) -> Result<Option<Self>, String> {
+        match strategy {
+            StrategyConfig::FedAvg => Ok(None),
+            StrategyConfig::DpFedAvg {
+                clip,
+                noise_multiplier,
+                noise: NoisePlacement::Central,
+                adaptive: None,
+            } => Ok(Some(BufferedDp {
+                clip: *clip,
+                noise_multiplier: *noise_multiplier,
+            })),
+            other => Err(format!(
+                "buffered aggregation applies the staleness-weighted mean change itself: it runs with fedavg, or dp-fedavg with central noise and a fixed bound, not {other}"
+            )),
+        }
+    }
+}
+
 /// A result's change from the version it trained from, weighted by its staleness:
 /// `(trained − base) / sqrt(1 + s)`. The core and an auditor who recomputes a step both use
 /// this, so their floating-point operations are the same ones in the same order.
@@ -147,6 +188,32 @@ pub fn weighted_change(
     let mut change = trained.sub(base)?;
     change.scale(staleness_weight(staleness));
     Ok(change)
+}
+
+/// DP-FedBuff's step: the changes (each clipped to `clip` before its weight) summed in the
+/// order given, Gaussian noise of standard deviation `noise_multiplier · clip` added to the
+/// sum, then `global + server_lr / K · noised sum`.
+pub fn apply_buffer_privately(
+    global: &ParamSet,
+    changes: &[ParamSet],
+    server_lr: f32,
+    dp: BufferedDp,
+) -> Result<ParamSet, harambee_strategy::StrategyError> {
+    let mut sum = vec![0.0f32; global.len()];
+    for change in changes {
+        change.check_same_layout(global)?;
+        sum.iter_mut()
+            .zip(change.values())
+            .for_each(|(s, v)| *s += v);
+    }
+    harambee_strategy::privacy::add_gaussian_noise(&mut sum, dp.noise_multiplier * dp.clip)?;
+    let k = changes.len().max(1) as f32;
+    let mut next = global.clone();
+    next.values_mut()
+        .iter_mut()
+        .zip(&sum)
+        .for_each(|(x, s)| *x += server_lr / k * s);
+    Ok(next)
 }
 
 /// One FedBuff step: `global + server_lr / K · Σ changes`, added in the order given.
@@ -296,8 +363,14 @@ impl Buffered {
             .get(&base_version)
             .ok_or(Refusal::NotSelected(result.participant))?;
         let staleness = self.version - base_version;
-        let change = weighted_change(&result.params, base, staleness)
+        let mut change = result
+            .params
+            .sub(base)
             .map_err(|_| Refusal::LayoutMismatch)?;
+        if let Some(dp) = self.config.dp {
+            change.clip_l2(dp.clip);
+        }
+        change.scale(staleness_weight(staleness));
         self.buffer.push((
             change,
             BufferedContribution {
@@ -385,10 +458,17 @@ impl Buffered {
         let buffered = std::mem::take(&mut self.buffer);
         let (changes, contributions): (Vec<ParamSet>, Vec<BufferedContribution>) =
             buffered.into_iter().unzip();
-        // Layouts were checked on arrival, so neither step can fail.
-        let (next, download) = apply_buffer(&self.global, &changes, self.config.server_lr)
-            .and_then(|next| crate::published_step(self.config.download, &self.global, next))
-            .unwrap_or_else(|_| ((*self.global).clone(), None));
+        // Layouts were checked on arrival; only the OS's randomness for DP noise may fail,
+        // and then the version repeats the last (nothing is applied without its noise).
+        let next = match self.config.dp {
+            Some(dp) => apply_buffer_privately(&self.global, &changes, self.config.server_lr, dp),
+            None => apply_buffer(&self.global, &changes, self.config.server_lr).map_err(Into::into),
+        };
+        let (next, download) = next
+            .and_then(|next| {
+                crate::published_step(self.config.download, &self.global, next).map_err(Into::into)
+            })
+            .unwrap_or_else(|_: harambee_strategy::StrategyError| ((*self.global).clone(), None));
         let base = self.global.digest();
         self.version += 1;
         self.global = Arc::new(next);
@@ -422,10 +502,16 @@ impl Buffered {
         if free == 0 {
             return;
         }
+        // Under DP a participant contributes at most one result to a step: one whose result
+        // waits in the buffer is given no work until the step is taken.
+        let buffered: BTreeSet<ParticipantId> = match self.config.dp {
+            Some(_) => self.buffer.iter().map(|(_, c)| c.participant).collect(),
+            None => BTreeSet::new(),
+        };
         let mut idle: Vec<ParticipantId> = self
             .participants
             .iter()
-            .filter(|p| !self.training.contains_key(p))
+            .filter(|p| !self.training.contains_key(p) && !buffered.contains(p))
             .copied()
             .collect();
         idle.shuffle(&mut self.rng);
@@ -609,5 +695,63 @@ mod tests {
         assert_eq!(core.version(), 1);
         assert_eq!(global(&core), global(&restored));
         assert_eq!(global(&core), vec![2.0, 2.0]);
+    }
+
+    #[test]
+    fn under_dp_changes_are_clipped_one_result_per_member_per_step_and_steps_are_noised() {
+        let dp = BufferedDp {
+            clip: 1.0,
+            noise_multiplier: 0.0,
+        };
+        let config = BufferedConfig {
+            versions: 2,
+            buffer: 2,
+            concurrency: 2,
+            dp: Some(dp),
+            ..BufferedConfig::default()
+        };
+        let mut core = Buffered::new(config.clone(), params(0.0));
+        core.enrol([ParticipantId(1), ParticipantId(2)]);
+        let first = assigned(&mut core);
+        assert_eq!(first.len(), 2);
+        // A change of norm 10·√2 is clipped to norm 1 before it counts.
+        let (r, d) = result(first[0].0, 10.0);
+        core.result(r, d).unwrap();
+        // Its sender waits for the step: at most one result per member per step.
+        assert!(assigned(&mut core).is_empty());
+        let (r, d) = result(first[1].0, 0.1);
+        core.result(r, d).unwrap();
+        let half = 1.0 / 2f32.sqrt();
+        let want = (half + 0.1) / 2.0;
+        let got = core.global().values()[0];
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        assert_eq!(assigned(&mut core).len(), 2, "after the step both get work");
+        // With noise, the same step lands elsewhere each time.
+        let noisy = BufferedConfig {
+            dp: Some(BufferedDp {
+                noise_multiplier: 1.0,
+                ..dp
+            }),
+            ..config
+        };
+        let step = || {
+            let mut core = Buffered::new(noisy.clone(), params(0.0));
+            core.enrol([ParticipantId(1), ParticipantId(2)]);
+            for (p, _) in assigned(&mut core) {
+                let (r, d) = result(p, 0.1);
+                core.result(r, d).unwrap();
+            }
+            core.global().values().to_vec()
+        };
+        assert_ne!(step(), step());
+    }
+
+    #[test]
+    fn buffered_aggregation_runs_with_fedavg_or_central_fixed_dp_fedavg_only() {
+        assert_eq!(BufferedDp::for_strategy(&StrategyConfig::FedAvg), Ok(None));
+        let dp: StrategyConfig = "dp-fedavg:1.0:0.5".parse().unwrap();
+        assert!(BufferedDp::for_strategy(&dp).unwrap().is_some());
+        let median: StrategyConfig = "median".parse().unwrap();
+        assert!(BufferedDp::for_strategy(&median).is_err());
     }
 }

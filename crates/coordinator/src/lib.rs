@@ -47,8 +47,8 @@ mod download;
 mod types;
 
 pub use crate::buffered::{
-    Buffered, BufferedAction, BufferedConfig, BufferedContribution, apply_buffer, staleness_weight,
-    weighted_change,
+    Buffered, BufferedAction, BufferedConfig, BufferedContribution, BufferedDp, apply_buffer,
+    apply_buffer_privately, staleness_weight, weighted_change,
 };
 pub use crate::core::Coordinator;
 pub use crate::download::published_step;

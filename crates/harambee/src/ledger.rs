@@ -411,6 +411,15 @@ fn replay_steps(
     let Some(rule) = config.training.buffered else {
         return Ok(());
     };
+    if let StrategyConfig::DpFedAvg { .. } = config.training.strategy {
+        for step in &v.audit.steps {
+            v.not_replayed.push((
+                step.version,
+                "dp-fedavg adds noise only the coordinator drew: the inputs are checked, the step cannot be recomputed".into(),
+            ));
+        }
+        return Ok(());
+    }
     let (layout, initial) = config.initial_model(folder.root())?;
     let blobs = FsBlobStore::open(&folder.blobs_path())?;
     let globals: BTreeMap<u64, Digest> = state
@@ -555,6 +564,7 @@ fn show(dir: &Path) -> Result<()> {
                 base,
                 inputs,
                 output,
+                ..
             }) => {
                 let from: Vec<String> = inputs
                     .iter()

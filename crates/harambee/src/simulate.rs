@@ -151,12 +151,18 @@ fn print_privacy(config: &SimConfig, s: &Summary) {
     } = config.strategy
     {
         let delta = 1.0 / config.clients as f64;
+        // FedBuff's members are not a Poisson sample of the federation (who trains next
+        // follows from who finished), so its versions get no amplification by sampling.
+        let sampling = match config.fedbuff {
+            Some(_) => 1.0,
+            None => config.fraction,
+        };
         let mut accountant = harambee_strategy::privacy::RdpAccountant::default();
-        accountant.compose_subsampled_gaussian(config.fraction, noise_multiplier, s.rounds);
+        accountant.compose_subsampled_gaussian(sampling, noise_multiplier, s.rounds);
         let (epsilon, order) = accountant.epsilon(delta);
         println!(
             "privacy: ({epsilon:.2}, {delta:.0e})-DP per participant over {} rounds (sampling {}, noise multiplier {noise_multiplier}; RDP order {order})",
-            s.rounds, config.fraction
+            s.rounds, sampling
         );
     }
 }

@@ -1093,7 +1093,7 @@ fn a_buffered_federation_takes_stale_results_by_weight_and_verifies() {
     ]);
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && said.contains("needs strategy fedavg"),
+        !out.status.success() && said.contains("runs with fedavg"),
         "{said}"
     );
     let mut coordinator = serve(root, &fed, &[]);

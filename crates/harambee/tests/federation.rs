@@ -275,6 +275,61 @@ fn a_buffered_coordinator_killed_mid_version_loses_no_acknowledged_result() {
     }
 }
 
+/// DP-FedBuff over the network: under a charter with a privacy budget, each version clips
+/// every change, takes at most one result per member and adds noise; every version records
+/// the ε spent, within the budget, and the auditor checks the inputs and says why the steps
+/// cannot be recomputed.
+#[test]
+fn a_buffered_federation_under_a_privacy_budget_records_its_epsilon_each_version() {
+    let f = Federation::new_with(
+        4,
+        1,
+        60.0,
+        &[
+            "--fedbuff",
+            "2:3:1.0:10",
+            "--strategy",
+            "dp-fedavg:1.0:1.0",
+            "--privacy-epsilon",
+            "60",
+            "--privacy-delta",
+            "1e-5",
+        ],
+    );
+    let mut coordinator = f.serve("serve", None, &[]);
+    let mut participants: Vec<Child> = (0..3).map(|k| f.join(k, &[])).collect();
+    assert!(wait_exit(&mut coordinator, Duration::from_secs(180)).success());
+    for p in &mut participants {
+        assert!(wait_exit(p, Duration::from_secs(60)).success());
+    }
+    let (entries, _) = f.state().ledger().unwrap();
+    let mut epsilons = Vec::new();
+    for e in &entries {
+        if let Ok(harambee_ledger::Entry::BufferedStep {
+            epsilon, inputs, ..
+        }) = harambee_ledger::Entry::parse(e)
+        {
+            epsilons.push(epsilon.expect("each version records its ε"));
+            let members: std::collections::BTreeSet<u64> =
+                inputs.iter().map(|i| i.participant).collect();
+            assert_eq!(
+                members.len(),
+                inputs.len(),
+                "one result per member a version"
+            );
+        }
+    }
+    let shown = harambee(&["ledger", "show", f.fed().to_str().unwrap()]);
+    assert_eq!(epsilons.len(), 4, "{}", String::from_utf8_lossy(&shown.stdout));
+    assert!(
+        epsilons.windows(2).all(|w| w[0] < w[1]) && epsilons[3] <= 60.0,
+        "{epsilons:?}"
+    );
+    let (ok, text) = verify(&f.fed());
+    assert!(ok, "{text}");
+    assert!(text.contains("dp-fedavg adds noise"), "{text}");
+}
+
 fn verify(dir: &Path) -> (bool, String) {
     let out = harambee(&["ledger", "verify", dir.to_str().unwrap()]);
     let text = format!(

@@ -446,7 +446,16 @@ fn check_entries(a: &mut Audit, parsed: &[Option<Entry>], federation: &str, mut 
                 base,
                 inputs,
                 output,
+                epsilon,
             } => {
+                if let Some(budget) = charter.privacy {
+                    let v = *version;
+                    match epsilon {
+                        Some(e) if *e <= budget.epsilon * (1.0 + 1e-9) && *e >= last_epsilon => last_epsilon = *e,
+                        Some(e) => a.find(at, Some(v), format!("version {v} spends ε = {e}, beyond the charter's budget of {} or less than before", budget.epsilon)),
+                        None => a.find(at, Some(v), format!("version {v} records no ε, but the charter sets a privacy budget")),
+                    }
+                }
                 let step = Step {
                     at,
                     version: *version,

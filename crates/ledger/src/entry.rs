@@ -107,6 +107,10 @@ pub enum Entry {
         inputs: Vec<BufferedInput>,
         /// Digest of the new parameters.
         output: String,
+        /// Participant-level ε spent so far (at the charter's δ), when the charter sets a
+        /// privacy budget (DP-FedBuff); absent otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epsilon: Option<f64>,
     },
     /// The federation's final model.
     Release {

@@ -620,6 +620,7 @@ fn buffered_ledger(
             base: versions[version as usize - 1].to_hex(),
             inputs,
             output: versions[version as usize].to_hex(),
+            epsilon: None,
         });
     }
     ledger.append(&Entry::Release {
@@ -749,6 +750,20 @@ proptest! {
         let _ = Entry::parse(&bytes);
     }
 
+    // Before, serde_json's fast float parser read some ε back one ulp off, so an honest
+    // entry recording one was "not in canonical form"; floats must round-trip exactly.
+    #[test]
+    fn any_recorded_epsilon_round_trips(epsilon in 0.0f64..1e6) {
+        let entry = Entry::RoundResult {
+            round: 1,
+            strategy: "dp-fedavg".into(),
+            inputs: Vec::new(),
+            output: "01".repeat(32),
+            epsilon: Some(epsilon),
+        };
+        prop_assert_eq!(Entry::parse(&entry.to_bytes()).unwrap(), entry);
+    }
+
     #[test]
     fn buffered_steps_round_trip_through_their_canonical_bytes(
         version in 1u64..1000, base_version in 0u64..1000, attempt in any::<u32>(), samples in any::<u64>()
@@ -766,6 +781,7 @@ proptest! {
                 signature: "ef".repeat(64),
             }],
             output: "01".repeat(32),
+            epsilon: (version % 2 == 0).then_some(version as f64 / 7.0),
         };
         prop_assert_eq!(Entry::parse(&entry.to_bytes()).unwrap(), entry);
     }

@@ -313,17 +313,13 @@ impl FederationConfig {
         if let Some(rule) = &self.training.buffered {
             rule.validate()
                 .map_err(|e| ServerError::Config(format!("training.{e}")))?;
-            if self.training.strategy != StrategyConfig::FedAvg || self.training.secure_aggregation
-            {
-                return bad(format!(
-                    "buffered aggregation applies the staleness-weighted mean change itself: it needs strategy fedavg without secure aggregation, not {}{} (docs/async.md says which combinations the literature supports)",
-                    self.training.strategy,
-                    if self.training.secure_aggregation {
-                        " with secure aggregation"
-                    } else {
-                        ""
-                    }
-                ));
+            harambee_coordinator::BufferedDp::for_strategy(&self.training.strategy)
+                .map_err(ServerError::Config)?;
+            if self.training.secure_aggregation {
+                return bad(
+                    "buffered aggregation runs without secure aggregation: SecAgg+ sums a fixed set of members that start together (docs/async.md)"
+                        .into(),
+                );
             }
         }
         if !(self.limits.secagg_step_s.is_finite() && self.limits.secagg_step_s > 0.0) {
@@ -398,6 +394,9 @@ impl FederationConfig {
             server_lr: rule.server_lr,
             max_staleness: rule.max_staleness,
             download: self.training.download_encoding,
+            dp: harambee_coordinator::BufferedDp::for_strategy(&self.training.strategy)
+                .ok()
+                .flatten(),
         })
     }
 

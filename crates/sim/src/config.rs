@@ -245,12 +245,8 @@ impl SimConfig {
                     "FedBuff is simulated without secure aggregation, attacks or dropout".into(),
                 );
             }
-            if !matches!(self.strategy, StrategyConfig::FedAvg) {
-                return bad(format!(
-                    "FedBuff aggregates by itself (staleness-weighted mean change): use it with the fedavg strategy, not {}",
-                    self.strategy
-                ));
-            }
+            harambee_coordinator::BufferedDp::for_strategy(&self.strategy)
+                .map_err(SimError::InvalidSetting)?;
         }
         if self.secure_aggregation && !self.update_encoding.is_exact() {
             return bad(format!(

@@ -338,18 +338,6 @@ impl DpFedAvg {
         }
     }
 
-    /// One draw of N(0, std²) from a fresh OS-seeded stream per round.
-    fn noise_source() -> Result<rand_chacha::ChaCha20Rng, crate::StrategyError> {
-        use rand::SeedableRng;
-        let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| {
-            invalid(
-                "randomness",
-                format!("the operating system gave no randomness for the noise: {e}"),
-            )
-        })?;
-        Ok(rand_chacha::ChaCha20Rng::from_seed(secret))
-    }
 
     /// `global + (sum + central noise) / selected`, then the bound's step.
     fn finish_round(
@@ -360,7 +348,7 @@ impl DpFedAvg {
         selected: usize,
     ) -> Result<crate::Aggregate, crate::StrategyError> {
         use rand_distr::{Distribution, Normal};
-        let mut rng = Self::noise_source()?;
+        let mut rng = noise_source()?;
         let mut within = within;
         if self.placement == NoisePlacement::Central {
             let std = self.update_noise_multiplier() * self.clip;
@@ -383,6 +371,36 @@ impl DpFedAvg {
         self.adapt(within, selected);
         Ok(crate::Aggregate::Updated(next))
     }
+}
+
+/// A fresh stream for DP noise, seeded by the operating system: noise that anyone could
+/// recompute from a published seed would protect no one.
+fn noise_source() -> Result<rand_chacha::ChaCha20Rng, crate::StrategyError> {
+    use rand::SeedableRng;
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| {
+        invalid(
+            "randomness",
+            format!("the operating system gave no randomness for the noise: {e}"),
+        )
+    })?;
+    Ok(rand_chacha::ChaCha20Rng::from_seed(secret))
+}
+
+/// Adds Gaussian noise of standard deviation `std` to every value, from a fresh OS-seeded
+/// stream: the central noise of a Gaussian mechanism (DP-FedAvg's, and a buffered step's).
+pub fn add_gaussian_noise(values: &mut [f32], std: f64) -> Result<(), crate::StrategyError> {
+    use rand_distr::{Distribution, Normal};
+    if std <= 0.0 {
+        return Ok(());
+    }
+    let normal = Normal::new(0.0, std)
+        .map_err(|e| invalid("noise", format!("standard deviation {std}: {e}")))?;
+    let mut rng = noise_source()?;
+    values
+        .iter_mut()
+        .for_each(|v| *v += normal.sample(&mut rng) as f32);
+    Ok(())
 }
 
 impl crate::Strategy for DpFedAvg {

@@ -495,6 +495,7 @@ impl Driver {
             base: base.to_hex(),
             inputs,
             output: global.digest().to_hex(),
+            epsilon: crate::privacy::epsilon_after(&self.charter, &self.config, version),
         });
         let (bytes, head, ledger) = self.with_entries(&entries);
         self.state.close_round(&record, &[], &bytes, &head)?;

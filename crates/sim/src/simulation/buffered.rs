@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use harambee_coordinator::{Buffered, BufferedAction, BufferedConfig};
+use harambee_coordinator::{Buffered, BufferedAction, BufferedConfig, BufferedDp};
 use harambee_learn::participant_seed;
 use harambee_params::ParamSet;
 use harambee_strategy::{FitConfig, FitResult, ParticipantId};
@@ -87,6 +87,8 @@ impl Simulation {
             server_lr: settings.server_lr,
             max_staleness: 10 * settings.concurrency as u64,
             download: self.config.download_encoding,
+            dp: BufferedDp::for_strategy(&self.config.strategy)
+                .map_err(SimError::InvalidSetting)?,
         };
         let mut core = Buffered::new(config, (**self.core.global()).clone());
         core.enrol((0..self.participants.len() as u64).map(ParticipantId));
