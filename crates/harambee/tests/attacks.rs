@@ -1042,8 +1042,9 @@ fn a_single_use_invite_admits_one_key_and_the_shared_token_none() {
 /// A buffered (FedBuff) federation with members of very different speeds: two real
 /// `harambee join` processes and a member slowed on purpose, whose results arrive stale.
 /// Its work may be delivered once, for the piece it was given, from the version it was
-/// given; the run ends, every version records each result's base version and staleness, and
-/// `ledger verify` recomputes every version from the kept updates.
+/// given, and before the piece's deadline; the run ends, every version records each
+/// result's base version and staleness, and `ledger verify` recomputes every version from
+/// the kept updates.
 #[test]
 fn a_buffered_federation_takes_stale_results_by_weight_and_verifies() {
     let root = tempfile::tempdir().unwrap();
@@ -1057,7 +1058,7 @@ fn a_buffered_federation_takes_stale_results_by_weight_and_verifies() {
     args.extend([
         "--no-dashboard",
         "--rounds",
-        "10",
+        "30",
         "--min-participants",
         "1",
     ]);
@@ -1065,7 +1066,7 @@ fn a_buffered_federation_takes_stale_results_by_weight_and_verifies() {
         "--quorum",
         "1",
         "--deadline-s",
-        "60",
+        "3",
         "--epochs",
         "1",
         "--seed",
@@ -1108,7 +1109,7 @@ fn a_buffered_federation_takes_stale_results_by_weight_and_verifies() {
         };
         let reply = adv.enrol(None).await.unwrap();
         let layout = layout_of(&reply.model.unwrap());
-        let (mut done, mut delivered) = ((0, 0), 0);
+        let (mut done, mut delivered, mut overran) = ((0, 0), 0, false);
         loop {
             let task = adv.task(done).await;
             if task.kind == v1::task::Kind::Finished as i32 {
@@ -1132,6 +1133,17 @@ fn a_buffered_federation_takes_stale_results_by_weight_and_verifies() {
                     "work is round",
                 );
             }
+            if delivered == 1 && !overran {
+                // Past the piece's 3 s deadline: the piece went to another member.
+                overran = true;
+                tokio::time::sleep(Duration::from_millis(4000)).await;
+                let late = adv.submit(&task, &trained, 10).await;
+                assert!(
+                    matches!(&late, Err(s) if matches!(s.code(), Code::PermissionDenied | Code::FailedPrecondition)),
+                    "work delivered past its deadline must be refused: {late:?}"
+                );
+                continue;
+            }
             match adv.submit(&task, &trained, 10).await {
                 Ok(_) => {
                     if delivered == 0 {
@@ -1153,16 +1165,21 @@ fn a_buffered_federation_takes_stale_results_by_weight_and_verifies() {
         reply.participant_id
     });
     finish(root, &mut coordinator, &mut honest);
+    let served = read(&root.join("serve.log"));
+    assert!(
+        served.contains("work not delivered by its deadline"),
+        "{served}"
+    );
     let out = harambee(&["ledger", "verify", fed.to_str().unwrap()]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{said}");
     assert!(
-        said.contains("recomputed from the kept updates and matching: 10 of 10"),
+        said.contains("recomputed from the kept updates and matching: 30 of 30"),
         "{said}"
     );
     let out = harambee(&["ledger", "show", fed.to_str().unwrap()]);
     let shown = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(shown.matches("version ").count(), 10, "{shown}");
+    assert_eq!(shown.matches("version ").count(), 30, "{shown}");
     let stale = (1..=10).any(|s| shown.contains(&format!("p{slowed} (staleness {s})")));
     assert!(
         stale,
