@@ -455,7 +455,15 @@ impl Driver {
         global: &ParamSet,
     ) -> Result<(), ServerError> {
         pause_at(FaultPoint::Aggregation);
-        let taken: Vec<Taken> = self.run_mut().taken.drain(..contributions.len()).collect();
+        let run = self.run_mut();
+        if run.taken.len() < contributions.len() {
+            return Err(ServerError::Config(format!(
+                "version {version}: {} results applied but {} recorded",
+                contributions.len(),
+                run.taken.len()
+            )));
+        }
+        let taken: Vec<Taken> = run.taken.drain(..contributions.len()).collect();
         let mut inputs = Vec::with_capacity(contributions.len());
         for (c, t) in contributions.iter().zip(&taken) {
             if c.participant.0 != t.participant || c.digest != t.digest {
