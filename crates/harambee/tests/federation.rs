@@ -320,7 +320,12 @@ fn a_buffered_federation_under_a_privacy_budget_records_its_epsilon_each_version
         }
     }
     let shown = harambee(&["ledger", "show", f.fed().to_str().unwrap()]);
-    assert_eq!(epsilons.len(), 4, "{}", String::from_utf8_lossy(&shown.stdout));
+    assert_eq!(
+        epsilons.len(),
+        4,
+        "{}",
+        String::from_utf8_lossy(&shown.stdout)
+    );
     assert!(
         epsilons.windows(2).all(|w| w[0] < w[1]) && epsilons[3] <= 60.0,
         "{epsilons:?}"

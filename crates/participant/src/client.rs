@@ -646,7 +646,11 @@ impl RoundContext<'_> {
             .await;
         match fetched {
             Ok((params, encoding, bytes)) if params.digest() == want => {
-                let encoding = if encoding.is_empty() { "f32" } else { &encoding };
+                let encoding = if encoding.is_empty() {
+                    "f32"
+                } else {
+                    &encoding
+                };
                 tracing::info!(round = task.round, bytes, encoding, "parameters fetched");
                 if let Ok(mut kept) = self.held.lock() {
                     *kept = Some(Arc::new(params.clone()));

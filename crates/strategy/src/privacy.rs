@@ -338,7 +338,6 @@ impl DpFedAvg {
         }
     }
 
-
     /// `global + (sum + central noise) / selected`, then the bound's step.
     fn finish_round(
         &mut self,

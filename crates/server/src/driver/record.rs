@@ -291,9 +291,14 @@ impl Driver {
     /// the round's result is committed, so a crash in between leaves extra blobs, never
     /// missing ones.
     pub(super) fn apply_retention(&self, closed: u64) -> Result<(), ServerError> {
-        let Some(keep) = self.config.limits.keep_update_rounds else {
+        let Some(mut keep) = self.config.limits.keep_update_rounds else {
             return Ok(());
         };
+        // A buffered result may wait up to max_staleness versions before it is applied; its
+        // blob must outlive that wait (a restart buffers it again from the blob).
+        if let Some(rule) = self.config.training.buffered {
+            keep = keep.max(rule.max_staleness + 1);
+        }
         let Some(expired) = closed.checked_sub(keep.max(1)) else {
             return Ok(());
         };
