@@ -199,6 +199,18 @@ pub(crate) enum LedgerCommand {
         #[arg(long)]
         participant: String,
     },
+    /// In a dispute: check that a data set is the one a member committed to (the Merkle root
+    /// of its examples in the ledger); exit 1 if it is not.
+    CheckData {
+        /// The federation folder.
+        dir: PathBuf,
+        /// The member's participant number.
+        #[arg(long)]
+        participant: u64,
+        /// The data the member handed over, as it passed it to `harambee join --data`.
+        #[arg(long)]
+        data: PathBuf,
+    },
 }
 
 /// `harambee init`.

@@ -41,7 +41,53 @@ pub(crate) fn run(args: LedgerArgs) -> Result<()> {
             round,
             participant,
         } => prove(&dir, round, &participant),
+        LedgerCommand::CheckData {
+            dir,
+            participant,
+            data,
+        } => check_data(&dir, participant, &data),
     }
+}
+
+/// Recomputes the Merkle root of a member's data set, read as the member's own runtime reads
+/// it, and compares it with the root the member committed to in the ledger.
+fn check_data(dir: &Path, participant: u64, data: &Path) -> Result<()> {
+    let Opened {
+        folder, entries, ..
+    } = open(dir)?;
+    let committed = entries
+        .iter()
+        .find_map(|e| match Entry::parse(e) {
+            Ok(Entry::DataCommitment {
+                participant: p,
+                data_root,
+            }) if p == participant => Some(data_root),
+            _ => None,
+        })
+        .with_context(|| {
+            format!("participant {participant} committed to no data in this ledger")
+        })?;
+    let config = folder.config()?;
+    if config.pretrained.is_some() {
+        bail!("checking the data of a fine-tuning federation's member is not supported yet");
+    }
+    let split = config
+        .model
+        .load_local(data)
+        .with_context(|| format!("reading {} as this federation's data", data.display()))?;
+    let root = hex::encode(harambee_participant::data_root(&split));
+    let examples = split.train.len() + split.test.len();
+    if root != committed {
+        bail!(
+            "{} ({examples} examples) has Merkle root {root}, but participant {participant} committed to {committed}: this is not the data it committed to",
+            data.display()
+        );
+    }
+    println!(
+        "{} ({examples} examples) is the data participant {participant} committed to (Merkle root {root})",
+        data.display()
+    );
+    Ok(())
 }
 
 /// What `ledger verify` found.
@@ -559,6 +605,13 @@ fn show(dir: &Path) -> Result<()> {
                     short(&output)
                 )
             }
+            Ok(Entry::DataCommitment {
+                participant,
+                data_root,
+            }) => format!(
+                "participant {participant} committed to its local data: Merkle root {}",
+                short(&data_root)
+            ),
             Ok(Entry::BufferedStep {
                 version,
                 base,

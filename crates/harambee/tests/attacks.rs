@@ -83,8 +83,32 @@ impl Adversary {
             invite_token: self.invite.token.clone(),
             name: "adversary".into(),
             signature: id.sign_enrolment(&self.invite.federation_id).to_vec(),
+            data_root: Vec::new(),
         };
         let r = auth::signed(id, &self.invite.federation_id, method::ENROL, r);
+        self.c.enrol(r).await.map(tonic::Response::into_inner)
+    }
+
+    /// The adversary's enrolment again with a data commitment: `root` as sent, signed over
+    /// `signed_root` (none: the plain enrolment statement).
+    async fn commit_data(
+        &mut self,
+        root: &[u8],
+        signed_root: Option<&[u8; 32]>,
+    ) -> Result<v1::EnrolReply, tonic::Status> {
+        let fed = &self.invite.federation_id;
+        let signature = match signed_root {
+            Some(r) => self.me.sign_enrolment_with_data(fed, r),
+            None => self.me.sign_enrolment(fed),
+        };
+        let r = v1::EnrolRequest {
+            public_key: self.key(),
+            invite_token: self.invite.token.clone(),
+            name: "adversary".into(),
+            signature: signature.to_vec(),
+            data_root: root.to_vec(),
+        };
+        let r = auth::signed(&self.me, fed, method::ENROL, r);
         self.c.enrol(r).await.map(tonic::Response::into_inner)
     }
 
@@ -886,6 +910,29 @@ fn compressed_updates_are_decoded_strictly_and_recorded_as_decoded() {
         };
         let spec = adv.enrol(None).await.unwrap().model.unwrap();
         assert_eq!(spec.update_encoding, "int8");
+        // A data commitment is taken once, signed; never a malformed one, an unsigned one,
+        // or a second, different one.
+        let (root, other) = ([7u8; 32], [8u8; 32]);
+        refused(
+            "a data root of 31 bytes",
+            adv.commit_data(&root[1..], Some(&root)).await,
+            &[Code::InvalidArgument],
+            "32 bytes",
+        );
+        refused(
+            "a data root the enrolment signature does not cover",
+            adv.commit_data(&root, None).await,
+            &[Code::Unauthenticated],
+            "data root",
+        );
+        adv.commit_data(&root, Some(&root)).await.unwrap();
+        adv.commit_data(&root, Some(&root)).await.unwrap();
+        refused(
+            "a second, different data root",
+            adv.commit_data(&other, Some(&other)).await,
+            &[Code::PermissionDenied],
+            "may not change",
+        );
         let layout = layout_of(&spec);
         let int8: UpdateCodec = "int8".parse().unwrap();
         let mut done = (0, 0);

@@ -370,6 +370,37 @@ fn the_ledger_verifies_and_each_tampering_is_named() {
     assert!(ok, "{text}");
     assert!(text.contains("matching: 2 of 2"), "{text}");
 
+    // Each member committed to its local data: an auditor handed a member's data recognises
+    // it, and another member's data is not it.
+    let fed = f.fed();
+    let check = |participant: &str, k: usize| {
+        let data = f.root.path().join(format!("p{k}/data"));
+        harambee(&[
+            "ledger",
+            "check-data",
+            fed.to_str().unwrap(),
+            "--participant",
+            participant,
+            "--data",
+            data.to_str().unwrap(),
+        ])
+    };
+    let out = check("0", 0);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("is the data participant 0 committed to"),
+        "{said}"
+    );
+    let out = check("1", 0);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("is not the data it committed to"), "{said}");
+
     // The release: weights that are the ledger's, and a model card that says how to check.
     let release = f.root.path().join("release");
     let out = harambee(&[

@@ -36,6 +36,7 @@ async fn participant(invite: Arc<Invite>, latencies: Arc<Mutex<Vec<Duration>>>) 
                 invite_token: invite.token.clone(),
                 name: String::new(),
                 signature: me.sign_enrolment(&invite.federation_id).to_vec(),
+                data_root: Vec::new(),
             },
         ))
         .await

@@ -89,7 +89,19 @@ impl Identity {
     /// Signs the enrolment statement for `federation`: proof that whoever enrols a key holds it.
     pub fn sign_enrolment(&self, federation: &str) -> [u8; 64] {
         self.key
-            .sign(&enrolment_bytes(federation, &self.public()))
+            .sign(&enrolment_bytes(federation, &self.public(), None))
+            .to_bytes()
+    }
+
+    /// Signs the enrolment statement with a commitment to the member's local data (the
+    /// Merkle root of its examples) appended.
+    pub fn sign_enrolment_with_data(&self, federation: &str, data_root: &[u8; 32]) -> [u8; 64] {
+        self.key
+            .sign(&enrolment_bytes(
+                federation,
+                &self.public(),
+                Some(data_root),
+            ))
             .to_bytes()
     }
 }
@@ -120,12 +132,16 @@ const ENROL_DOMAIN: &[u8] = b"harambee.enrol.v1\0";
 
 /// The signed bytes of an enrolment: the 18 bytes `harambee.enrol.v1\0`, the federation id's
 /// length (`u32`, little-endian) and UTF-8 bytes, then the 32 public-key bytes.
-fn enrolment_bytes(federation: &str, key: &PublicKey) -> Vec<u8> {
-    let mut out = Vec::with_capacity(ENROL_DOMAIN.len() + 4 + federation.len() + 32);
+fn enrolment_bytes(federation: &str, key: &PublicKey, data_root: Option<&[u8; 32]>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ENROL_DOMAIN.len() + 4 + federation.len() + 64);
     out.extend_from_slice(ENROL_DOMAIN);
     out.extend_from_slice(&(federation.len() as u32).to_le_bytes());
     out.extend_from_slice(federation.as_bytes());
     out.extend_from_slice(&key.to_bytes());
+    // Fixed length: a statement with a root can never read as one without.
+    if let Some(root) = data_root {
+        out.extend_from_slice(root);
+    }
     out
 }
 
@@ -136,12 +152,23 @@ impl PublicKey {
         federation: &str,
         signature: &[u8],
     ) -> Result<(), IdentityError> {
+        self.verify_enrolment_with_data(federation, None, signature)
+    }
+
+    /// Checks an enrolment signature with a data commitment
+    /// ([`Identity::sign_enrolment_with_data`]), or without one when `data_root` is `None`.
+    pub fn verify_enrolment_with_data(
+        &self,
+        federation: &str,
+        data_root: Option<&[u8; 32]>,
+        signature: &[u8],
+    ) -> Result<(), IdentityError> {
         let bytes: [u8; 64] = signature
             .try_into()
             .map_err(|_| IdentityError::BadSignature)?;
         self.0
             .verify_strict(
-                &enrolment_bytes(federation, self),
+                &enrolment_bytes(federation, self, data_root),
                 &ed25519_dalek::Signature::from_bytes(&bytes),
             )
             .map_err(|_| IdentityError::BadSignature)

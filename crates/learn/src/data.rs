@@ -69,6 +69,39 @@ impl Dataset {
         }
     }
 
+    /// Example `i` in one canonical byte form, for commitments to a data set: its label (u32
+    /// little-endian), then its features (vectors: f32 little-endian; images: the height and
+    /// width as u32, then the pixels; text: the id count as u32, then the ids as u32). Equal
+    /// examples give equal bytes, whatever order or file they were read from.
+    pub fn example_bytes(&self, i: usize) -> Vec<u8> {
+        let mut out = self.labels[i].to_le_bytes().to_vec();
+        match &self.features {
+            Features::Dense { dim, values } => {
+                for v in &values[i * dim..(i + 1) * dim] {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+            Features::Pixels {
+                height,
+                width,
+                values,
+            } => {
+                let n = height * width;
+                out.extend_from_slice(&(*height as u32).to_le_bytes());
+                out.extend_from_slice(&(*width as u32).to_le_bytes());
+                out.extend_from_slice(&values[i * n..(i + 1) * n]);
+            }
+            Features::Tokens { offsets, ids, .. } => {
+                let example = &ids[offsets[i]..offsets[i + 1]];
+                out.extend_from_slice(&(example.len() as u32).to_le_bytes());
+                for id in example {
+                    out.extend_from_slice(&id.to_le_bytes());
+                }
+            }
+        }
+        out
+    }
+
     /// Values per example for vectors and images (`None` for text).
     pub fn input_dim(&self) -> Option<usize> {
         match &self.features {

@@ -225,6 +225,7 @@ fn check_entries(a: &mut Audit, parsed: &[Option<Entry>], federation: &str, mut 
     let mut last_output: Option<String> = None;
     let mut last_epsilon = 0.0f64;
     let mut buffered = BufferedHistory::default();
+    let mut committed_data: BTreeSet<u64> = BTreeSet::new();
     for (i, entry) in parsed.iter().enumerate().skip(1) {
         let at = Some(i as u64);
         let Some(entry) = entry else { continue };
@@ -277,6 +278,34 @@ fn check_entries(a: &mut Audit, parsed: &[Option<Entry>], federation: &str, mut 
                         at,
                         None,
                         format!("participant {participant} enrolled twice"),
+                    );
+                }
+            }
+            Entry::DataCommitment {
+                participant,
+                data_root,
+            } => {
+                if !keys.contains_key(participant) {
+                    a.find(
+                        at,
+                        None,
+                        format!("participant {participant} committed to data before it enrolled"),
+                    );
+                }
+                if Digest::from_hex(data_root).is_none() {
+                    a.find(
+                        at,
+                        None,
+                        format!(
+                            "participant {participant}'s data root is not a 32-byte hex digest"
+                        ),
+                    );
+                }
+                if !committed_data.insert(*participant) {
+                    a.find(
+                        at,
+                        None,
+                        format!("participant {participant} committed to data twice"),
                     );
                 }
             }

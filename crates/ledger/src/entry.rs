@@ -42,6 +42,15 @@ pub enum Entry {
         /// The name it gave.
         name: String,
     },
+    /// A member committed to its local data: the RFC 6962 Merkle root over the sorted leaf
+    /// hashes of its examples (`harambee_participant::data_root`), signed with its
+    /// enrolment. An auditor given the data in a dispute recomputes it.
+    DataCommitment {
+        /// Who.
+        participant: u64,
+        /// The root, hex.
+        data_root: String,
+    },
     /// A round (attempt) opened.
     RoundOpen {
         /// The round.
@@ -168,7 +177,10 @@ impl Entry {
             | Entry::RoundResult { round, .. } => Some(*round),
             Entry::BufferedStep { version, .. } => Some(*version),
             Entry::Release { rounds, .. } => Some(*rounds),
-            Entry::Genesis { .. } | Entry::Enrolment { .. } | Entry::Amendment { .. } => None,
+            Entry::Genesis { .. }
+            | Entry::Enrolment { .. }
+            | Entry::Amendment { .. }
+            | Entry::DataCommitment { .. } => None,
         }
     }
 }

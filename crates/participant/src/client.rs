@@ -301,6 +301,7 @@ pub async fn join(options: JoinOptions) -> Result<JoinReport, ParticipantError> 
         invite_token: options.invite.token.clone(),
         name: options.name.clone(),
         signature: session.identity.sign_enrolment(&federation).to_vec(),
+        data_root: Vec::new(),
     };
     let reply = session
         .retry("enrolment", |mut c| {
@@ -330,6 +331,9 @@ pub async fn join(options: JoinOptions) -> Result<JoinReport, ParticipantError> 
         .model
         .ok_or_else(|| ParticipantError::Model("the coordinator sent no model".into()))?;
     let (local, layout) = local_trainer(&spec, options.training).await?;
+    if let Some(root) = local.data_root() {
+        commit_data(&session, enrol, &federation, root).await?;
+    }
     tracing::info!(participant = reply.participant_id, "enrolled");
     let mut state = LocalState::load(&options.state_path, &federation)?;
     let mut report = JoinReport {
@@ -404,6 +408,34 @@ fn decode_parameters(
     let codec: UpdateCodec = encoding.parse().map_err(|e| format!("{e}"))?;
     let held = held.ok_or("a change was sent, but this member holds no model")?;
     codec.decode(held, bytes).map_err(|e| e.to_string())
+}
+
+/// Commits to the member's local data: the enrolment again, now with the data's Merkle root
+/// signed into it. The coordinator records the first root a member commits to and refuses
+/// any other later, so data changed behind a commitment stops the member here, not silently.
+async fn commit_data(
+    session: &Session,
+    enrol: v1::EnrolRequest,
+    federation: &str,
+    root: [u8; 32],
+) -> Result<(), ParticipantError> {
+    let commit = v1::EnrolRequest {
+        data_root: root.to_vec(),
+        signature: session
+            .identity
+            .sign_enrolment_with_data(federation, &root)
+            .to_vec(),
+        ..enrol
+    };
+    session
+        .retry("the data commitment", |mut c| {
+            let r = session.signed(method::ENROL, commit.clone());
+            async move { c.enrol(r).await.map(tonic::Response::into_inner) }
+        })
+        .await
+        .map_err(|e| e.into_error("the data commitment"))?;
+    tracing::info!(data_root = %hex::encode(root), "committed to the local data");
+    Ok(())
 }
 
 pub(crate) enum RoundEnd {

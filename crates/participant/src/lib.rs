@@ -23,12 +23,17 @@
 //! not train a round twice; if it retrains one whose update was already acknowledged, the
 //! coordinator answers "already exists" and that counts as done.
 //!
+//! Once its data is loaded, a member with Harambee's built-in trainer commits to it: a
+//! Merkle root over its examples ([`data_root`]), signed with its enrolment and recorded in
+//! the ledger, which an auditor given the data in a dispute can check.
+//!
 //! The participant also keeps, beside its state file (`*.witness.jsonl`), every tree head of
 //! the ledger it is shown (checked to extend the last one) and every promise to record its
 //! updates, for `harambee ledger verify --witness`. Training is seeded by
 //! (federation seed, round, participant), so a retrained update is the same update.
 
 mod client;
+mod commitment;
 mod error;
 mod local;
 mod pretrained;
@@ -37,6 +42,7 @@ mod state;
 mod witness;
 
 pub use client::{JoinOptions, JoinReport, join};
+pub use commitment::data_root;
 pub use error::ParticipantError;
 pub use harambee_proto::Invite;
 pub use local::{Fitted, LocalTrainer, RoundSpec, Training};

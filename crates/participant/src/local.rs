@@ -52,6 +52,13 @@ pub trait LocalTrainer: Send + Sync {
         global: ParamSet,
         round: &RoundSpec,
     ) -> Result<Option<Evaluation>, ParticipantError>;
+
+    /// The Merkle root of the member's local data ([`data_root`](crate::data_root)), which
+    /// the member commits to once it is loaded; `None` when the trainer reads data the
+    /// runtime does not see (a member's own code).
+    fn data_root(&self) -> Option<[u8; 32]> {
+        None
+    }
 }
 
 /// Where a participant's training comes from.
@@ -155,6 +162,10 @@ impl LocalTrainer for BuiltIn {
             num_samples: outcome.num_samples,
             train_loss: outcome.mean_loss,
         })
+    }
+
+    fn data_root(&self) -> Option<[u8; 32]> {
+        Some(crate::data_root(&self.split))
     }
 
     /// In community mode every worker holds the same held-out chunks, so each evaluates only

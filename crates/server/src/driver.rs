@@ -194,6 +194,8 @@ pub(crate) struct Driver {
     secure_board: watch::Sender<u64>,
     /// Participants a steward removed: never selected again, their calls refused.
     removed: BTreeSet<u64>,
+    /// Each member's commitment to its local data, as the ledger records it.
+    data_roots: HashMap<u64, String>,
     /// What `/metrics` reports.
     metrics: harambee_dashboard::Metrics,
     /// The latest signed tree head.
@@ -290,6 +292,17 @@ impl Driver {
             .filter(|e| matches!(Entry::parse(e), Ok(Entry::Enrolment { .. })))
             .count() as u64;
         let published = publish(core.global());
+        let data_roots = ledger
+            .entries()
+            .iter()
+            .filter_map(|e| match Entry::parse(e) {
+                Ok(Entry::DataCommitment {
+                    participant,
+                    data_root,
+                }) => Some((participant, data_root)),
+                _ => None,
+            })
+            .collect();
         let mut driver = Self {
             core,
             buffered: None,
@@ -327,6 +340,7 @@ impl Driver {
             secure_summed: None,
             secure_board: watch::Sender::new(0),
             removed: removed.clone(),
+            data_roots,
             metrics: harambee_dashboard::Metrics::new(),
             head: heads.last().cloned(),
             opened_at: None,

@@ -255,11 +255,18 @@ impl CoordinatorService for Service {
         }
         let public =
             PublicKey::from_bytes(&key).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let data_root: Option<[u8; 32]> =
+            match r.data_root.len() {
+                0 => None,
+                _ => Some(r.data_root[..].try_into().map_err(|_| {
+                    Status::invalid_argument("data_root: a Merkle root is 32 bytes")
+                })?),
+            };
         public
-            .verify_enrolment(&self.federation_id, &r.signature)
+            .verify_enrolment_with_data(&self.federation_id, data_root.as_ref(), &r.signature)
             .map_err(|_| {
                 Status::unauthenticated(
-                    "bad enrolment signature: sign the enrolment statement with this key",
+                    "bad enrolment signature: sign the enrolment statement (with the data root, when one is sent) with this key",
                 )
             })?;
         let name = r.name.clone();
@@ -277,7 +284,11 @@ impl CoordinatorService for Service {
                     ));
                 }
                 d.admit_invite(&token, &key)?;
-                d.enrol(&public, &name)
+                let id = d.enrol(&public, &name)?;
+                if let Some(root) = data_root {
+                    d.commit_data(id, root)?;
+                }
+                Ok(id)
             })
             .await?;
         Ok(Response::new(v1::EnrolReply {

@@ -149,6 +149,7 @@ async fn enrol(c: &mut CoordinatorClient<Channel>, r: &Running, id: &Identity) -
             invite_token: r.invite.token.clone(),
             name: "p".into(),
             signature: id.sign_enrolment(&r.invite.federation_id).to_vec(),
+            data_root: Vec::new(),
         },
     ))
     .await
@@ -325,6 +326,7 @@ async fn bad_input_is_refused_with_a_clear_status_and_changes_nothing() {
                 invite_token: "not the token".into(),
                 name: "a".into(),
                 signature: a.sign_enrolment(&r.invite.federation_id).to_vec(),
+                data_root: Vec::new(),
             },
         ))
         .await
@@ -340,6 +342,7 @@ async fn bad_input_is_refused_with_a_clear_status_and_changes_nothing() {
                 invite_token: r.invite.token.clone(),
                 name: "a".into(),
                 signature: b.sign_enrolment(&r.invite.federation_id).to_vec(),
+                data_root: Vec::new(),
             },
         ))
         .await
@@ -541,6 +544,7 @@ async fn the_charter_is_enforced_on_enrolment_and_at_start() {
                 invite_token: r.invite.token.clone(),
                 name: "outsider".into(),
                 signature: outsider.sign_enrolment(&r.invite.federation_id).to_vec(),
+                data_root: Vec::new(),
             },
         ))
         .await

@@ -65,6 +65,35 @@ impl Driver {
         Ok(id)
     }
 
+    /// Records a member's commitment to its local data: in the ledger at once (after any
+    /// enrolments not yet there), the first time; the same root again is fine, another one
+    /// is refused, since the data a member committed to may not change under it.
+    pub(crate) fn commit_data(
+        &mut self,
+        id: ParticipantId,
+        root: [u8; 32],
+    ) -> Result<(), Rejection> {
+        let root = hex::encode(root);
+        match self.data_roots.get(&id.0) {
+            Some(held) if *held == root => return Ok(()),
+            Some(held) => {
+                return Err(Rejection::not_permitted(format!(
+                    "participant {id} committed to local data with Merkle root {held}; its data may not change (this data's root is {root})"
+                )));
+            }
+            None => {}
+        }
+        let mut entries = self.new_enrolments().map_err(|e| self.storage_failed(e))?;
+        entries.push(Entry::DataCommitment {
+            participant: id.0,
+            data_root: root.clone(),
+        });
+        self.append(entries).map_err(|e| self.storage_failed(e))?;
+        self.data_roots.insert(id.0, root);
+        tracing::info!(participant = id.0, "committed to its local data");
+        Ok(())
+    }
+
     /// The participant behind a key, or why there is none.
     pub(crate) fn participant(&mut self, key: &[u8]) -> Result<ParticipantId, Rejection> {
         let key: [u8; 32] = key

@@ -379,6 +379,7 @@ async fn the_api_and_metrics_match_the_state_and_stewards_really_pause_resume_an
                 invite_token: r.invite.token.clone(),
                 name: "b again".into(),
                 signature: b.sign_enrolment(&r.invite.federation_id).to_vec(),
+                data_root: Vec::new(),
             },
         ))
         .await
