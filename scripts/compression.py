@@ -35,23 +35,31 @@ def simulate(harambee, out, flags):
         return rounds, json.load(f)
 
 
-def fedavg_table(harambee, out, rounds, target):
+def fedavg_table(harambee, out, rounds, target, direction="up"):
+    """Rounds and bytes to `target` for each encoding of the updates (`up`) or of the
+    global model's downloads (`down`)."""
+    flag, encodings = {
+        "up": ("--update-encoding", ENCODINGS),
+        "down": ("--download-encoding", ["f32", "f16", "bf16", "int8", "topk:0.1"]),
+    }[direction]
     if not rounds:
         return
-    print(f"FedAvg, 2NN on MNIST, 100 clients, 10 a round, E=1, B=10, target {target:.0%}")
-    print("| encoding | rounds to target | MB up to target | bytes vs f32 | final accuracy |")
+    print()
+    print(f"FedAvg, 2NN on MNIST, 100 clients, 10 a round, E=1, B=10, {flag}, target {target:.0%}")
+    print(f"| encoding | rounds to target | MB {direction} to target | bytes vs f32 | final accuracy |")
     print("|---|---|---|---|---|")
     baseline = None
-    for encoding in ENCODINGS:
+    for encoding in encodings:
         flags = ["--dataset", "mnist", "--model", "2nn", "--clients", "100", "--fraction", "0.1",
                  "--epochs", "1", "--batch", "10", "--lr", "0.1", "--rounds", str(rounds),
-                 "--eval-every", "1", "--seed", "1", "--update-encoding", encoding]
-        rows, summary = simulate(harambee, os.path.join(out, "fedavg-" + encoding.replace(":", "-")), flags)
+                 "--eval-every", "1", "--seed", "1", flag, encoding]
+        name = ("fedavg-" if direction == "up" else "download-") + encoding.replace(":", "-")
+        rows, summary = simulate(harambee, os.path.join(out, name), flags)
         reached = next((int(r["round"]) for r in rows if r["accuracy"] and float(r["accuracy"]) >= target), None)
         if reached is None:
             print(f"| {encoding} | not in {rounds} | — | — | {summary['final_accuracy']:.4f} |")
             continue
-        sent = sum(int(r["bytes_up"]) for r in rows if int(r["round"]) <= reached)
+        sent = sum(int(r["bytes_" + direction]) for r in rows if int(r["round"]) <= reached)
         baseline = baseline or sent
         print(f"| {encoding} | {reached} | {sent / 1e6:.1f} | {baseline / sent:.1f}x fewer |"
               f" {summary['final_accuracy']:.4f} |")
@@ -83,27 +91,6 @@ def diloco_table(harambee, out, rounds, steps):
         print(f"| {encoding} | {curve[-1][1]:.4f} | {curve[-1][0] / 1e6:.2f} | {at_budget} |")
 
 
-def download_table(harambee, out, rounds, target):
-    print()
-    print(f"FedAvg, 2NN on MNIST, downloads encoded (updates f32), target {target:.0%}")
-    print("| download encoding | rounds to target | MB down to target | bytes vs f32 | final accuracy |")
-    print("|---|---|---|---|---|")
-    baseline = None
-    for encoding in ["f32", "f16", "bf16", "int8", "topk:0.1"]:
-        flags = ["--dataset", "mnist", "--model", "2nn", "--clients", "100", "--fraction", "0.1",
-                 "--epochs", "1", "--batch", "10", "--lr", "0.1", "--rounds", str(rounds),
-                 "--eval-every", "1", "--seed", "1", "--download-encoding", encoding]
-        rows, summary = simulate(harambee, os.path.join(out, "download-" + encoding.replace(":", "-")), flags)
-        reached = next((int(r["round"]) for r in rows if r["accuracy"] and float(r["accuracy"]) >= target), None)
-        if reached is None:
-            print(f"| {encoding} | not in {rounds} | — | — | {summary['final_accuracy']:.4f} |")
-            continue
-        sent = sum(int(r["bytes_down"]) for r in rows if int(r["round"]) <= reached)
-        baseline = baseline or sent
-        print(f"| {encoding} | {reached} | {sent / 1e6:.1f} | {baseline / sent:.1f}x fewer |"
-              f" {summary['final_accuracy']:.4f} |")
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--harambee", default=os.path.join(REPO, "target", "release", "harambee"))
@@ -122,7 +109,7 @@ def main():
     if "diloco" in tables and args.diloco_rounds:
         diloco_table(args.harambee, args.out, args.diloco_rounds, args.diloco_steps)
     if "downloads" in tables:
-        download_table(args.harambee, args.out, args.rounds, args.target)
+        fedavg_table(args.harambee, args.out, args.rounds, args.target, "down")
 
 
 if __name__ == "__main__":

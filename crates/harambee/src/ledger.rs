@@ -305,13 +305,7 @@ fn replay(folder: &FederationFolder, state: &SqliteState, v: &mut Verification) 
     if config.training.buffered.is_some() {
         return replay_steps(folder, state, v);
     }
-    let (layout, initial) = config.initial_model(folder.root())?;
-    let blobs = FsBlobStore::open(&folder.blobs_path())?;
-    let globals: BTreeMap<u64, Digest> = state
-        .closed_rounds()?
-        .into_iter()
-        .map(|r| (r.round, r.global_blob))
-        .collect();
+    let mut models = KeptModels::open(folder, state, &config)?;
     // A strategy that carries state between rounds (server momentum, DiLoCo's outer
     // Nesterov step) is replayed as one object from round 1 on; once a round cannot be
     // replayed, the state every later round starts from is unknown.
@@ -351,21 +345,18 @@ fn replay(folder: &FederationFolder, state: &SqliteState, v: &mut Verification) 
             ));
             continue;
         };
-        let base = if r == 1 {
-            initial.clone()
-        } else {
-            match globals.get(&(r - 1)).map(|d| blobs.get(d)) {
-                Some(Ok(bytes)) => Encoding::F32.decode(&layout, &bytes)?,
-                Some(Err(e @ harambee_store::StoreError::Corrupt { .. })) => {
-                    v.replay_problems
-                        .push(format!("round {r}: the kept starting model: {e}"));
-                    continue;
-                }
-                _ => {
-                    v.not_replayed
-                        .push((r, "the previous round's model is not kept".into()));
-                    continue;
-                }
+        // A round 0 (a malformed ledger, named by the audit) starts from nothing kept.
+        let base = match models.get(r.wrapping_sub(1))? {
+            Kept::Model(m) => m,
+            Kept::Corrupt(e) => {
+                v.replay_problems
+                    .push(format!("round {r}: the kept starting model: {e}"));
+                continue;
+            }
+            Kept::Missing => {
+                v.not_replayed
+                    .push((r, "the previous round's model is not kept".into()));
+                continue;
             }
         };
         if base.digest().to_hex() != round.base {
@@ -386,13 +377,13 @@ fn replay(folder: &FederationFolder, state: &SqliteState, v: &mut Verification) 
                 missing = true;
                 break;
             };
-            let bytes = match blobs.get(blob) {
-                Ok(b) => b,
-                Err(harambee_store::StoreError::Missing(_)) => {
+            let params = match models.blob(blob)? {
+                Kept::Model(params) => params,
+                Kept::Missing => {
                     missing = true;
                     break;
                 }
-                Err(e) => {
+                Kept::Corrupt(e) => {
                     v.replay_problems.push(format!(
                         "round {r}: participant {participant}'s update: {e}"
                     ));
@@ -400,7 +391,6 @@ fn replay(folder: &FederationFolder, state: &SqliteState, v: &mut Verification) 
                     break;
                 }
             };
-            let params = Encoding::F32.decode(&layout, &bytes)?;
             if params.digest().to_hex() != *digest {
                 v.replay_problems.push(format!("round {r}: the kept update of participant {participant} is not the one it committed to"));
                 missing = true;
@@ -444,6 +434,73 @@ fn replay(folder: &FederationFolder, state: &SqliteState, v: &mut Verification) 
     Ok(())
 }
 
+/// What a federation folder kept of a model or an update.
+enum Kept<T> {
+    Model(T),
+    /// Deleted (retention), or never stored.
+    Missing,
+    /// Stored, but its bytes are not what their digest says.
+    Corrupt(String),
+}
+
+/// The global models a federation folder keeps, by round or version (0: the initial model),
+/// each read and decoded once however many rounds or results start from it.
+struct KeptModels {
+    layout: harambee_params::Layout,
+    globals: BTreeMap<u64, Digest>,
+    blobs: FsBlobStore,
+    decoded: BTreeMap<u64, std::sync::Arc<harambee_params::ParamSet>>,
+}
+
+impl KeptModels {
+    fn open(
+        folder: &FederationFolder,
+        state: &SqliteState,
+        config: &harambee_server::FederationConfig,
+    ) -> Result<Self> {
+        let (layout, initial) = config.initial_model(folder.root())?;
+        Ok(Self {
+            layout,
+            globals: state
+                .closed_rounds()?
+                .into_iter()
+                .map(|r| (r.round, r.global_blob))
+                .collect(),
+            blobs: FsBlobStore::open(&folder.blobs_path())?,
+            decoded: BTreeMap::from([(0, std::sync::Arc::new(initial))]),
+        })
+    }
+
+    /// The model after round (or version) `n`.
+    fn get(&mut self, n: u64) -> Result<Kept<std::sync::Arc<harambee_params::ParamSet>>> {
+        if let Some(model) = self.decoded.get(&n) {
+            return Ok(Kept::Model(std::sync::Arc::clone(model)));
+        }
+        let Some(blob) = self.globals.get(&n).copied() else {
+            return Ok(Kept::Missing);
+        };
+        let kept = self.blob(&blob)?;
+        if let Kept::Model(model) = kept {
+            let model = std::sync::Arc::new(model);
+            self.decoded.insert(n, std::sync::Arc::clone(&model));
+            return Ok(Kept::Model(model));
+        }
+        Ok(match kept {
+            Kept::Corrupt(e) => Kept::Corrupt(e),
+            _ => Kept::Missing,
+        })
+    }
+
+    /// Parameters stored as blob `digest` (an update, a model), decoded.
+    fn blob(&self, digest: &Digest) -> Result<Kept<harambee_params::ParamSet>> {
+        match self.blobs.get(digest) {
+            Ok(bytes) => Ok(Kept::Model(Encoding::F32.decode(&self.layout, &bytes)?)),
+            Err(harambee_store::StoreError::Missing(_)) => Ok(Kept::Missing),
+            Err(e) => Ok(Kept::Corrupt(e.to_string())),
+        }
+    }
+}
+
 /// Recomputes every buffered (FedBuff) version whose updates are kept: each input's change
 /// from the version it trained from, weighted by the staleness recorded (and checked against
 /// the versions by the audit), applied to the previous version in the recorded order, with
@@ -466,28 +523,22 @@ fn replay_steps(
         }
         return Ok(());
     }
-    let (layout, initial) = config.initial_model(folder.root())?;
-    let blobs = FsBlobStore::open(&folder.blobs_path())?;
-    let globals: BTreeMap<u64, Digest> = state
-        .closed_rounds()?
-        .into_iter()
-        .map(|r| (r.round, r.global_blob))
-        .collect();
-    let version = |n: u64| -> Result<Option<harambee_params::ParamSet>> {
-        if n == 0 {
-            return Ok(Some(initial.clone()));
-        }
-        match globals.get(&n).map(|d| blobs.get(d)) {
-            Some(Ok(bytes)) => Ok(Some(Encoding::F32.decode(&layout, &bytes)?)),
-            _ => Ok(None),
-        }
-    };
+    let mut models = KeptModels::open(folder, state, &config)?;
     for step in v.audit.steps.clone() {
         let n = step.version;
-        let Some(base) = version(n - 1)? else {
-            v.not_replayed
-                .push((n, "the previous version is not kept".into()));
-            continue;
+        // A version 0 (a malformed ledger, named by the audit) starts from nothing kept.
+        let base = match models.get(n.wrapping_sub(1))? {
+            Kept::Model(m) => m,
+            Kept::Corrupt(e) => {
+                v.replay_problems
+                    .push(format!("version {n}: the kept previous version: {e}"));
+                continue;
+            }
+            Kept::Missing => {
+                v.not_replayed
+                    .push((n, "the previous version is not kept".into()));
+                continue;
+            }
         };
         if base.digest().to_hex() != step.base {
             v.replay_problems.push(format!(
@@ -498,18 +549,24 @@ fn replay_steps(
         let mut changes = Vec::with_capacity(step.inputs.len());
         for (participant, base_version, staleness, digest) in &step.inputs {
             let kept = state
-                .updates_of_round(base_version + 1)?
+                .updates_of_round(base_version.saturating_add(1))?
                 .into_iter()
                 .find(|u| u.participant == *participant && u.update_digest.to_hex() == *digest);
-            let trained = match kept.map(|u| blobs.get(&u.blob)) {
-                Some(Ok(bytes)) => Encoding::F32.decode(&layout, &bytes)?,
+            let trained = match kept.map(|u| models.blob(&u.blob)).transpose()? {
+                Some(Kept::Model(trained)) => trained,
+                Some(Kept::Corrupt(e)) => {
+                    v.replay_problems.push(format!(
+                        "version {n}: participant {participant}'s update: {e}"
+                    ));
+                    break;
+                }
                 _ => break,
             };
             if trained.digest().to_hex() != *digest {
                 v.replay_problems.push(format!("version {n}: the kept update of participant {participant} is not the one it signed"));
                 break;
             }
-            let Some(from) = version(*base_version)? else {
+            let Kept::Model(from) = models.get(*base_version)? else {
                 break;
             };
             changes.push(harambee_coordinator::weighted_change(

@@ -119,48 +119,27 @@ impl Adversary {
         params: &ParamSet,
         samples: u64,
     ) -> Result<v1::SubmitReply, tonic::Status> {
-        let base = Digest(task.base_digest.as_slice().try_into().unwrap());
-        let signed = self.me.sign(UpdateStatement {
-            federation: self.invite.federation_id.clone(),
-            round: task.round,
-            base,
-            update: params.digest(),
-            num_samples: samples,
-        });
         let data = Encoding::F32.encode(params);
-        let header = v1::UpdateHeader {
-            public_key: self.key(),
-            round: task.round,
-            attempt: task.attempt,
-            base_digest: task.base_digest.clone(),
-            update_digest: params.digest().0.to_vec(),
-            num_samples: samples,
-            train_loss: 1.0,
-            encoding: "f32".into(),
-            total_bytes: data.len() as u64,
-            signature: signed.signature.to_vec(),
-        };
-        let chunks = data
-            .chunks(harambee_proto::CHUNK_BYTES)
-            .map(<[u8]>::to_vec)
-            .collect();
-        self.stream(header, chunks, true).await
+        self.submit_encoded(task, "f32", params, data, samples)
+            .await
     }
 
-    /// An update in `encoding` whose signed digest is `update`'s, of the bytes given.
+    /// An update in `encoding` whose signed digest is `update`'s, of the bytes given, claiming
+    /// `samples`.
     async fn submit_encoded(
         &mut self,
         task: &v1::Task,
         encoding: &str,
         update: &ParamSet,
         data: Vec<u8>,
+        samples: u64,
     ) -> Result<v1::SubmitReply, tonic::Status> {
         let signed = self.me.sign(UpdateStatement {
             federation: self.invite.federation_id.clone(),
             round: task.round,
             base: Digest(task.base_digest.as_slice().try_into().unwrap()),
             update: update.digest(),
-            num_samples: 1,
+            num_samples: samples,
         });
         let header = v1::UpdateHeader {
             public_key: self.key(),
@@ -168,7 +147,7 @@ impl Adversary {
             attempt: task.attempt,
             base_digest: task.base_digest.clone(),
             update_digest: update.digest().0.to_vec(),
-            num_samples: 1,
+            num_samples: samples,
             train_loss: 1.0,
             encoding: encoding.into(),
             total_bytes: data.len() as u64,
@@ -973,27 +952,27 @@ fn compressed_updates_are_decoded_strictly_and_recorded_as_decoded() {
                 negative_scale[..4].copy_from_slice(&(-1.0f32).to_le_bytes());
                 refused(
                     "int8 bytes with a negative block scale",
-                    adv.submit_encoded(&task, "int8", &decoded, negative_scale)
+                    adv.submit_encoded(&task, "int8", &decoded, negative_scale, 1)
                         .await,
                     &[Code::InvalidArgument],
                     "malformed compressed update",
                 );
                 refused(
                     "int8 bytes one short",
-                    adv.submit_encoded(&task, "int8", &decoded, bytes[1..].to_vec())
+                    adv.submit_encoded(&task, "int8", &decoded, bytes[1..].to_vec(), 1)
                         .await,
                     &[Code::InvalidArgument],
                     "wrong shape",
                 );
                 refused(
                     "int8 bytes signed as the undecoded update",
-                    adv.submit_encoded(&task, "int8", &trained, bytes.clone())
+                    adv.submit_encoded(&task, "int8", &trained, bytes.clone(), 1)
                         .await,
                     &[Code::InvalidArgument],
                     "hash to",
                 );
             }
-            match adv.submit_encoded(&task, "int8", &decoded, bytes).await {
+            match adv.submit_encoded(&task, "int8", &decoded, bytes, 1).await {
                 Ok(_) => {}
                 Err(s) if s.code() == Code::FailedPrecondition => {}
                 Err(s) => panic!("the proper int8 update was refused: {s:?}"),

@@ -196,7 +196,7 @@ pub fn check_witness(
                     }
                     // A buffered result's promise names round `base_version + 1`.
                     Ok(Entry::BufferedStep { inputs, .. }) => inputs.iter().any(|i| {
-                        i.base_version + 1 == p.round
+                        i.base_version.checked_add(1) == Some(p.round)
                             && i.attempt == p.attempt
                             && i.participant == p.participant
                             && i.update_digest == p.update_digest

@@ -30,7 +30,7 @@
 //! The participant also keeps, beside its state file (`*.witness.jsonl`), every tree head of
 //! the ledger it is shown (checked to extend the last one) and every promise to record its
 //! updates, for `harambee ledger verify --witness`. Training is seeded by
-//! (federation seed, round, participant), so a retrained update is the same update.
+//! (federation seed, round, attempt, participant), so a retrained update is the same update.
 
 mod client;
 mod commitment;

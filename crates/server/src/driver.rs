@@ -224,7 +224,7 @@ impl Driver {
         crate::privacy::check_budget(&charter, &config)?;
         secure_steps::check_secure_aggregation(&charter, &config)?;
         check_base_model(&charter, &config)?;
-        check_update_encoding(&charter, &config)?;
+        check_encodings(&charter, &config)?;
         check_buffered(&charter, &config)?;
         let (layout, initial) = config.initial_model(folder.root())?;
         let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&folder.blobs_path())?);
@@ -640,7 +640,7 @@ fn check_buffered(charter: &Charter, config: &FederationConfig) -> Result<(), Se
 }
 
 /// The charter's update and download encodings are the ones the coordinator uses.
-fn check_update_encoding(charter: &Charter, config: &FederationConfig) -> Result<(), ServerError> {
+fn check_encodings(charter: &Charter, config: &FederationConfig) -> Result<(), ServerError> {
     let training = &config.training;
     for (field, chartered, ours) in [
         (

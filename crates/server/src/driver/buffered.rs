@@ -151,7 +151,7 @@ impl Driver {
                 _ => None,
             })
             .flatten()
-            .map(|i| (i.base_version + 1, i.attempt, i.participant))
+            .map(|i| (i.base_version.saturating_add(1), i.attempt, i.participant))
             .collect();
         let oldest = completed.saturating_sub(self.run().core.config().max_staleness);
         let mut pending = Vec::new();
