@@ -228,6 +228,34 @@ pub struct Charter {
     /// The coordinator runs only with this encoding. Absent: the whole model in f32.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub download_encoding: Option<String>,
+    /// Verifiable training, for community compute on public data: workers train in
+    /// reproducible numerics and sign how (a training recipe), and the coordinator replays
+    /// a share of each round's updates before aggregating; an update that does not replay
+    /// is refused, recorded as fraud, and its sender removed. Absent: not verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationRule>,
+}
+
+/// How a federation checks that its workers trained as they say (docs/verification.md).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerificationRule {
+    /// The share of each round's updates the coordinator replays before aggregating, in
+    /// (0, 1]. Which ones is drawn when each arrives, so a worker cannot know in advance.
+    pub replay_fraction: f64,
+}
+
+impl VerificationRule {
+    /// Checks the fraction's range.
+    pub fn validate(&self) -> Result<(), CharterError> {
+        let f = self.replay_fraction;
+        if !(f.is_finite() && f > 0.0 && f <= 1.0) {
+            return Err(CharterError::Invalid(format!(
+                "verification.replay_fraction {f} must be in (0, 1]"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// How a buffered (FedBuff) federation aggregates: the whole rule, so that an auditor can
@@ -408,6 +436,12 @@ impl Charter {
                 "a community charter allows only the diloco strategy, not {}",
                 self.strategies.join(", ")
             ));
+        }
+        if let Some(rule) = &self.verification {
+            rule.validate()?;
+            if self.mode != Mode::Community {
+                return bad("verification replays workers' training, which needs their data to be public: it is for community mode".into());
+            }
         }
         if self.secure_aggregation.is_some_and(|r| r.min_survivors < 2) {
             return bad("secure_aggregation.min_survivors must be at least 2: a sum of one is that one's update".into());

@@ -31,6 +31,7 @@ fn charter(stewards: &[&Identity], threshold: usize) -> Charter {
         update_encoding: None,
         buffered: None,
         download_encoding: None,
+        verification: None,
         members: stewards
             .iter()
             .enumerate()

@@ -302,14 +302,25 @@ pub(crate) struct InitArgs {
     /// records the rule; docs/async.md).
     #[arg(long)]
     pub(crate) fedbuff: Option<String>,
+    /// Verifiable training (community mode, logreg, 2nn or cnn): workers train in
+    /// reproducible numerics and sign their training recipe, and the coordinator replays
+    /// this fraction of each round's updates on the public corpus (--replay-data) before
+    /// aggregating; an update that does not replay is refused, recorded as fraud and its
+    /// sender removed (the charter records the fraction; docs/verification.md).
+    #[arg(long, value_name = "FRACTION")]
+    pub(crate) verify: Option<f64>,
+    /// With --verify: the public corpus as the coordinator reads it, to replay updates.
+    #[arg(long, value_name = "DIR", default_value = "data/mnist")]
+    pub(crate) replay_data: PathBuf,
     /// The aggregation strategy (as `simulate --strategy`); the charter allows it. Default
     /// fedavg, or diloco in community mode.
     #[arg(long)]
     pub(crate) strategy: Option<String>,
     /// federated: members train on their own private data. community: workers pool compute
-    /// on a shared corpus (`--model char-transformer`, a folder of .txt files each worker
-    /// holds); each round the coordinator hands every worker present a shard and takes
-    /// DiLoCo's outer step, and workers may join and leave between rounds.
+    /// on a shared public corpus (`--model char-transformer` on a folder of .txt files, or
+    /// logreg, 2nn or cnn on MNIST-format images, which each worker holds); each round the
+    /// coordinator hands every worker present a shard and takes DiLoCo's outer step, and
+    /// workers may join and leave between rounds.
     #[arg(long, default_value = "federated", value_parser = ["federated", "community"])]
     pub(crate) mode: String,
     /// The charter's licence for members' contributions.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use harambee_charter::{
     BaseModel, Charter, Enrolment, Member, Mode, PrivacyBudget, Role, SecureAggregationRule,
+    VerificationRule,
 };
 use harambee_identity::Identity;
 use harambee_learn::udhr::load_corpus;
@@ -68,11 +69,27 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
             harambee_learn::shakespeare::alphabet(),
             Optimizer::AdamW { weight_decay: 0.0 },
         ),
-        _ if community => bail!(
-            "community mode trains --model char-transformer on a shared text corpus, not {model}"
+        _ if community && !model.is_native() => bail!(
+            "community mode trains --model char-transformer on a shared text corpus, or logreg, 2nn or cnn on shared images, not {model}"
         ),
         _ => (DataKind::Images, digit_names(), Optimizer::default()),
     };
+    let verification = args
+        .verify
+        .map(|replay_fraction| VerificationRule { replay_fraction });
+    if let Some(rule) = &verification {
+        rule.validate()?;
+        if !community {
+            bail!(
+                "--verify replays workers' training on a public corpus: it needs --mode community"
+            );
+        }
+        if !model.is_native() {
+            bail!(
+                "--verify needs a model whose kernels are all Harambee's own, so that training replays bit for bit: logreg, 2nn or cnn, not {model} (which trains on burn, whose kernels the CPU picks at run time)"
+            );
+        }
+    }
     let default_lr = match model {
         ModelKind::CharTransformer(_) | ModelKind::Pretrained => 3e-3,
         _ => 0.05,
@@ -131,6 +148,7 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
             classes,
             embedding_dim: 64,
             optimizer,
+            reproducible: verification.is_some(),
         },
         pretrained,
         initial_weights,
@@ -154,6 +172,11 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
             update_encoding: args.update_encoding.parse()?,
             download_encoding: args.download_encoding.parse()?,
             buffered: args.fedbuff.as_deref().map(str::parse).transpose()?,
+            replay_data: verification
+                .is_some()
+                .then(|| std::path::absolute(&args.replay_data))
+                .transpose()?,
+            verification,
         },
         limits: Limits {
             max_samples: args.max_samples.unwrap_or(Limits::default().max_samples),
@@ -296,6 +319,7 @@ pub(crate) fn charter_from(args: &InitArgs, config: &FederationConfig) -> Result
         buffered: config.training.buffered,
         download_encoding: (!config.training.download_encoding.is_exact())
             .then(|| config.training.download_encoding.to_string()),
+        verification: config.training.verification,
     };
     charter.validate()?;
     Ok(charter)

@@ -140,6 +140,7 @@ impl Adversary {
             base: Digest(task.base_digest.as_slice().try_into().unwrap()),
             update: update.digest(),
             num_samples: samples,
+            recipe: None,
         });
         let header = v1::UpdateHeader {
             public_key: self.key(),

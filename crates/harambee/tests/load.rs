@@ -103,6 +103,7 @@ async fn participant(invite: Arc<Invite>, latencies: Arc<Mutex<Vec<Duration>>>) 
             base,
             update: params.digest(),
             num_samples: 10,
+            recipe: None,
         });
         let data = Encoding::F32.encode(&params);
         let header = v1::UpdateHeader {

@@ -21,6 +21,7 @@
 //!     base: Digest::of_bytes(b"global model of round 6"),
 //!     update: Digest::of_bytes(b"my update"),
 //!     num_samples: 600,
+//!     recipe: None,
 //! };
 //! let signed = me.sign(statement.clone());
 //! assert!(signed.verify().is_ok());
@@ -34,4 +35,4 @@ mod statement;
 
 pub use error::IdentityError;
 pub use keys::{Identity, PublicKey};
-pub use statement::{SignedUpdate, UpdateStatement};
+pub use statement::{SignedUpdate, TrainingRecipe, UpdateStatement};

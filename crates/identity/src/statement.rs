@@ -1,5 +1,6 @@
 use ed25519_dalek::Signature;
 use harambee_params::Digest;
+use serde::{Deserialize, Serialize};
 
 use crate::{IdentityError, PublicKey};
 
@@ -11,8 +12,8 @@ const DOMAIN: &[u8] = b"harambee.update-statement.v1\0";
 /// Canonical bytes, in order (integers little-endian): the 29 bytes
 /// `harambee.update-statement.v1\0`; the federation id's length (`u32`) and UTF-8 bytes; the
 /// round (`u64`); the base digest (32 bytes); the update digest (32 bytes); the sample count
-/// (`u64`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// (`u64`); then, under verifiable training, the [`TrainingRecipe`]'s bytes.
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpdateStatement {
     /// The federation's id (its charter's name or hash).
     pub federation: String,
@@ -24,7 +25,52 @@ pub struct UpdateStatement {
     pub update: Digest,
     /// Examples it trained on (FedAvg's weight, so it must be vouched for too).
     pub num_samples: u64,
+    /// Under verifiable training: how the update was made, so that anyone can replay it.
+    /// Its bytes follow the rest (see [`TrainingRecipe::to_bytes`]); absent, the statement's
+    /// bytes are those of statements made before recipes existed.
+    pub recipe: Option<TrainingRecipe>,
 }
+
+/// What a worker under verifiable training vouches it did: from the statement's base, train
+/// reproducibly on shard `shard_index` of `shard_count` of the public corpus for
+/// `local_steps` steps of `batch_size` examples at `learning_rate`, shuffling with `seed`,
+/// the optimiser starting afresh. Together with the public data this fixes the update bit
+/// for bit, so an update that does not replay is evidence against its signer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingRecipe {
+    /// The shard trained on.
+    pub shard_index: u32,
+    /// Shards the corpus was cut into.
+    pub shard_count: u32,
+    /// The seed of the worker's shuffling.
+    pub seed: u64,
+    /// Optimiser steps taken.
+    pub local_steps: u32,
+    /// Examples per step.
+    pub batch_size: u32,
+    /// The local learning rate.
+    pub learning_rate: f32,
+}
+
+impl TrainingRecipe {
+    /// Its canonical bytes (integers and the rate's bits little-endian): the 19 bytes
+    /// `harambee.recipe.v1\0` then shard index, shard count (`u32`), seed (`u64`), steps,
+    /// batch size and learning rate (`u32` each).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = RECIPE_DOMAIN.to_vec();
+        out.extend_from_slice(&self.shard_index.to_le_bytes());
+        out.extend_from_slice(&self.shard_count.to_le_bytes());
+        out.extend_from_slice(&self.seed.to_le_bytes());
+        out.extend_from_slice(&self.local_steps.to_le_bytes());
+        out.extend_from_slice(&self.batch_size.to_le_bytes());
+        out.extend_from_slice(&self.learning_rate.to_bits().to_le_bytes());
+        out
+    }
+}
+
+/// Marks the recipe's bytes inside an update statement.
+const RECIPE_DOMAIN: &[u8] = b"harambee.recipe.v1\0";
 
 impl UpdateStatement {
     /// The canonical bytes that are signed.
@@ -37,12 +83,15 @@ impl UpdateStatement {
         out.extend_from_slice(&self.base.0);
         out.extend_from_slice(&self.update.0);
         out.extend_from_slice(&self.num_samples.to_le_bytes());
+        if let Some(recipe) = &self.recipe {
+            out.extend_from_slice(&recipe.to_bytes());
+        }
         out
     }
 }
 
 /// An update statement with its signer and signature, as it travels.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SignedUpdate {
     /// What is vouched for.
     pub statement: UpdateStatement,

@@ -12,6 +12,7 @@ fn statement() -> UpdateStatement {
         base: Digest::of_bytes(b"base"),
         update: Digest::of_bytes(b"update"),
         num_samples: 600,
+        recipe: None,
     }
 }
 
@@ -39,6 +40,7 @@ fn a_signed_statement_verifies_and_every_changed_field_fails() {
         },
         UpdateStatement {
             num_samples: 601,
+            recipe: None,
             ..statement()
         },
     ];

@@ -47,6 +47,7 @@ pub use data::{Dataset, Features, Split, TokenSet};
 pub use error::LearnError;
 pub use idx::{digit_names, fashion_names, load_idx_dir, parse_images, parse_labels};
 pub use model::ModelKind;
+pub use native::fixed::Kernel;
 pub use native::{NativeTrainer, trainer_for};
 pub use partition::Partition;
 pub use task::{DataKind, ModelTask, participant_seed};

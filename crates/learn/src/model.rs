@@ -42,6 +42,12 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
+    /// Whether its training is hand-written here ([`crate::NativeTrainer`]), every kernel
+    /// ours, so that it can train reproducibly.
+    pub fn is_native(self) -> bool {
+        matches!(self, ModelKind::LogReg | ModelKind::Mlp2nn | ModelKind::Cnn)
+    }
+
     /// The model's name, as on the command line.
     pub fn name(self) -> &'static str {
         match self {

@@ -42,6 +42,11 @@ pub struct ModelTask {
     pub embedding_dim: usize,
     /// The local optimiser.
     pub optimizer: Optimizer,
+    /// Verifiable training: fixed-order numerics that replay bit for bit on any machine
+    /// ([`NativeTrainer::reproducible`](crate::NativeTrainer::reproducible)), only for the
+    /// models whose every kernel is Harambee's own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reproducible: bool,
 }
 
 impl ModelTask {
@@ -79,6 +84,19 @@ impl ModelTask {
 
     /// The trainer for this task.
     pub fn trainer(&self) -> Result<Box<dyn Trainer>, LearnError> {
+        if self.reproducible {
+            if !self.model.is_native() {
+                return Err(LearnError::InvalidSetting(format!(
+                    "verifiable training replays every product bit for bit, so it needs a model whose kernels are all Harambee's own (logreg, 2nn, cnn); {} trains on burn, whose kernels are picked at run time by the CPU",
+                    self.model
+                )));
+            }
+            let data = self.blank_dataset();
+            let trainer = crate::NativeTrainer::new(self.model, &data, self.optimizer)?;
+            return Ok(Box::new(
+                trainer.reproducible(Some(crate::Kernel::from_env()?)),
+            ));
+        }
         trainer_for(
             self.model,
             &self.blank_dataset(),

@@ -187,6 +187,87 @@ mod models {
     }
 }
 
+/// Reproducible training: the same bits on every kernel and at any thread count, so that
+/// anyone can replay a worker's round (docs/verification.md).
+mod reproducible {
+    use super::*;
+    use harambee_learn::{Kernel, NativeTrainer};
+
+    fn bits(p: &harambee_params::ParamSet) -> Vec<u32> {
+        p.values().iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// 25 AdamW steps of batch 10 (a DiLoCo worker's round) on `kernel` inside a rayon pool
+    /// of `threads`.
+    fn round(kind: ModelKind, kernel: Option<Kernel>, threads: usize) -> Vec<u32> {
+        let data = &mnist().train;
+        let optimizer = Optimizer::AdamW { weight_decay: 0.01 };
+        let trainer = NativeTrainer::new(kind, data, optimizer)
+            .unwrap()
+            .reproducible(kernel);
+        let global = trainer.init(3);
+        let indices: Vec<usize> = (0..data.len()).step_by(3).collect();
+        let config = FitConfig {
+            epochs: 1,
+            batch_size: 10,
+            learning_rate: 1e-3,
+            proximal_mu: 0.0,
+            local_steps: 25,
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let out = pool.install(|| trainer.train(&global, data, &indices, &config, 7).unwrap());
+        assert_eq!(out.steps, 25);
+        bits(&out.params)
+    }
+
+    fn same_bits_everywhere(kind: ModelKind) {
+        let reference = round(kind, Some(Kernel::Generic), 1);
+        for kernel in Kernel::available() {
+            for threads in [1, 2] {
+                assert!(
+                    round(kind, Some(kernel), threads) == reference,
+                    "{kind}: {kernel:?} on {threads} threads differs from generic on 1"
+                );
+            }
+        }
+        // The fast kernels are a different computation: not a replay of this one.
+        assert!(round(kind, None, 1) != reference, "{kind}: fast mode is gemm's");
+    }
+
+    #[test]
+    fn the_2nn_trains_to_the_same_bits_on_every_kernel_and_thread_count() {
+        same_bits_everywhere(ModelKind::Mlp2nn);
+    }
+
+    #[test]
+    fn the_cnn_trains_to_the_same_bits_on_every_kernel_and_thread_count() {
+        same_bits_everywhere(ModelKind::Cnn);
+    }
+
+    #[test]
+    fn reproducible_training_stays_close_to_fast_training() {
+        let data = &mnist().train;
+        let fast = NativeTrainer::new(ModelKind::Mlp2nn, data, Optimizer::default()).unwrap();
+        let global = fast.init(3);
+        let indices: Vec<usize> = (0..200).collect();
+        let config = FitConfig::default();
+        let a = fast.train(&global, data, &indices, &config, 1).unwrap();
+        let slow = fast.reproducible(Some(Kernel::widest()));
+        let b = slow.train(&global, data, &indices, &config, 1).unwrap();
+        let diff = a
+            .params
+            .values()
+            .iter()
+            .zip(b.params.values())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-3, "the two numerics drift apart by {diff}");
+    }
+}
+
 /// The hand-written engine must compute what burn computes: same layout, same step.
 mod engines {
     use super::*;

@@ -123,6 +123,7 @@ fn test_charter(members: Vec<harambee_charter::Member>) -> harambee_charter::Cha
         update_encoding: None,
         buffered: None,
         download_encoding: None,
+        verification: None,
         members,
     }
 }
@@ -180,6 +181,7 @@ fn small_ledger_under(
             base,
             update,
             num_samples: 10,
+            recipe: None,
         });
         ledger.append(&Entry::UpdateCommitment {
             round: 1,
@@ -603,6 +605,7 @@ fn buffered_ledger(
                 base: versions[base_version as usize],
                 update,
                 num_samples: 10,
+                recipe: None,
             });
             inputs.push(harambee_ledger::BufferedInput {
                 participant: p,

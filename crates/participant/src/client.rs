@@ -195,6 +195,7 @@ fn task_of(spec: &v1::ModelSpec) -> Result<ModelTask, ParticipantError> {
         classes: spec.classes.clone(),
         embedding_dim: spec.embedding_dim as usize,
         optimizer,
+        reproducible: spec.reproducible,
     })
 }
 
@@ -522,6 +523,7 @@ impl RoundContext<'_> {
             base,
             update: digest,
             num_samples: outcome.num_samples,
+            recipe: None,
         });
         let header = v1::UpdateHeader {
             public_key: self.session.key(),

@@ -263,6 +263,7 @@ async fn send_masked(
         base: global.digest(),
         update: digest,
         num_samples: 0,
+        recipe: None,
     });
     let header = v1::MaskedHeader {
         public_key: session.key(),

@@ -150,6 +150,14 @@ pub struct TrainingSettings {
     /// long one member's work may take before it is given to another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buffered: Option<harambee_charter::BufferedRule>,
+    /// Verifiable training: the share of each round's updates replayed before aggregation;
+    /// must be the charter's `verification` rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<harambee_charter::VerificationRule>,
+    /// Under verification: the public corpus, read as the workers read it, on which the
+    /// coordinator replays their training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_data: Option<std::path::PathBuf>,
 }
 
 fn pause_by_default() -> bool {

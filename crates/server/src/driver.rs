@@ -458,6 +458,7 @@ impl Driver {
                 .as_ref()
                 .map(|p| serde_json::to_string(p).unwrap_or_default())
                 .unwrap_or_default(),
+            reproducible: m.reproducible,
         }
     }
 

@@ -34,6 +34,7 @@ fn config(min_participants: usize) -> FederationConfig {
             classes: digit_names(),
             embedding_dim: 0,
             optimizer: Optimizer::default(),
+            reproducible: false,
         },
         pretrained: None,
         initial_weights: None,
@@ -56,6 +57,8 @@ fn config(min_participants: usize) -> FederationConfig {
             secagg_range: 1.0,
             update_encoding: Default::default(),
             download_encoding: Default::default(),
+            verification: None,
+            replay_data: None,
             buffered: None,
         },
         limits: Limits::default(),
@@ -94,6 +97,7 @@ fn charter(members_only: Option<&Identity>) -> Charter {
         update_encoding: None,
         buffered: None,
         download_encoding: None,
+        verification: None,
     }
 }
 
@@ -180,6 +184,7 @@ fn update(
         base,
         update: digest,
         num_samples: 10,
+        recipe: None,
     });
     let bytes = Encoding::F32.encode(params);
     let header = v1::UpdateHeader {

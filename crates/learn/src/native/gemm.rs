@@ -1,4 +1,5 @@
-//! One safe entry point to the `gemm` crate's matrix product.
+//! One safe entry point to the matrix product: the `gemm` crate's, or in reproducible
+//! training the fixed-order one of [`super::fixed`].
 
 /// A read-only strided matrix view over a slice.
 #[derive(Clone, Copy)]
@@ -23,6 +24,33 @@ impl<'a> View<'a> {
         }
     }
 
+    /// Its rows.
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Its columns.
+    pub(crate) fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The element at row `i`, column `j`.
+    pub(crate) fn at(&self, i: usize, j: usize) -> f32 {
+        self.data[i * self.row_stride + j * self.col_stride]
+    }
+
+    /// Its elements row-major and contiguous: borrowed when stored that way already.
+    pub(crate) fn to_row_major(&self) -> std::borrow::Cow<'a, [f32]> {
+        if self.col_stride == 1 && self.row_stride == self.cols {
+            return std::borrow::Cow::Borrowed(&self.data[..self.rows * self.cols]);
+        }
+        let mut out = Vec::with_capacity(self.rows * self.cols);
+        for i in 0..self.rows {
+            out.extend((0..self.cols).map(|j| self.at(i, j)));
+        }
+        std::borrow::Cow::Owned(out)
+    }
+
     /// The transpose, without copying.
     pub(crate) fn t(self) -> Self {
         Self {
@@ -36,7 +64,8 @@ impl<'a> View<'a> {
 }
 
 /// `out = [out +] a · b`, with `out` row-major `a.rows × b.cols`, single-threaded (callers
-/// parallelise across participants or batches).
+/// parallelise across participants or batches). Inside reproducible training
+/// ([`super::fixed::with_kernel`]) it is the fixed-order product instead of `gemm`'s.
 pub(crate) fn matmul(out: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool) {
     assert_eq!(a.cols, b.rows, "inner dimensions");
     assert_eq!(out.len(), a.rows * b.cols, "output size");
@@ -56,6 +85,9 @@ pub(crate) fn matmul(out: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool
             out.fill(0.0);
         }
         return;
+    }
+    if let Some(kernel) = super::fixed::current() {
+        return super::fixed::matmul(out, a, b, accumulate, kernel);
     }
     let (m, n, k) = (a.rows, b.cols, a.cols);
     #[allow(unsafe_code)]

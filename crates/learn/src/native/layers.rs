@@ -75,17 +75,36 @@ pub(super) fn softmax_cross_entropy(logits: &mut [f32], labels: &[u32], classes:
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0.0f32;
         for v in row.iter_mut() {
-            *v = (*v - max).exp();
+            *v = exp(*v - max);
             sum += *v;
         }
         let p_label = row[label as usize] / sum;
-        loss -= p_label.max(f32::MIN_POSITIVE).ln();
+        loss -= ln(p_label.max(f32::MIN_POSITIVE));
         for v in row.iter_mut() {
             *v /= sum * batch as f32;
         }
         row[label as usize] -= 1.0 / batch as f32;
     }
     loss
+}
+
+/// `eˣ`: the platform's in fast training; in reproducible training the portable `libm`'s, since
+/// the C library may pick another implementation on another CPU (glibc has an FMA variant).
+fn exp(x: f32) -> f32 {
+    if super::fixed::current().is_some() {
+        libm::expf(x)
+    } else {
+        x.exp()
+    }
+}
+
+/// `ln x`, chosen as [`exp`] is.
+fn ln(x: f32) -> f32 {
+    if super::fixed::current().is_some() {
+        libm::logf(x)
+    } else {
+        x.ln()
+    }
 }
 
 /// Summed cross-entropy and the number of correct arg-max predictions, per class.

@@ -8,6 +8,7 @@
 //! the optimiser is one pass and nothing is allocated per step once the scratch is warm.
 
 mod cnn;
+pub(crate) mod fixed;
 mod gemm;
 mod layers;
 mod mlp;
@@ -59,6 +60,8 @@ pub struct NativeTrainer {
     arch: Arch,
     optimizer: Optimizer,
     reference: BurnTrainer,
+    /// Reproducible training's kernel; `None` trains on the faster `gemm` kernels.
+    kernel: Option<fixed::Kernel>,
 }
 
 impl NativeTrainer {
@@ -80,7 +83,18 @@ impl NativeTrainer {
             arch,
             optimizer,
             reference,
+            kernel: None,
         })
+    }
+
+    /// The same trainer training reproducibly on `kernel` (`None`: fast again). Every
+    /// product then sums in a fixed order and the loss uses the portable `libm`, so one
+    /// training run gives the same bits on any x86-64 machine, thread count and kernel;
+    /// the optimiser already starts afresh each call. About 2–4× slower than `gemm` (see
+    /// docs/verification.md).
+    pub fn reproducible(mut self, kernel: Option<fixed::Kernel>) -> Self {
+        self.kernel = kernel;
+        self
     }
 }
 
@@ -102,10 +116,10 @@ impl Trainer for NativeTrainer {
         seed: u64,
     ) -> Result<TrainOutcome, LearnError> {
         check_training_input(self.layout(), global, indices)?;
-        match &self.arch {
+        fixed::with_kernel(self.kernel, || match &self.arch {
             Arch::Mlp(net) => train(net, self.optimizer, global, data, indices, config, seed),
             Arch::Cnn(net) => train(net, self.optimizer, global, data, indices, config, seed),
-        }
+        })
     }
 
     fn evaluate(
@@ -300,7 +314,7 @@ pub fn trainer_for(
     force_burn: bool,
 ) -> Result<Box<dyn Trainer>, LearnError> {
     Ok(match kind {
-        ModelKind::LogReg | ModelKind::Mlp2nn | ModelKind::Cnn if !force_burn => {
+        kind if kind.is_native() && !force_burn => {
             Box::new(NativeTrainer::new(kind, data, optimizer)?)
         }
         ModelKind::CharTransformer(shape) => {

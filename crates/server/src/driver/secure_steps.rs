@@ -132,6 +132,7 @@ impl Driver {
                 base,
                 update: digest,
                 num_samples: 0,
+                recipe: None,
             },
             signer,
             signature,

@@ -220,6 +220,7 @@ impl Driver {
                 base: base.digest(),
                 update: digest,
                 num_samples: h.num_samples,
+                recipe: None,
             },
             signer,
             signature,
