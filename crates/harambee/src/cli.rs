@@ -182,6 +182,14 @@ pub(crate) enum LedgerCommand {
         /// ledger must agree with every tree head and promise in it; repeat for several.
         #[arg(long)]
         witness: Vec<PathBuf>,
+        /// Verifiable training: also replay every worker's recorded update from its signed
+        /// recipe on the public corpus, bit for bit, and check every fraud entry's evidence.
+        #[arg(long)]
+        replay_training: bool,
+        /// With --replay-training: the public corpus (default: the federation's
+        /// training.replay_data).
+        #[arg(long, requires = "replay_training")]
+        data: Option<PathBuf>,
     },
     /// The ledger's history, one line per entry.
     Show {

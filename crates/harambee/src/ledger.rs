@@ -20,12 +20,17 @@ pub(crate) fn run(args: LedgerArgs) -> Result<()> {
             dir,
             coordinator_key,
             witness,
+            replay_training,
+            data,
         } => {
             let pinned = coordinator_key
                 .map(|k| k.parse::<PublicKey>())
                 .transpose()?;
             let mut v = verify_folder(&dir, pinned.as_ref())?;
             check_witnesses(&dir, &witness, &mut v)?;
+            if replay_training {
+                crate::replay_training::check(&dir, data.as_deref(), &mut v)?;
+            }
             v.print();
             if !v.ok() {
                 bail!(
@@ -102,6 +107,8 @@ pub(crate) struct Verification {
     pub(crate) replay_problems: Vec<String>,
     /// Witnessed tree heads and promises that agreed with the ledger, when any were given.
     pub(crate) witnessed: Option<usize>,
+    /// Workers' training replayed from their recipes, when asked (`--replay-training`).
+    pub(crate) training: Option<crate::replay_training::TrainingReplay>,
 }
 
 impl Verification {
@@ -153,6 +160,9 @@ impl Verification {
         if let Some(n) = self.witnessed {
             println!("witnessed tree heads and update promises agreeing with this ledger: {n}");
         }
+        if let Some(t) = &self.training {
+            t.print();
+        }
         let problems = self.problems();
         if problems.is_empty() {
             println!("verified: every signature, the tree, every round's inputs and results");
@@ -166,14 +176,14 @@ impl Verification {
 }
 
 /// A federation folder opened for auditing.
-struct Opened {
-    folder: FederationFolder,
-    state: SqliteState,
-    entries: Vec<Vec<u8>>,
-    heads: Vec<TreeHead>,
+pub(crate) struct Opened {
+    pub(crate) folder: FederationFolder,
+    pub(crate) state: SqliteState,
+    pub(crate) entries: Vec<Vec<u8>>,
+    pub(crate) heads: Vec<TreeHead>,
 }
 
-fn open(dir: &Path) -> Result<Opened> {
+pub(crate) fn open(dir: &Path) -> Result<Opened> {
     let folder = FederationFolder::new(dir);
     let state = SqliteState::open(&folder.state_path())
         .with_context(|| format!("opening the state of {}", dir.display()))?;
@@ -211,6 +221,7 @@ pub(crate) fn verify_folder(dir: &Path, pinned: Option<&PublicKey>) -> Result<Ve
         not_replayed: Vec::new(),
         replay_problems: Vec::new(),
         witnessed: None,
+        training: None,
     };
     let settings = std::fs::read(folder.config_path())
         .with_context(|| format!("reading {}", folder.config_path().display()))?;
@@ -435,7 +446,7 @@ fn replay(folder: &FederationFolder, state: &SqliteState, v: &mut Verification) 
 }
 
 /// What a federation folder kept of a model or an update.
-enum Kept<T> {
+pub(crate) enum Kept<T> {
     Model(T),
     /// Deleted (retention), or never stored.
     Missing,
@@ -445,7 +456,7 @@ enum Kept<T> {
 
 /// The global models a federation folder keeps, by round or version (0: the initial model),
 /// each read and decoded once however many rounds or results start from it.
-struct KeptModels {
+pub(crate) struct KeptModels {
     layout: harambee_params::Layout,
     globals: BTreeMap<u64, Digest>,
     blobs: FsBlobStore,
@@ -453,7 +464,7 @@ struct KeptModels {
 }
 
 impl KeptModels {
-    fn open(
+    pub(crate) fn open(
         folder: &FederationFolder,
         state: &SqliteState,
         config: &harambee_server::FederationConfig,
@@ -472,7 +483,10 @@ impl KeptModels {
     }
 
     /// The model after round (or version) `n`.
-    fn get(&mut self, n: u64) -> Result<Kept<std::sync::Arc<harambee_params::ParamSet>>> {
+    pub(crate) fn get(
+        &mut self,
+        n: u64,
+    ) -> Result<Kept<std::sync::Arc<harambee_params::ParamSet>>> {
         if let Some(model) = self.decoded.get(&n) {
             return Ok(Kept::Model(std::sync::Arc::clone(model)));
         }
@@ -668,6 +682,21 @@ fn show(dir: &Path) -> Result<()> {
             }) => format!(
                 "participant {participant} committed to its local data: Merkle root {}",
                 short(&data_root)
+            ),
+            Ok(Entry::Fraud {
+                round,
+                participant,
+                recipe,
+                claimed,
+                replayed,
+                ..
+            }) => format!(
+                "round {round}: FRAUD by participant {participant}: its update {} is not what its signed recipe (shard {} of {}, {} steps) gives, {}; removed",
+                short(&claimed),
+                recipe.shard_index,
+                recipe.shard_count,
+                recipe.local_steps,
+                short(&replayed)
             ),
             Ok(Entry::BufferedStep {
                 version,

@@ -21,6 +21,7 @@ mod ledger;
 mod llm;
 mod model;
 mod progress;
+mod replay_training;
 mod simulate;
 
 use std::process::ExitCode;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::{
     COMMUNITIES, LANGUAGES, client, corpus, harambee, join_community, read, spawn, wait_exit,
 };
-use harambee_identity::{Identity, UpdateStatement};
+use harambee_identity::{Identity, TrainingRecipe, UpdateStatement};
 use harambee_params::{Digest, Encoding, Layout, ParamSet, UpdateCodec};
 use harambee_proto::auth::{self, method};
 use harambee_proto::{CallProof, CoordinatorClient, Invite, v1};
@@ -134,13 +134,38 @@ impl Adversary {
         data: Vec<u8>,
         samples: u64,
     ) -> Result<v1::SubmitReply, tonic::Status> {
+        self.submit_signed(task, encoding, update, data, samples, None)
+            .await
+    }
+
+    /// `params` in f32, signed with a training recipe.
+    async fn submit_with_recipe(
+        &mut self,
+        task: &v1::Task,
+        params: &ParamSet,
+        recipe: TrainingRecipe,
+    ) -> Result<v1::SubmitReply, tonic::Status> {
+        let data = Encoding::F32.encode(params);
+        self.submit_signed(task, "f32", params, data, 10, Some(recipe))
+            .await
+    }
+
+    async fn submit_signed(
+        &mut self,
+        task: &v1::Task,
+        encoding: &str,
+        update: &ParamSet,
+        data: Vec<u8>,
+        samples: u64,
+        recipe: Option<TrainingRecipe>,
+    ) -> Result<v1::SubmitReply, tonic::Status> {
         let signed = self.me.sign(UpdateStatement {
             federation: self.invite.federation_id.clone(),
             round: task.round,
             base: Digest(task.base_digest.as_slice().try_into().unwrap()),
             update: update.digest(),
             num_samples: samples,
-            recipe: None,
+            recipe,
         });
         let header = v1::UpdateHeader {
             public_key: self.key(),
@@ -1211,5 +1236,267 @@ fn a_buffered_federation_takes_stale_results_by_weight_and_verifies() {
     assert!(
         stale,
         "the slowed member's results should arrive stale: {shown}"
+    );
+}
+
+/// How a lazy worker cheats from its second round on (its first it trains honestly, and is
+/// not flagged).
+#[derive(Debug, Clone, Copy)]
+enum Laziness {
+    /// Sends the base back with a little noise, without training.
+    Noise,
+    /// Trains half the inner steps asked for.
+    FewerSteps,
+    /// Trains on another worker's shard.
+    OtherShard,
+}
+
+/// A lazy worker written against the protocol: it trains with the same public trainer the
+/// coordinator replays with, and cheats in round 2. Returns its participant id.
+async fn lazy_worker(invite: Invite, laziness: Laziness) -> u64 {
+    let mut adv = Adversary {
+        c: client(&invite),
+        me: Identity::generate().unwrap(),
+        invite,
+    };
+    let reply = adv.enrol(None).await.unwrap();
+    let spec = reply.model.unwrap();
+    assert!(
+        spec.reproducible,
+        "the coordinator must ask for reproducible training"
+    );
+    let me = reply.participant_id;
+    let task_model = harambee_learn::ModelTask {
+        model: spec.model.parse().unwrap(),
+        data: harambee_learn::DataKind::Images,
+        classes: spec.classes.clone(),
+        embedding_dim: spec.embedding_dim as usize,
+        optimizer: serde_json::from_str(&spec.optimizer).unwrap(),
+        reproducible: true,
+    };
+    let trainer =
+        harambee_server::Replayer::new(&task_model, &common::repo().join("data/mnist")).unwrap();
+    let layout = layout_of(&spec);
+    for round in 1..=2 {
+        let task = adv.task((round - 1, 0)).await;
+        assert_eq!(task.round, round, "{laziness:?}");
+        let base = adv.fetch(&layout, &task.base_digest).await;
+        let shard = task.shard.unwrap();
+        let fit = task.config.unwrap();
+        let recipe = TrainingRecipe {
+            shard_index: shard.index,
+            shard_count: shard.count,
+            seed: harambee_learn::task_seed(spec.seed, task.round, me, task.attempt),
+            epochs: fit.epochs,
+            local_steps: fit.local_steps,
+            batch_size: fit.batch_size,
+            learning_rate: fit.learning_rate,
+            proximal_mu: fit.proximal_mu,
+        };
+        if round == 1 {
+            let honest = trainer.replay(&base, &recipe).unwrap();
+            adv.submit_with_recipe(&task, &honest, recipe)
+                .await
+                .unwrap();
+            continue;
+        }
+        let lazy = match laziness {
+            Laziness::Noise => {
+                let mut noisy = base.clone();
+                for (i, v) in noisy.values_mut().iter_mut().enumerate() {
+                    *v += 1e-3 * ((i as f32) * 0.7).sin();
+                }
+                noisy
+            }
+            Laziness::FewerSteps => {
+                let half = TrainingRecipe {
+                    local_steps: recipe.local_steps / 2,
+                    ..recipe
+                };
+                let lazy = trainer.replay(&base, &half).unwrap();
+                // Honest about its laziness: the recipe signed is not the round's.
+                refused(
+                    "an update signed with a recipe other than the round's",
+                    adv.submit_with_recipe(&task, &lazy, half).await,
+                    &[Code::Unauthenticated],
+                    "training recipe",
+                );
+                lazy
+            }
+            Laziness::OtherShard => {
+                let other = TrainingRecipe {
+                    shard_index: (recipe.shard_index + 1) % recipe.shard_count,
+                    ..recipe
+                };
+                trainer.replay(&base, &other).unwrap()
+            }
+        };
+        refused(
+            &format!("a lazy update ({laziness:?}) under the round's recipe"),
+            adv.submit_with_recipe(&task, &lazy, recipe).await,
+            &[Code::PermissionDenied],
+            "does not replay",
+        );
+    }
+    let r = adv.call(
+        method::GET_TASK,
+        v1::TaskRequest {
+            public_key: adv.key(),
+            after_round: 2,
+            after_attempt: 0,
+            wait_ms: 100,
+        },
+    );
+    refused(
+        "a task for a worker removed for fraud",
+        adv.c.get_task(r).await,
+        &[Code::PermissionDenied],
+        "did not replay",
+    );
+    me
+}
+
+#[test]
+fn lazy_workers_are_caught_by_replay_recorded_as_fraud_and_removed_while_training_goes_on() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let fed = root.join("fed");
+    let mnist = common::repo().join("data/mnist");
+    let mut args = vec!["init", fed.to_str().unwrap(), "--mode", "community"];
+    args.extend(["--model", "2nn", "--strategy", "diloco:10", "--verify", "1"]);
+    args.extend(["--replay-data", mnist.to_str().unwrap()]);
+    args.extend(["--listen", "127.0.0.1:0", "--no-dashboard", "--rounds", "6"]);
+    args.extend(["--min-participants", "5", "--quorum", "2", "--batch", "10"]);
+    args.extend(["--deadline-s", "60", "--seed", "5"]);
+    let out = harambee(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let charter = fs::read_to_string(fed.join("charter.toml")).unwrap();
+    assert!(charter.contains("replay_fraction = 1.0"), "{charter}");
+    // A model on burn's run-time kernels cannot be replayed bit for bit: refused, with why.
+    let other = root.join("transformer");
+    let out = harambee(&[
+        "init",
+        other.to_str().unwrap(),
+        "--mode",
+        "community",
+        "--model",
+        "char-transformer",
+        "--verify",
+        "0.5",
+    ]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("kernels"), "{said}");
+
+    let mut coordinator = serve(root, &fed, &[]);
+    let honest_worker = |k: usize| {
+        let key = root.join(format!("p{k}.pem"));
+        assert!(
+            harambee(&["keygen", "--out", key.to_str().unwrap()])
+                .status
+                .success()
+        );
+        let log = root.join(format!("p{k}.log"));
+        let mut join = common::join_command(&fed, &key, &mnist, &format!("p{k}"));
+        if k == 0 {
+            join.env("HARAMBEE_KERNEL", "generic");
+        }
+        let child = spawn(&mut join, &log);
+        common::wait_for(&log, "enrolled", Duration::from_secs(60));
+        child
+    };
+    // Two honest workers: one on the generic kernel, one on the widest (as the coordinator).
+    let mut honest: Vec<Child> = (0..2).map(honest_worker).collect();
+    let invite = Invite::load(&fed.join("invite.toml")).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let lazy: Vec<u64> = runtime.block_on(async {
+        let workers = [Laziness::Noise, Laziness::FewerSteps, Laziness::OtherShard]
+            .map(|l| tokio::spawn(lazy_worker(invite.clone(), l)));
+        let mut ids = Vec::new();
+        for w in workers {
+            ids.push(w.await.unwrap());
+        }
+        ids
+    });
+    // Rounds open with five workers: three newcomers replace the lazy ones.
+    honest.extend((2..5).map(honest_worker));
+    finish(root, &mut coordinator, &mut honest);
+    assert!(read(&root.join("p0.log")).contains("kernel=\"generic\""));
+    let served = read(&root.join("serve.log"));
+    assert!(
+        served.contains("spot check: the update replays bit for bit"),
+        "{served}"
+    );
+
+    // The ledger: one fraud entry per lazy worker in round 2, none of their updates after,
+    // round 2 made by the two honest workers, and rounds 3–6 by five.
+    use harambee_store::StateStore as _;
+    let (entries, _) = harambee_store::SqliteState::open(&fed.join("state.db"))
+        .unwrap()
+        .ledger()
+        .unwrap();
+    let entries: Vec<harambee_ledger::Entry> = entries
+        .iter()
+        .map(|e| harambee_ledger::Entry::parse(e).unwrap())
+        .collect();
+    let mut frauds: Vec<u64> = entries
+        .iter()
+        .filter_map(|e| match e {
+            harambee_ledger::Entry::Fraud {
+                round: 2,
+                participant,
+                ..
+            } => Some(*participant),
+            _ => None,
+        })
+        .collect();
+    frauds.sort_unstable();
+    let mut expected = lazy.clone();
+    expected.sort_unstable();
+    assert_eq!(frauds, expected);
+    for e in &entries {
+        if let harambee_ledger::Entry::UpdateCommitment {
+            round,
+            participant,
+            recipe,
+            ..
+        } = e
+        {
+            assert!(recipe.is_some(), "every update carries its recipe");
+            assert!(
+                *round == 1 || !lazy.contains(participant),
+                "a lazy update in round {round}"
+            );
+        }
+        if let harambee_ledger::Entry::RoundResult { round, inputs, .. } = e {
+            assert_eq!(
+                inputs.len(),
+                if *round == 2 { 2 } else { 5 },
+                "round {round}"
+            );
+        }
+    }
+
+    let shown = common::ok(&harambee(&[
+        "ledger",
+        "verify",
+        fed.to_str().unwrap(),
+        "--replay-training",
+    ]));
+    assert!(shown.contains("matching bit for bit: 27 of 27"), "{shown}");
+    for id in &lazy {
+        assert!(
+            shown.contains(&format!("fraud confirmed: round 2, participant {id} ")),
+            "{shown}"
+        );
+    }
+    let listed = common::ok(&harambee(&["ledger", "show", fed.to_str().unwrap()]));
+    assert_eq!(
+        listed.matches("FRAUD by participant").count(),
+        3,
+        "{listed}"
     );
 }

@@ -45,26 +45,36 @@ pub struct TrainingRecipe {
     pub shard_count: u32,
     /// The seed of the worker's shuffling.
     pub seed: u64,
-    /// Optimiser steps taken.
+    /// Passes over the shard (ended early by `local_steps`).
+    pub epochs: u32,
+    /// Optimiser steps taken (0: whole epochs).
     pub local_steps: u32,
     /// Examples per step.
     pub batch_size: u32,
     /// The local learning rate.
     pub learning_rate: f32,
+    /// FedProx's μ (0 without).
+    pub proximal_mu: f32,
 }
 
 impl TrainingRecipe {
-    /// Its canonical bytes (integers and the rate's bits little-endian): the 19 bytes
-    /// `harambee.recipe.v1\0` then shard index, shard count (`u32`), seed (`u64`), steps,
-    /// batch size and learning rate (`u32` each).
+    /// Its canonical bytes (little-endian; the rates as their `f32` bits): the 19 bytes
+    /// `harambee.recipe.v1\0`, then shard index and count (`u32`), seed (`u64`), epochs,
+    /// steps, batch size, learning rate and μ (`u32` each).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = RECIPE_DOMAIN.to_vec();
         out.extend_from_slice(&self.shard_index.to_le_bytes());
         out.extend_from_slice(&self.shard_count.to_le_bytes());
         out.extend_from_slice(&self.seed.to_le_bytes());
-        out.extend_from_slice(&self.local_steps.to_le_bytes());
-        out.extend_from_slice(&self.batch_size.to_le_bytes());
-        out.extend_from_slice(&self.learning_rate.to_bits().to_le_bytes());
+        for word in [
+            self.epochs,
+            self.local_steps,
+            self.batch_size,
+            self.learning_rate.to_bits(),
+            self.proximal_mu.to_bits(),
+        ] {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
         out
     }
 }

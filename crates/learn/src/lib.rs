@@ -49,6 +49,6 @@ pub use idx::{digit_names, fashion_names, load_idx_dir, parse_images, parse_labe
 pub use model::ModelKind;
 pub use native::fixed::Kernel;
 pub use native::{NativeTrainer, trainer_for};
-pub use partition::Partition;
-pub use task::{DataKind, ModelTask, participant_seed};
+pub use partition::{Partition, shard};
+pub use task::{DataKind, ModelTask, participant_seed, task_seed};
 pub use trainer::{BurnTrainer, Evaluation, InnerState, Optimizer, TrainOutcome, Trainer};

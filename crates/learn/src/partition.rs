@@ -209,3 +209,43 @@ impl FromStr for Partition {
         })
     }
 }
+
+/// The examples of `shard` (every `count`-th from `index` of `examples`), or all of them when
+/// the round names no shard: a community worker's part of the shared corpus in one round.
+pub fn shard(examples: usize, shard: Option<(u32, u32)>) -> Result<Vec<usize>, LearnError> {
+    let Some((index, count)) = shard else {
+        return Ok((0..examples).collect());
+    };
+    if count == 0 || index >= count {
+        return Err(LearnError::InvalidSetting(format!(
+            "the coordinator assigned shard {index} of {count}, which does not exist"
+        )));
+    }
+    let picked: Vec<usize> = (index as usize..examples).step_by(count as usize).collect();
+    if picked.is_empty() {
+        return Err(LearnError::InvalidSetting(format!(
+            "shard {index} of {count} of {examples} training chunks is empty: the corpus here is too small"
+        )));
+    }
+    Ok(picked)
+}
+
+#[cfg(test)]
+mod shard_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn shards_partition_the_examples_and_impossible_ones_are_refused() {
+        assert_eq!(shard(5, None).unwrap(), vec![0, 1, 2, 3, 4]);
+        let mut seen: Vec<usize> = (0..3)
+            .flat_map(|i| shard(10, Some((i, 3))).unwrap())
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        assert_eq!(shard(10, Some((1, 3))).unwrap(), vec![1, 4, 7]);
+        for bad in [(0, 0), (3, 3), (7, 8)] {
+            assert!(shard(5, Some(bad)).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -162,3 +162,11 @@ pub fn participant_seed(seed: u64, round: u64, participant: u64) -> u64 {
     z = (z ^ (z >> 33)).wrapping_mul(0xFF51_AFD7_ED55_8CCD);
     z ^ (z >> 33)
 }
+
+/// The seed a networked member trains one task with: [`participant_seed`] of the federation's
+/// seed, with the task's attempt mixed in (a buffered federation may give one member two
+/// pieces of work from one version, which must not be the same training twice). The
+/// coordinator derives it too, to replay a worker's round.
+pub fn task_seed(federation_seed: u64, round: u64, participant: u64, attempt: u32) -> u64 {
+    participant_seed(federation_seed, round, participant) ^ u64::from(attempt).rotate_left(7)
+}

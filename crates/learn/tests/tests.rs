@@ -234,7 +234,10 @@ mod reproducible {
             }
         }
         // The fast kernels are a different computation: not a replay of this one.
-        assert!(round(kind, None, 1) != reference, "{kind}: fast mode is gemm's");
+        assert!(
+            round(kind, None, 1) != reference,
+            "{kind}: fast mode is gemm's"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use harambee_charter::{Amendment, Charter, Mode};
-use harambee_identity::{PublicKey, SignedUpdate, UpdateStatement};
+use harambee_identity::{PublicKey, SignedUpdate, TrainingRecipe, UpdateStatement};
 use harambee_params::Digest;
 
 use crate::{Entry, Ledger, TreeHead};
@@ -68,6 +68,9 @@ pub struct Audit {
     pub signatures_verified: u64,
     /// Amendments that took effect.
     pub amendments: u64,
+    /// Fraud the ledger records, each with its evidence signed by the worker: (round,
+    /// participant).
+    pub frauds: Vec<(u64, u64)>,
 }
 
 impl Audit {
@@ -86,6 +89,44 @@ fn key_of(hex_key: &str) -> Option<PublicKey> {
 
 fn digest_of(hex_digest: &str) -> Option<Digest> {
     Digest::from_hex(hex_digest)
+}
+
+/// Whether `signature` (hex) is `key`'s (hex) over `statement`.
+fn verify_signed(statement: UpdateStatement, key: Option<&String>, signature: &str) -> bool {
+    (|| {
+        let signed = SignedUpdate {
+            statement,
+            signer: key_of(key?)?,
+            signature: hex::decode(signature).ok()?.try_into().ok()?,
+        };
+        signed.verify().ok()
+    })()
+    .is_some()
+}
+
+/// Under a verification rule every update carries the recipe of the round it was given:
+/// its shard is its sender's rank among the selected, of as many shards as were selected.
+fn check_recipe(
+    a: &mut Audit,
+    at: Option<u64>,
+    charter: &Charter,
+    round: u64,
+    participant: u64,
+    selected: &BTreeSet<u64>,
+    recipe: Option<&TrainingRecipe>,
+) {
+    let r = Some(round);
+    match (charter.verification.is_some(), recipe) {
+        (false, None) => {}
+        (false, Some(_)) => a.find(at, r, format!("round {round}: participant {participant}'s update carries a training recipe, but the charter sets no verification")),
+        (true, None) => a.find(at, r, format!("round {round}: participant {participant}'s update carries no training recipe, but the charter requires verifiable training")),
+        (true, Some(recipe)) => {
+            let rank = selected.iter().position(|p| *p == participant);
+            if rank != Some(recipe.shard_index as usize) || recipe.shard_count as usize != selected.len() {
+                a.find(at, r, format!("round {round}: participant {participant} trained shard {} of {}, not its own shard of the {} selected", recipe.shard_index, recipe.shard_count, selected.len()));
+            }
+        }
+    }
 }
 
 /// Checks a whole ledger offline. `trusted_key` pins the coordinator's key; without it the
@@ -226,6 +267,7 @@ fn check_entries(a: &mut Audit, parsed: &[Option<Entry>], federation: &str, mut 
     let mut last_epsilon = 0.0f64;
     let mut buffered = BufferedHistory::default();
     let mut committed_data: BTreeSet<u64> = BTreeSet::new();
+    let mut removed_for_fraud: BTreeMap<u64, u64> = BTreeMap::new();
     for (i, entry) in parsed.iter().enumerate().skip(1) {
         let at = Some(i as u64);
         let Some(entry) = entry else { continue };
@@ -348,8 +390,12 @@ fn check_entries(a: &mut Audit, parsed: &[Option<Entry>], federation: &str, mut 
                 update_digest,
                 num_samples,
                 signature,
+                recipe,
             } => {
                 let r = Some(*round);
+                if let Some(fraud_round) = removed_for_fraud.get(participant) {
+                    a.find(at, r, format!("round {round}: participant {participant} was removed for fraud in round {fraud_round}, yet an update of its is recorded"));
+                }
                 let Some((selected, base)) = opened.get(&(*round, *attempt)) else {
                     a.find(
                         at,
@@ -367,29 +413,30 @@ fn check_entries(a: &mut Audit, parsed: &[Option<Entry>], federation: &str, mut 
                         format!("round {round}: participant {participant} was not selected"),
                     );
                 }
-                let verified = (|| {
-                    let signer = key_of(keys.get(participant)?)?;
-                    let signature: [u8; 64] = hex::decode(signature).ok()?.try_into().ok()?;
-                    let signed = SignedUpdate {
-                        statement: UpdateStatement {
-                            federation: federation.to_string(),
-                            round: *round,
-                            base: digest_of(base)?,
-                            update: digest_of(update_digest)?,
-                            num_samples: *num_samples,
-                            recipe: None,
-                        },
-                        signer,
-                        signature,
-                    };
-                    signed.verify().ok()
-                })();
+                check_recipe(
+                    a,
+                    at,
+                    &charter,
+                    *round,
+                    *participant,
+                    selected,
+                    recipe.as_ref(),
+                );
+                let statement = UpdateStatement {
+                    federation: federation.to_string(),
+                    round: *round,
+                    base: digest_of(base).unwrap_or(Digest([0; 32])),
+                    update: digest_of(update_digest).unwrap_or(Digest([0; 32])),
+                    num_samples: *num_samples,
+                    recipe: *recipe,
+                };
+                let verified = verify_signed(statement, keys.get(participant), signature);
                 if let Some(max) = charter.max_samples
                     && *num_samples > max
                 {
                     a.find(at, r, format!("round {round}: participant {participant} claims {num_samples} samples, beyond the charter's max_samples of {max}"));
                 }
-                if verified.is_some() {
+                if verified {
                     a.signatures_verified += 1;
                 } else {
                     a.find(at, r, format!("round {round}: participant {participant}'s signature does not verify for this update"));
@@ -399,6 +446,49 @@ fn check_entries(a: &mut Audit, parsed: &[Option<Entry>], federation: &str, mut 
                     update_digest.clone(),
                     *num_samples,
                 ));
+            }
+            Entry::Fraud {
+                round,
+                participant,
+                base,
+                recipe,
+                claimed,
+                replayed,
+                num_samples,
+                signature,
+                ..
+            } => {
+                let r = Some(*round);
+                if charter.verification.is_none() {
+                    a.find(
+                        at,
+                        r,
+                        format!(
+                            "round {round}: a fraud entry, but the charter sets no verification"
+                        ),
+                    );
+                }
+                if last_output.as_ref().is_some_and(|out| out != base) {
+                    a.find(at, r, format!("round {round}: the fraud entry's base {base} is not the previous round's result"));
+                }
+                if claimed == replayed {
+                    a.find(at, r, format!("round {round}: participant {participant} is accused of fraud, but its update is the replay"));
+                }
+                let statement = UpdateStatement {
+                    federation: federation.to_string(),
+                    round: *round,
+                    base: digest_of(base).unwrap_or(Digest([0; 32])),
+                    update: digest_of(claimed).unwrap_or(Digest([0; 32])),
+                    num_samples: *num_samples,
+                    recipe: Some(*recipe),
+                };
+                if verify_signed(statement, keys.get(participant), signature) {
+                    a.signatures_verified += 1;
+                } else {
+                    a.find(at, r, format!("round {round}: the fraud entry's evidence is not participant {participant}'s signature"));
+                }
+                removed_for_fraud.insert(*participant, *round);
+                a.frauds.push((*round, *participant));
             }
             Entry::RoundResult {
                 round,

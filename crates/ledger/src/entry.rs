@@ -1,3 +1,4 @@
+use harambee_identity::TrainingRecipe;
 use serde::{Deserialize, Serialize};
 
 use crate::LedgerError;
@@ -87,7 +88,35 @@ pub enum Entry {
         /// Examples it trained on.
         num_samples: u64,
         /// Its ed25519 signature over the update statement (federation, round, base, update,
-        /// samples).
+        /// samples, and the recipe when there is one).
+        signature: String,
+        /// Under verifiable training: how the worker says it made the update, which anyone
+        /// holding the public corpus can replay (`ledger verify --replay-training`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recipe: Option<TrainingRecipe>,
+    },
+    /// A worker's update did not replay: the coordinator replayed the recipe the worker
+    /// signed, from the base it signed, and got other parameters. The update was refused
+    /// before aggregation and the worker removed. The worker's own signature makes this
+    /// evidence anyone can check: replay the recipe and compare.
+    Fraud {
+        /// The round (in progress: its round entries follow).
+        round: u64,
+        /// The attempt.
+        attempt: u32,
+        /// Who.
+        participant: u64,
+        /// Digest of the parameters it trained from (the previous round's result).
+        base: String,
+        /// What it signed it did.
+        recipe: TrainingRecipe,
+        /// Canonical digest of the parameters it sent and signed.
+        claimed: String,
+        /// Canonical digest of the parameters the recipe gives.
+        replayed: String,
+        /// The sample count it signed.
+        num_samples: u64,
+        /// Its ed25519 signature over the update statement with the recipe.
         signature: String,
     },
     /// What a round produced.
@@ -174,6 +203,7 @@ impl Entry {
         match self {
             Entry::RoundOpen { round, .. }
             | Entry::UpdateCommitment { round, .. }
+            | Entry::Fraud { round, .. }
             | Entry::RoundResult { round, .. } => Some(*round),
             Entry::BufferedStep { version, .. } => Some(*version),
             Entry::Release { rounds, .. } => Some(*rounds),

@@ -190,6 +190,7 @@ fn small_ledger_under(
             update_digest: update.to_hex(),
             num_samples: 10,
             signature: hex::encode(signed.signature),
+            recipe: None,
         });
         inputs.push(update.to_hex());
     }
@@ -493,6 +494,7 @@ mod witnesses {
                 update_digest: "ab".repeat(32),
                 num_samples: 10,
                 signature: "00".repeat(64),
+                recipe: None,
             });
         }
         ledger

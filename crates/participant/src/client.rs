@@ -3,8 +3,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harambee_identity::{Identity, PublicKey, UpdateStatement};
-use harambee_learn::{DataKind, ModelKind, ModelTask, Optimizer, participant_seed};
+use harambee_identity::{Identity, PublicKey, TrainingRecipe, UpdateStatement};
+use harambee_learn::{DataKind, ModelKind, ModelTask, Optimizer, task_seed};
 use harambee_ledger::UpdatePromise;
 use harambee_params::{Digest, Encoding, Layout, ParamSet, UpdateCodec};
 use harambee_proto::auth::{body_digest, method};
@@ -199,6 +199,23 @@ fn task_of(spec: &v1::ModelSpec) -> Result<ModelTask, ParticipantError> {
     })
 }
 
+/// What a worker under verifiable training vouches it did this round (`None` without a shard:
+/// a verifiable federation always names one, and the coordinator refuses the update).
+fn recipe_of(round: &RoundSpec) -> Option<TrainingRecipe> {
+    let (shard_index, shard_count) = round.shard?;
+    let fit = &round.fit;
+    Some(TrainingRecipe {
+        shard_index,
+        shard_count,
+        seed: round.seed,
+        epochs: fit.epochs,
+        local_steps: fit.local_steps,
+        batch_size: fit.batch_size,
+        learning_rate: fit.learning_rate,
+        proximal_mu: fit.proximal_mu,
+    })
+}
+
 /// Checks that the local trainer builds exactly the tensors the coordinator expects.
 fn check_layout(layout: &Layout, spec: &v1::ModelSpec) -> Result<(), ParticipantError> {
     let ours: Vec<(String, Vec<u64>)> = layout
@@ -235,6 +252,9 @@ async fn local_trainer(
     }))
     .map_err(|e| ParticipantError::Model(format!("the coordinator's layout: {e}")))?;
     match training {
+        Training::Own(_) if spec.reproducible => Err(ParticipantError::Model(
+            "this federation verifies training by replaying it with Harambee's reproducible trainer, so its workers train with that trainer: join with harambee join --data DIR, not your own training code".into(),
+        )),
         Training::Own(local) => Ok((local, announced)),
         Training::BuiltIn {
             data,
@@ -473,10 +493,7 @@ impl RoundContext<'_> {
         let round = RoundSpec {
             round: task.round,
             fit: FitConfig::from(task.config.unwrap_or_default()),
-            // A buffered federation may give one member two pieces of work from the same
-            // version: the attempt tells them apart, so they are not the same training twice.
-            seed: participant_seed(self.spec.seed, task.round, self.participant)
-                ^ u64::from(task.attempt).rotate_left(7),
+            seed: task_seed(self.spec.seed, task.round, self.participant, task.attempt),
             shard: task.shard.as_ref().map(|s| (s.index, s.count)),
         };
         self.report_evaluation(task, &round, &global, base).await?;
@@ -523,7 +540,7 @@ impl RoundContext<'_> {
             base,
             update: digest,
             num_samples: outcome.num_samples,
-            recipe: None,
+            recipe: self.spec.reproducible.then(|| recipe_of(&round)).flatten(),
         });
         let header = v1::UpdateHeader {
             public_key: self.session.key(),

@@ -118,6 +118,13 @@ impl BuiltIn {
             test = split.test.len(),
             "local data loaded"
         );
+        if task.reproducible {
+            let kernel = harambee_learn::Kernel::from_env()?.name();
+            tracing::info!(
+                kernel,
+                "training reproducibly: this federation replays its workers' training"
+            );
+        }
         Ok(Self {
             trainer,
             split,
@@ -132,7 +139,7 @@ impl BuiltIn {
 
 impl LocalTrainer for BuiltIn {
     fn fit(&self, global: ParamSet, round: &RoundSpec) -> Result<Fitted, ParticipantError> {
-        let examples = shard(self.split.train.len(), round.shard)?;
+        let examples = harambee_learn::shard(self.split.train.len(), round.shard)?;
         if let Some((index, count)) = round.shard {
             tracing::info!(
                 round = round.round,
@@ -179,54 +186,11 @@ impl LocalTrainer for BuiltIn {
         if self.split.test.is_empty() {
             return Ok(None);
         }
-        let held_out = shard(self.split.test.len(), round.shard)?;
+        let held_out = harambee_learn::shard(self.split.test.len(), round.shard)?;
         Ok(Some(self.trainer.evaluate(
             &global,
             &self.split.test,
             &held_out,
         )?))
-    }
-}
-
-/// The examples of `shard` (every `count`-th from `index`), or all of them when the round
-/// names no shard.
-pub(crate) fn shard(
-    examples: usize,
-    shard: Option<(u32, u32)>,
-) -> Result<Vec<usize>, ParticipantError> {
-    let Some((index, count)) = shard else {
-        return Ok((0..examples).collect());
-    };
-    if count == 0 || index >= count {
-        return Err(ParticipantError::Setup(format!(
-            "the coordinator assigned shard {index} of {count}, which does not exist"
-        )));
-    }
-    let picked: Vec<usize> = (index as usize..examples).step_by(count as usize).collect();
-    if picked.is_empty() {
-        return Err(ParticipantError::Setup(format!(
-            "shard {index} of {count} of {examples} training chunks is empty: the corpus here is too small"
-        )));
-    }
-    Ok(picked)
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn shards_partition_the_examples_and_impossible_ones_are_refused() {
-        assert_eq!(shard(5, None).unwrap(), vec![0, 1, 2, 3, 4]);
-        let mut seen: Vec<usize> = (0..3)
-            .flat_map(|i| shard(10, Some((i, 3))).unwrap())
-            .collect();
-        seen.sort_unstable();
-        assert_eq!(seen, (0..10).collect::<Vec<_>>());
-        assert_eq!(shard(10, Some((1, 3))).unwrap(), vec![1, 4, 7]);
-        for bad in [(0, 0), (3, 3), (7, 8)] {
-            assert!(shard(5, Some(bad)).is_err(), "{bad:?}");
-        }
     }
 }

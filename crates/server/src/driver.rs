@@ -28,6 +28,7 @@ mod buffered;
 mod members;
 mod record;
 mod secure_steps;
+mod spot_check;
 mod status;
 mod updates;
 mod view;
@@ -196,6 +197,10 @@ pub(crate) struct Driver {
     removed: BTreeSet<u64>,
     /// Each member's commitment to its local data, as the ledger records it.
     data_roots: HashMap<u64, String>,
+    /// Under verifiable training: what replays workers' updates for the spot checks.
+    replayer: Option<Arc<crate::Replayer>>,
+    /// Workers removed for an update that did not replay (the ledger's fraud entries).
+    fraudulent: BTreeSet<u64>,
     /// What `/metrics` reports.
     metrics: harambee_dashboard::Metrics,
     /// The latest signed tree head.
@@ -250,7 +255,11 @@ impl Driver {
             .collect::<Result<Vec<_>, ServerError>>()?;
         strategy.restore_state(saved)?;
 
-        let (paused, removed) = view::steward_state(&state.steward_actions()?);
+        let (paused, mut removed) = view::steward_state(&state.steward_actions()?);
+        let (entries, heads) = state.ledger()?;
+        let fraudulent = fraud_in(&entries);
+        removed.extend(&fraudulent);
+        let replayer = replayer_for(&charter, &config)?;
         let participants = state.participants()?;
         let active = || participants.iter().filter(|p| !removed.contains(&p.id));
         let open = checkpoint
@@ -276,7 +285,6 @@ impl Driver {
         let core = Coordinator::restore(config.core(), strategy, global, point);
         let key_path = folder.root().join("coordinator.key");
         let key = Identity::load(&key_path).map_err(|e| ServerError::Config(e.to_string()))?;
-        let (entries, heads) = state.ledger()?;
         let ledger = Ledger::from_entries(entries);
         if let Some(recorded) = charter_in_force(&ledger)
             && recorded != charter.hash()
@@ -341,6 +349,8 @@ impl Driver {
             secure_board: watch::Sender::new(0),
             removed: removed.clone(),
             data_roots,
+            replayer,
+            fraudulent,
             metrics: harambee_dashboard::Metrics::new(),
             head: heads.last().cloned(),
             opened_at: None,
@@ -638,6 +648,63 @@ fn check_buffered(charter: &Charter, config: &FederationConfig) -> Result<(), Se
         ));
     }
     Ok(())
+}
+
+/// The participants the ledger records fraud against.
+fn fraud_in(entries: &[Vec<u8>]) -> BTreeSet<u64> {
+    entries
+        .iter()
+        .filter_map(|e| match Entry::parse(e) {
+            Ok(Entry::Fraud { participant, .. }) => Some(participant),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Under the charter's verification rule (the same as federation.toml's): the replayer for
+/// the spot checks, on the public corpus the settings name. Verification replays exact
+/// updates of synchronous rounds, so it runs without lossy update encodings, secure
+/// aggregation or buffering.
+fn replayer_for(
+    charter: &Charter,
+    config: &FederationConfig,
+) -> Result<Option<Arc<crate::Replayer>>, ServerError> {
+    let training = &config.training;
+    if charter.verification != training.verification {
+        let show = |r: Option<harambee_charter::VerificationRule>| {
+            r.map_or("no verification".to_string(), |r| format!("{r:?}"))
+        };
+        return Err(ServerError::Config(format!(
+            "the charter sets {} but federation.toml sets {}; amend the charter or fix the settings",
+            show(charter.verification),
+            show(training.verification)
+        )));
+    }
+    if training.verification.is_none() {
+        return Ok(None);
+    }
+    let bad = |m: &str| Err(ServerError::Config(m.to_string()));
+    if !config.model.reproducible {
+        return bad(
+            "verification needs the model trained reproducibly: set model.reproducible = true",
+        );
+    }
+    if !training.update_encoding.is_exact()
+        || training.secure_aggregation
+        || training.buffered.is_some()
+    {
+        return bad(
+            "verification replays each worker's exact update in a synchronous round: it runs without a lossy update_encoding, secure aggregation or buffering",
+        );
+    }
+    let Some(dir) = &training.replay_data else {
+        return bad(
+            "verification needs training.replay_data: the public corpus, to replay updates on",
+        );
+    };
+    let replayer = crate::Replayer::new(&config.model, dir)
+        .map_err(|e| ServerError::Config(format!("training.replay_data {}: {e}", dir.display())))?;
+    Ok(Some(Arc::new(replayer)))
 }
 
 /// The charter's update and download encodings are the ones the coordinator uses.

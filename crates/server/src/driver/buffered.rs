@@ -325,7 +325,7 @@ impl Driver {
             .version_params(base_version)
             .cloned()
             .ok_or_else(|| Rejection::not_now(format!("version {base_version} is gone")))?;
-        let result = self.decode_signed(h, id, &base, bytes)?;
+        let result = self.decode_signed(h, id, &base, bytes, None)?;
         let digest = result.params.digest();
         self.run().core.check(&result).map_err(refusal_status)?;
         self.store_update(h, id, &result, digest)?;

@@ -105,6 +105,11 @@ impl Driver {
                 hex::encode(key)
             ))
         })?;
+        if self.fraudulent.contains(&id.0) {
+            return Err(Rejection::not_permitted(format!(
+                "participant {id} was removed from this federation: an update of its did not replay (see the fraud entry in the ledger)"
+            )));
+        }
         if self.removed.contains(&id.0) {
             return Err(Rejection::not_permitted(format!(
                 "participant {id} was removed from this federation by a steward"

@@ -239,6 +239,7 @@ impl Driver {
                 .map(|c| c.digest.to_hex())
                 .collect()
         };
+        let verified = self.config.training.verification.is_some();
         for u in updates {
             entries.push(Entry::UpdateCommitment {
                 round: u.round,
@@ -247,6 +248,9 @@ impl Driver {
                 update_digest: u.update_digest.to_hex(),
                 num_samples: u.num_samples,
                 signature: hex::encode(&u.signature),
+                recipe: verified
+                    .then(|| self.recipe(&open, u.participant))
+                    .flatten(),
             });
         }
         entries.push(Entry::RoundResult {

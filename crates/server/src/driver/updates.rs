@@ -148,11 +148,15 @@ impl Driver {
         }
         let id = self.check_header(h)?;
         let base = Arc::clone(self.core.global());
-        let result = self.decode_signed(h, id, &base, bytes)?;
+        let recipe = self.open_recipe(id);
+        let result = self.decode_signed(h, id, &base, bytes, recipe)?;
         let digest = result.params.digest();
         self.core
             .check_result(h.round, &result)
             .map_err(refusal_status)?;
+        if let Some(recipe) = recipe {
+            self.spot_check(h, id, &base, digest, recipe)?;
+        }
         self.store_update(h, id, &result, digest)?;
         // Counted before the core sees it: the last update closes the round.
         let received = self.core.received() as u32 + 1;
@@ -184,14 +188,15 @@ impl Driver {
     }
 
     /// Decodes an update against the parameters it trained from, and checks that it is what
-    /// its sender signed (this federation, round, base, update and sample count) and that
-    /// its loss is a number.
+    /// its sender signed (this federation, round, base, update and sample count, and under
+    /// verifiable training the round's `recipe`) and that its loss is a number.
     pub(super) fn decode_signed(
         &self,
         h: &v1::UpdateHeader,
         id: ParticipantId,
         base: &ParamSet,
         bytes: &[u8],
+        recipe: Option<harambee_identity::TrainingRecipe>,
     ) -> Result<FitResult, Rejection> {
         let params = self
             .update_codec(h)?
@@ -220,14 +225,18 @@ impl Driver {
                 base: base.digest(),
                 update: digest,
                 num_samples: h.num_samples,
-                recipe: None,
+                recipe,
             },
             signer,
             signature,
         };
-        signed
-            .verify()
-            .map_err(|_| Rejection::unauthenticated("bad signature: it does not cover this federation, round, base, update and sample count with this key"))?;
+        signed.verify().map_err(|_| {
+            Rejection::unauthenticated(if recipe.is_some() {
+                "bad signature: it does not cover this federation, round, base, update, sample count and the round's training recipe with this key"
+            } else {
+                "bad signature: it does not cover this federation, round, base, update and sample count with this key"
+            })
+        })?;
         if !h.train_loss.is_finite() {
             return Err(Rejection::invalid("train_loss must be finite"));
         }
