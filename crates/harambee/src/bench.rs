@@ -29,6 +29,16 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     if args.llm {
         return crate::bench_llm::run(&args);
     }
+    if args.verification {
+        let report = crate::bench_verify::run(&args)?;
+        if let Some(path) = &args.json {
+            std::fs::write(
+                path,
+                serde_json::to_string_pretty(&json!({"results": report}))?,
+            )?;
+        }
+        return Ok(());
+    }
     let mut report = Vec::new();
     // PyTorch first, so its process does not share the cores with ours.
     let pytorch = if args.pytorch {

@@ -723,6 +723,10 @@ pub(crate) struct BenchArgs {
     /// second and peak memory, and bytes on the wire per round.
     #[arg(long)]
     pub(crate) llm: bool,
+    /// Instead: what verifiable training costs: a worker's round in reproducible numerics on
+    /// each kernel against the fast kernels, and the coordinator's spot checks per round.
+    #[arg(long)]
+    pub(crate) verification: bool,
     /// With --llm: transformer blocks (30 is SmolLM2-135M; fewer for a quick look).
     #[arg(long, default_value_t = 30)]
     pub(crate) llm_layers: usize,

@@ -8,6 +8,7 @@
 mod admin;
 mod bench;
 mod bench_llm;
+mod bench_verify;
 mod charter;
 mod cli;
 mod demo;
