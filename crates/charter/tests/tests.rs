@@ -394,3 +394,33 @@ fn max_samples_is_optional_in_the_hash_and_must_admit_something() {
     };
     assert!(nothing.validate().is_err());
 }
+
+#[test]
+fn verification_is_for_community_runs_with_a_fraction_in_range_and_absent_from_old_hashes() {
+    let steward = Identity::generate().unwrap();
+    let plain = charter(&[&steward], 1);
+    let text = String::from_utf8(plain.canonical_bytes()).unwrap();
+    assert!(!text.contains("verification"), "{text}");
+    let rule = |replay_fraction| Some(harambee_charter::VerificationRule { replay_fraction });
+    let community = Charter {
+        mode: harambee_charter::Mode::Community,
+        strategies: vec!["diloco".into()],
+        verification: rule(0.25),
+        ..plain.clone()
+    };
+    community.validate().unwrap();
+    assert_ne!(community.hash(), plain.hash());
+    let federated = Charter {
+        verification: rule(0.25),
+        ..plain
+    };
+    let why = federated.validate().unwrap_err().to_string();
+    assert!(why.contains("public"), "{why}");
+    for bad in [0.0, -0.1, 1.5, f64::NAN] {
+        let c = Charter {
+            verification: rule(bad),
+            ..community.clone()
+        };
+        assert!(c.validate().is_err(), "{bad}");
+    }
+}

@@ -1,7 +1,9 @@
 //! Keys and signed update statements: what verifies, and everything that must not.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
-use harambee_identity::{Identity, IdentityError, PublicKey, SignedUpdate, UpdateStatement};
+use harambee_identity::{
+    Identity, IdentityError, PublicKey, SignedUpdate, TrainingRecipe, UpdateStatement,
+};
 use harambee_params::Digest;
 use proptest::prelude::*;
 
@@ -40,7 +42,6 @@ fn a_signed_statement_verifies_and_every_changed_field_fails() {
         },
         UpdateStatement {
             num_samples: 601,
-            recipe: None,
             ..statement()
         },
     ];
@@ -130,5 +131,39 @@ proptest! {
         let mut signed = me.sign(statement());
         signed.signature[bit / 8] ^= 1 << (bit % 8);
         prop_assert!(signed.verify().is_err());
+    }
+}
+
+fn recipe(fields: [u32; 8]) -> TrainingRecipe {
+    TrainingRecipe {
+        shard_index: fields[0],
+        shard_count: fields[1],
+        seed: u64::from(fields[2]) << 32 | u64::from(fields[3]),
+        epochs: fields[4],
+        local_steps: fields[5],
+        batch_size: fields[6],
+        learning_rate: f32::from_bits(fields[7]),
+        proximal_mu: 0.0,
+    }
+}
+
+proptest! {
+    // A worker's signature with a training recipe vouches for that recipe and no other: a
+    // recipe changed in any one field, or dropped, no longer verifies (a lazy worker cannot
+    // claim it was asked for less than it was).
+    #[test]
+    fn a_signed_recipe_verifies_only_as_signed(fields in any::<[u32; 8]>(), field in 0usize..8, delta in 1u32..) {
+        let me = Identity::generate().unwrap();
+        let signed = me.sign(UpdateStatement { recipe: Some(recipe(fields)), ..statement() });
+        prop_assert!(signed.verify().is_ok());
+        let mut changed = fields;
+        changed[field] = changed[field].wrapping_add(delta);
+        for other in [Some(recipe(changed)), None] {
+            let forged = SignedUpdate {
+                statement: UpdateStatement { recipe: other, ..statement() },
+                ..signed.clone()
+            };
+            prop_assert!(forged.verify().is_err());
+        }
     }
 }

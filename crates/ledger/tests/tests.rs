@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use harambee_identity::{Identity, UpdateStatement};
+use harambee_identity::{Identity, TrainingRecipe, UpdateStatement};
 use harambee_ledger::merkle::{self, Hash};
 use harambee_ledger::{Entry, Ledger, audit};
 use harambee_params::Digest;
@@ -745,6 +745,172 @@ fn a_buffered_step_under_a_synchronous_charter_is_named() {
         "{:?}",
         report.findings
     );
+}
+
+/// How [`verified_ledger`] is broken, if at all.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Tamper {
+    None,
+    /// Member 1's update carries no recipe.
+    NoRecipe,
+    /// Member 1 signed a recipe for member 0's shard.
+    WrongShard,
+    /// The fraud entry's claimed update is not what member 2 signed.
+    ForgedEvidence,
+    /// The fraud entry accuses member 2 of sending exactly the replay.
+    NoMismatch,
+    /// A round 2 in which member 2, removed for fraud, still has an update.
+    UpdateAfterFraud,
+}
+
+/// A verifiable community federation of three workers: in round 1 member 2's update did not
+/// replay (a fraud entry), and members 0 and 1 made the round with recipe-signed updates.
+fn verified_ledger(tamper: Tamper) -> (Ledger, Vec<harambee_ledger::TreeHead>, Identity) {
+    let charter = harambee_charter::Charter {
+        strategies: vec!["diloco".into()],
+        mode: harambee_charter::Mode::Community,
+        verification: Some(harambee_charter::VerificationRule {
+            replay_fraction: 0.5,
+        }),
+        ..test_charter(Vec::new())
+    };
+    let coordinator = Identity::generate().unwrap();
+    let members: Vec<Identity> = (0..3).map(|_| Identity::generate().unwrap()).collect();
+    let mut ledger = Ledger::default();
+    ledger.append(&genesis(&charter, &coordinator));
+    for (i, m) in members.iter().enumerate() {
+        ledger.append(&Entry::Enrolment {
+            participant: i as u64,
+            public_key: m.public().to_string(),
+            name: format!("w{i}"),
+        });
+    }
+    let base = Digest::of_bytes(b"base");
+    let recipe = |shard_index: u32| TrainingRecipe {
+        shard_index,
+        shard_count: 3,
+        seed: 7 + u64::from(shard_index),
+        epochs: 1,
+        local_steps: 10,
+        batch_size: 10,
+        learning_rate: 0.05,
+        proximal_mu: 0.0,
+    };
+    let sign = |i: usize, round: u64, update: Digest, recipe: Option<TrainingRecipe>| {
+        hex::encode(
+            members[i]
+                .sign(UpdateStatement {
+                    federation: "fed".into(),
+                    round,
+                    base,
+                    update,
+                    num_samples: 10,
+                    recipe,
+                })
+                .signature,
+        )
+    };
+    let lazy = Digest::of_bytes(b"lazy");
+    let replayed = match tamper {
+        Tamper::NoMismatch => lazy,
+        _ => Digest::of_bytes(b"replayed"),
+    };
+    ledger.append(&Entry::Fraud {
+        round: 1,
+        attempt: 0,
+        participant: 2,
+        base: base.to_hex(),
+        recipe: recipe(2),
+        claimed: match tamper {
+            Tamper::ForgedEvidence => Digest::of_bytes(b"other"),
+            _ => lazy,
+        }
+        .to_hex(),
+        replayed: replayed.to_hex(),
+        num_samples: 10,
+        signature: sign(2, 1, lazy, Some(recipe(2))),
+    });
+    let round_open = |round: u64| Entry::RoundOpen {
+        round,
+        attempt: 0,
+        selected: vec![0, 1, 2],
+        base: base.to_hex(),
+        epochs: 1,
+        batch_size: 10,
+        learning_rate: 0.05,
+        proximal_mu: 0.0,
+        local_steps: 10,
+    };
+    ledger.append(&round_open(1));
+    let mut inputs = Vec::new();
+    for i in 0..2 {
+        let update = Digest::of_bytes(format!("update {i}").as_bytes());
+        let signed = match (tamper, i) {
+            (Tamper::NoRecipe, 1) => None,
+            (Tamper::WrongShard, 1) => Some(recipe(0)),
+            _ => Some(recipe(i as u32)),
+        };
+        ledger.append(&Entry::UpdateCommitment {
+            round: 1,
+            attempt: 0,
+            participant: i as u64,
+            update_digest: update.to_hex(),
+            num_samples: 10,
+            signature: sign(i, 1, update, signed),
+            recipe: signed,
+        });
+        inputs.push(update.to_hex());
+    }
+    ledger.append(&Entry::RoundResult {
+        round: 1,
+        strategy: "diloco".into(),
+        inputs,
+        output: base.to_hex(),
+        epsilon: None,
+    });
+    if tamper == Tamper::UpdateAfterFraud {
+        ledger.append(&round_open(2));
+        let update = Digest::of_bytes(b"again");
+        ledger.append(&Entry::UpdateCommitment {
+            round: 2,
+            attempt: 0,
+            participant: 2,
+            update_digest: update.to_hex(),
+            num_samples: 10,
+            signature: sign(2, 2, update, Some(recipe(2))),
+            recipe: Some(recipe(2)),
+        });
+    }
+    let head = ledger.sign_head(&coordinator, 1);
+    (ledger, vec![head], coordinator)
+}
+
+#[test]
+fn verified_rounds_and_fraud_audit_clean_and_each_broken_rule_is_named() {
+    let (ledger, heads, coordinator) = verified_ledger(Tamper::None);
+    let report = audit(ledger.entries(), &heads, Some(&coordinator.public()));
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    assert_eq!(report.frauds, vec![(1, 2)]);
+    // Two updates and the fraud's evidence.
+    assert_eq!(report.signatures_verified, 3);
+    for (tamper, named) in [
+        (Tamper::NoRecipe, "carries no training recipe"),
+        (Tamper::WrongShard, "not its own shard"),
+        (
+            Tamper::ForgedEvidence,
+            "evidence is not participant 2's signature",
+        ),
+        (Tamper::NoMismatch, "its update is the replay"),
+        (Tamper::UpdateAfterFraud, "removed for fraud in round 1"),
+    ] {
+        let (ledger, heads, coordinator) = verified_ledger(tamper);
+        let report = audit(ledger.entries(), &heads, Some(&coordinator.public()));
+        assert!(
+            report.findings.iter().any(|f| f.problem.contains(named)),
+            "{tamper:?}: {:?}",
+            report.findings
+        );
+    }
 }
 
 proptest! {

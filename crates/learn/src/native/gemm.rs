@@ -40,7 +40,7 @@ impl<'a> View<'a> {
     }
 
     /// Its elements row-major and contiguous: borrowed when stored that way already.
-    pub(crate) fn to_row_major(&self) -> std::borrow::Cow<'a, [f32]> {
+    pub(crate) fn to_row_major(self) -> std::borrow::Cow<'a, [f32]> {
         if self.col_stride == 1 && self.row_stride == self.cols {
             return std::borrow::Cow::Borrowed(&self.data[..self.rows * self.cols]);
         }
