@@ -89,6 +89,12 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
                 "--verify needs a model whose kernels are all Harambee's own, so that training replays bit for bit: logreg, 2nn or cnn, not {model} (which trains on burn, whose kernels the CPU picks at run time)"
             );
         }
+        if !args.replay_data.is_dir() {
+            bail!(
+                "--replay-data {}: no such folder; the coordinator replays workers' training on its own copy of the public corpus",
+                args.replay_data.display()
+            );
+        }
     }
     let default_lr = match model {
         ModelKind::CharTransformer(_) | ModelKind::Pretrained => 3e-3,

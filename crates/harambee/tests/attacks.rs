@@ -1252,8 +1252,8 @@ enum Laziness {
 }
 
 /// A lazy worker written against the protocol: it trains with the same public trainer the
-/// coordinator replays with, and cheats in round 2. Returns its participant id.
-async fn lazy_worker(invite: Invite, laziness: Laziness) -> u64 {
+/// coordinator replays with, and cheats in round 2. Returns its participant id and key.
+async fn lazy_worker(invite: Invite, laziness: Laziness) -> (u64, Identity) {
     let mut adv = Adversary {
         c: client(&invite),
         me: Identity::generate().unwrap(),
@@ -1338,6 +1338,12 @@ async fn lazy_worker(invite: Invite, laziness: Laziness) -> u64 {
             "does not replay",
         );
     }
+    refuse_removed(&mut adv).await;
+    (me, adv.me)
+}
+
+/// A worker removed for fraud asks for a task: refused, saying why.
+async fn refuse_removed(adv: &mut Adversary) {
     let r = adv.call(
         method::GET_TASK,
         v1::TaskRequest {
@@ -1353,7 +1359,6 @@ async fn lazy_worker(invite: Invite, laziness: Laziness) -> u64 {
         &[Code::PermissionDenied],
         "did not replay",
     );
-    me
 }
 
 #[test]
@@ -1412,14 +1417,29 @@ fn lazy_workers_are_caught_by_replay_recorded_as_fraud_and_removed_while_trainin
     let mut honest: Vec<Child> = (0..2).map(honest_worker).collect();
     let invite = Invite::load(&fed.join("invite.toml")).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let lazy: Vec<u64> = runtime.block_on(async {
+    let (lazy, keys): (Vec<u64>, Vec<Identity>) = runtime.block_on(async {
         let workers = [Laziness::Noise, Laziness::FewerSteps, Laziness::OtherShard]
             .map(|l| tokio::spawn(lazy_worker(invite.clone(), l)));
-        let mut ids = Vec::new();
+        let mut caught = Vec::new();
         for w in workers {
-            ids.push(w.await.unwrap());
+            caught.push(w.await.unwrap());
         }
-        ids
+        caught.into_iter().unzip()
+    });
+    // Killed and restarted (round 3 waits for workers): the removals come back from the
+    // ledger's fraud entries.
+    coordinator.kill().unwrap();
+    coordinator.wait().unwrap();
+    let mut coordinator = serve(root, &fed, &[]);
+    runtime.block_on(async {
+        for me in keys {
+            let mut adv = Adversary {
+                c: client(&invite),
+                me,
+                invite: invite.clone(),
+            };
+            refuse_removed(&mut adv).await;
+        }
     });
     // Rounds open with five workers: three newcomers replace the lazy ones.
     honest.extend((2..5).map(honest_worker));

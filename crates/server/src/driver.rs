@@ -384,6 +384,20 @@ impl Driver {
         if let Some(o) = open.filter(|_| !driver.config.training.secure_aggregation) {
             driver.replay(o.round, o.attempt)?;
         }
+        // Members removed while the round was open (by a steward, or for fraud) were among
+        // its selected: it must not wait for them again.
+        if let Some(o) = open {
+            let gone: Vec<u64> = o
+                .selected
+                .iter()
+                .filter(|p| driver.removed.contains(p))
+                .copied()
+                .collect();
+            for p in gone {
+                driver.feed(Event::Leave(ParticipantId(p)));
+            }
+            driver.process_actions()?;
+        }
         driver.publish_status();
         Ok(driver)
     }

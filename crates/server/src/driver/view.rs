@@ -352,6 +352,7 @@ impl Driver {
                 &entry,
                 Entry::RoundOpen { round, .. }
                     | Entry::UpdateCommitment { round, .. }
+                    | Entry::Fraud { round, .. }
                     | Entry::RoundResult { round, .. } if *round == n
             );
             if !ours {
