@@ -40,6 +40,11 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
         (None, None) => args.model.parse()?,
     };
     let community = args.mode == "community";
+    if community && !(model.is_native() || matches!(model, ModelKind::CharTransformer(_))) {
+        bail!(
+            "community mode trains --model char-transformer on a shared text corpus, or logreg, 2nn or cnn on shared images, not {model}"
+        );
+    }
     let (data, classes, optimizer) = match model {
         // Trained by the members' own code: Harambee reads neither their data nor a label set.
         ModelKind::Custom => (DataKind::Own, vec!["output".into()], Optimizer::default()),
@@ -68,9 +73,6 @@ pub(crate) fn config_from(args: &InitArgs) -> Result<FederationConfig> {
             DataKind::Text,
             harambee_learn::shakespeare::alphabet(),
             Optimizer::AdamW { weight_decay: 0.0 },
-        ),
-        _ if community && !model.is_native() => bail!(
-            "community mode trains --model char-transformer on a shared text corpus, or logreg, 2nn or cnn on shared images, not {model}"
         ),
         _ => (DataKind::Images, digit_names(), Optimizer::default()),
     };
