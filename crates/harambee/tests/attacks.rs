@@ -75,6 +75,18 @@ impl Adversary {
         self.me.public().to_bytes().to_vec()
     }
 
+    /// A second connection under the same key, to make calls at the same time.
+    fn twin(&self) -> Adversary {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key.pem");
+        self.me.save(&path).unwrap();
+        Adversary {
+            c: client(&self.invite),
+            me: Identity::load(&path).unwrap(),
+            invite: self.invite.clone(),
+        }
+    }
+
     /// Enrols `other`, or the adversary's own key.
     async fn enrol(&mut self, other: Option<&Identity>) -> Result<v1::EnrolReply, tonic::Status> {
         let id = other.unwrap_or(&self.me);
@@ -1295,9 +1307,30 @@ async fn lazy_worker(invite: Invite, laziness: Laziness) -> (u64, Identity) {
         };
         if round == 1 {
             let honest = trainer.replay(&base, &recipe).unwrap();
-            adv.submit_with_recipe(&task, &honest, recipe)
-                .await
-                .unwrap();
+            if matches!(laziness, Laziness::Noise) {
+                // The same update twice at once: one replay per member at a time, and one
+                // update per round, so one is taken and the other refused.
+                let mut twin = adv.twin();
+                let (a, b) = tokio::join!(
+                    adv.submit_with_recipe(&task, &honest, recipe),
+                    twin.submit_with_recipe(&task, &honest, recipe)
+                );
+                let refused = match (a, b) {
+                    (Ok(_), Err(s)) | (Err(s), Ok(_)) => s,
+                    other => panic!("one copy must be taken and one refused: {other:?}"),
+                };
+                assert!(
+                    matches!(
+                        refused.code(),
+                        Code::FailedPrecondition | Code::AlreadyExists
+                    ),
+                    "{refused:?}"
+                );
+            } else {
+                adv.submit_with_recipe(&task, &honest, recipe)
+                    .await
+                    .unwrap();
+            }
             continue;
         }
         let lazy = match laziness {

@@ -201,6 +201,8 @@ pub(crate) struct Driver {
     replayer: Option<Arc<crate::Replayer>>,
     /// Workers removed for an update that did not replay (the ledger's fraud entries).
     fraudulent: BTreeSet<u64>,
+    /// Workers with an update being replayed now (one at a time each).
+    replaying: BTreeSet<u64>,
     /// What `/metrics` reports.
     metrics: harambee_dashboard::Metrics,
     /// The latest signed tree head.
@@ -351,6 +353,7 @@ impl Driver {
             data_roots,
             replayer,
             fraudulent,
+            replaying: BTreeSet::new(),
             metrics: harambee_dashboard::Metrics::new(),
             head: heads.last().cloned(),
             opened_at: None,

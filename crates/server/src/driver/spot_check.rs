@@ -2,10 +2,41 @@
 //! updates is replayed before it is accepted. One that does not replay is refused, recorded
 //! in the ledger as fraud with its sender's own signed statement as the evidence, and its
 //! sender removed; the round goes on with the others.
+//!
+//! A replay is training, so it does not run on the coordinator's thread: the update is
+//! checked and the draw made here ([`Driver::draw_spot_check`]), the replay runs on a blocking
+//! thread ([`SpotCheck::run`]), and its verdict comes back with the update to
+//! [`Driver::accept`]. While one of a member's updates is being replayed, it may not start
+//! another, so no member can make the coordinator replay more than one update at a time.
 
 use harambee_identity::TrainingRecipe;
 
+use super::updates::refusal_status;
+
 use super::*;
+
+/// A replay the draw picked: the recipe the worker signed, from the round's base.
+pub(crate) struct SpotCheck {
+    replayer: Arc<crate::Replayer>,
+    base: Arc<ParamSet>,
+    recipe: TrainingRecipe,
+    /// Who, for [`Driver::spot_check_ended`] if the call is abandoned.
+    pub(crate) participant: u64,
+}
+
+impl SpotCheck {
+    /// Replays the recipe: the digest it gives, and how long it took.
+    pub(crate) fn run(&self) -> Result<(Digest, Duration), Rejection> {
+        let started = Instant::now();
+        let params = self
+            .replayer
+            .replay(&self.base, &self.recipe)
+            .map_err(|e| {
+                Rejection::internal(format!("the coordinator could not replay the update: {e}"))
+            })?;
+        Ok((params.digest(), started.elapsed()))
+    }
+}
 
 impl Driver {
     /// The recipe the open round `open` gave `participant`.
@@ -28,41 +59,74 @@ impl Driver {
         self.recipe(&open, id.0)
     }
 
-    /// Replays the update with the charter's probability. The draw happens only once the
-    /// update is here and signed, so a worker cannot know whether its update is checked.
-    pub(super) fn spot_check(
+    /// Checks an update as [`Driver::accept`] will, then draws whether to replay it, with
+    /// the charter's probability. The draw happens only once the update is here and
+    /// signed, so a worker cannot know whether its update is checked.
+    pub(crate) fn draw_spot_check(
+        &mut self,
+        h: &v1::UpdateHeader,
+        bytes: &[u8],
+    ) -> Result<Option<SpotCheck>, Rejection> {
+        let (Some(replayer), Some(rule)) = (&self.replayer, self.config.training.verification)
+        else {
+            return Ok(None);
+        };
+        let replayer = Arc::clone(replayer);
+        let id = self.check_header(h)?;
+        let base = Arc::clone(self.core.global());
+        let recipe = self
+            .open_recipe(id)
+            .ok_or_else(|| Rejection::internal("no recipe for a selected worker"))?;
+        let result = self.decode_signed(h, id, &base, bytes, Some(recipe))?;
+        self.core
+            .check_result(h.round, &result)
+            .map_err(refusal_status)?;
+        if rand::random::<f64>() >= rule.replay_fraction {
+            return Ok(None);
+        }
+        if !self.replaying.insert(id.0) {
+            return Err(Rejection::not_now(
+                "another update of yours is being replayed; wait for its answer",
+            ));
+        }
+        Ok(Some(SpotCheck {
+            replayer,
+            base,
+            recipe,
+            participant: id.0,
+        }))
+    }
+
+    /// A member's replay is over (answered, or its call abandoned).
+    pub(crate) fn spot_check_ended(&mut self, participant: u64) {
+        self.replaying.remove(&participant);
+    }
+
+    /// The verdict of an update's replay, if it was drawn: it stands, or it is fraud.
+    pub(super) fn judge(
         &mut self,
         h: &v1::UpdateHeader,
         id: ParticipantId,
-        base: &ParamSet,
         claimed: Digest,
-        recipe: TrainingRecipe,
+        verdict: Option<(Digest, Duration)>,
     ) -> Result<(), Rejection> {
-        let (Some(replayer), Some(rule)) = (&self.replayer, self.config.training.verification)
-        else {
+        let Some((replayed, took)) = verdict else {
             return Ok(());
         };
-        if rand::random::<f64>() >= rule.replay_fraction {
-            return Ok(());
-        }
-        let started = Instant::now();
-        let replayed = replayer
-            .replay(base, &recipe)
-            .map_err(|e| {
-                Rejection::internal(format!("the coordinator could not replay the update: {e}"))
-            })?
-            .digest();
-        let ms = started.elapsed().as_secs_f64() * 1e3;
         if replayed == claimed {
             tracing::info!(
                 round = h.round,
                 participant = id.0,
-                ms,
+                ms = took.as_secs_f64() * 1e3,
                 "spot check: the update replays bit for bit"
             );
             return Ok(());
         }
-        self.record_fraud(h, id, base.digest(), recipe, claimed, replayed)?;
+        let recipe = self
+            .open_recipe(id)
+            .ok_or_else(|| Rejection::internal("no recipe for a selected worker"))?;
+        let base = self.core.global().digest();
+        self.record_fraud(h, id, base, recipe, claimed, replayed)?;
         Err(Rejection::not_permitted(format!(
             "the update does not replay: the recipe you signed gives {replayed} from round {}'s base, not your {claimed}; this is recorded as fraud in the ledger, and participant {id} is removed",
             h.round

@@ -137,11 +137,13 @@ impl Driver {
     }
 
     /// Validates an update completely, stores it durably, then gives it to the core. Returns
-    /// (results held this round, quorum).
+    /// (results held this round, quorum). Under verification, `verdict` is its replay's
+    /// digest (and time) when the draw picked it ([`Driver::draw_spot_check`]).
     pub(crate) fn accept(
         &mut self,
         h: &v1::UpdateHeader,
         bytes: &[u8],
+        verdict: Option<(Digest, Duration)>,
     ) -> Result<Acknowledgement, Rejection> {
         if self.buffered.is_some() {
             return self.accept_buffered(h, bytes);
@@ -154,9 +156,7 @@ impl Driver {
         self.core
             .check_result(h.round, &result)
             .map_err(refusal_status)?;
-        if let Some(recipe) = recipe {
-            self.spot_check(h, id, &base, digest, recipe)?;
-        }
+        self.judge(h, id, digest, verdict)?;
         self.store_update(h, id, &result, digest)?;
         // Counted before the core sees it: the last update closes the round.
         let received = self.core.received() as u32 + 1;

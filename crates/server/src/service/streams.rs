@@ -1,7 +1,10 @@
 //! The client streams, an update and a masked update: the caller's proof is checked on the
 //! header, and its round on the actor, before a byte of the body is read.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use harambee_params::Digest;
 
 use harambee_proto::auth::{body_digest, method};
 use harambee_proto::{CallProof, v1};
@@ -9,8 +12,22 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{Caller, Service, refusal_reason};
+use crate::actor::Actor;
 use crate::fault::{FaultPoint, is_armed};
 use crate::gate::same_key;
+
+/// Ends a member's replay on the coordinator's thread when dropped.
+struct ReplayGuard {
+    actor: Actor,
+    participant: u64,
+}
+
+impl Drop for ReplayGuard {
+    fn drop(&mut self) {
+        let participant = self.participant;
+        self.actor.tell(move |d| d.spot_check_ended(participant));
+    }
+}
 
 impl Service {
     /// Receives, checks and stores one update (see the driver's `accept`).
@@ -81,7 +98,12 @@ impl Service {
                 bytes.len()
             )));
         }
-        let ack = self.with_driver(move |d| d.accept(&header, &bytes)).await?;
+        let bytes = Arc::new(bytes);
+        // Held until the update is answered: its member may not start another replay before.
+        let (verdict, _replaying) = self.spot_check(&header, &bytes).await?;
+        let ack = self
+            .with_driver(move |d| d.accept(&header, &bytes, verdict))
+            .await?;
         Ok(Response::new(v1::SubmitReply {
             accepted: true,
             received: ack.received,
@@ -89,6 +111,32 @@ impl Service {
             promise_timestamp_ms: ack.promise.timestamp_ms,
             promise_signature: hex::decode(&ack.promise.signature).unwrap_or_default(),
         }))
+    }
+
+    /// Under verifiable training: whether the draw picks this update for a replay and, if it
+    /// does, the replay's digest and time, computed on a blocking thread so that the
+    /// coordinator's thread goes on meanwhile. The guard ends the member's replay when
+    /// dropped, however the call ends.
+    async fn spot_check(
+        &self,
+        header: &v1::UpdateHeader,
+        bytes: &Arc<Vec<u8>>,
+    ) -> Result<(Option<(Digest, Duration)>, Option<ReplayGuard>), Status> {
+        if !self.spec.reproducible {
+            return Ok((None, None));
+        }
+        let (h, b) = (header.clone(), Arc::clone(bytes));
+        let Some(check) = self.with_driver(move |d| d.draw_spot_check(&h, &b)).await? else {
+            return Ok((None, None));
+        };
+        let guard = ReplayGuard {
+            actor: self.actor.clone(),
+            participant: check.participant,
+        };
+        let verdict = tokio::task::spawn_blocking(move || check.run())
+            .await
+            .map_err(|e| Status::internal(format!("the replay stopped: {e}")))??;
+        Ok((Some(verdict), Some(guard)))
     }
 
     /// Receives, checks and hands on one masked update (secure aggregation's step 3), then
