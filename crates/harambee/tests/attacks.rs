@@ -1286,8 +1286,20 @@ async fn lazy_worker(invite: Invite, laziness: Laziness) -> (u64, Identity) {
         optimizer: serde_json::from_str(&spec.optimizer).unwrap(),
         reproducible: true,
     };
-    let trainer =
-        harambee_server::Replayer::new(&task_model, &common::repo().join("data/mnist")).unwrap();
+    let corpus = common::repo().join("data/mnist");
+    let trainer = harambee_server::Replayer::new(&task_model, &corpus).unwrap();
+    // A worker whose data is not the public corpus is stopped when it commits to it, before
+    // it could train anything that would not replay; the corpus itself is taken.
+    let other = [7u8; 32];
+    refused(
+        "a commitment to data other than the public corpus",
+        adv.commit_data(&other, Some(&other)).await,
+        &[Code::PermissionDenied],
+        "public corpus",
+    );
+    let root = harambee_participant::data_root(&task_model.load_local(&corpus).unwrap());
+    assert_eq!(root, trainer.corpus_root());
+    adv.commit_data(&root, Some(&root)).await.unwrap();
     let layout = layout_of(&spec);
     for round in 1..=2 {
         let task = adv.task((round - 1, 0)).await;

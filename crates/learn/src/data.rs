@@ -196,6 +196,20 @@ pub struct Split {
     pub test: Arc<Dataset>,
 }
 
+impl Split {
+    /// Every example's canonical bytes ([`Dataset::example_bytes`]) after its split's tag
+    /// (`train\0` or `test\0`): what a commitment to the whole data set hashes.
+    pub fn tagged_examples(&self) -> impl Iterator<Item = Vec<u8>> + '_ {
+        let sets = [
+            (b"train\0".as_slice(), &self.train),
+            (b"test\0".as_slice(), &self.test),
+        ];
+        sets.into_iter().flat_map(|(tag, set)| {
+            (0..set.len()).map(move |i| [tag, &set.example_bytes(i)].concat())
+        })
+    }
+}
+
 /// The rows `indices` (each `n` values long) of a row-major buffer, in that order.
 fn gather_rows<T: Copy>(values: &[T], n: usize, indices: &[usize]) -> Vec<T> {
     indices

@@ -33,6 +33,14 @@ fn split(n: usize) -> usize {
     k
 }
 
+/// The root of a *set*: [`root`] over the sorted leaf hashes of `items`, so that the same
+/// items in any order give the same root (a member's data commitment).
+pub fn set_root<T: AsRef<[u8]>>(items: impl IntoIterator<Item = T>) -> Hash {
+    let mut leaves: Vec<Hash> = items.into_iter().map(|i| leaf_hash(i.as_ref())).collect();
+    leaves.sort_unstable();
+    root(&leaves)
+}
+
 /// MTH(D[n]) over leaf hashes; the empty tree's root is SHA-256 of nothing.
 pub fn root(leaves: &[Hash]) -> Hash {
     match leaves.len() {

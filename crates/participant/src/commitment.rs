@@ -10,20 +10,7 @@ use harambee_ledger::merkle;
 /// held-out (each tagged with its split): a commitment to the set, whatever order its files
 /// were read in.
 pub fn data_root(split: &Split) -> [u8; 32] {
-    let sets = [
-        (b"train\0".as_slice(), &split.train),
-        (b"test\0".as_slice(), &split.test),
-    ];
-    let mut leaves: Vec<merkle::Hash> = Vec::with_capacity(split.train.len() + split.test.len());
-    for (tag, set) in sets {
-        for i in 0..set.len() {
-            let mut bytes = tag.to_vec();
-            bytes.extend_from_slice(&set.example_bytes(i));
-            leaves.push(merkle::leaf_hash(&bytes));
-        }
-    }
-    leaves.sort_unstable();
-    merkle::root(&leaves)
+    merkle::set_root(split.tagged_examples())
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ use harambee_strategy::FitConfig;
 pub struct Replayer {
     trainer: Box<dyn Trainer>,
     corpus: Arc<Dataset>,
+    /// The corpus's data root, as a worker holding the same files commits to it.
+    corpus_root: [u8; 32],
 }
 
 impl Replayer {
@@ -27,8 +29,19 @@ impl Replayer {
             ..task.clone()
         };
         let trainer = task.trainer()?;
-        let corpus = task.load_local(dir)?.train;
-        Ok(Self { trainer, corpus })
+        let split = task.load_local(dir)?;
+        let corpus_root = harambee_ledger::merkle::set_root(split.tagged_examples());
+        Ok(Self {
+            trainer,
+            corpus: split.train,
+            corpus_root,
+        })
+    }
+
+    /// The Merkle root of the corpus (training and held-out examples), which every worker
+    /// holding the same files commits to when it joins.
+    pub fn corpus_root(&self) -> [u8; 32] {
+        self.corpus_root
     }
 
     /// What `recipe` gives from `base`.

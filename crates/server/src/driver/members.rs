@@ -73,6 +73,15 @@ impl Driver {
         id: ParticipantId,
         root: [u8; 32],
     ) -> Result<(), Rejection> {
+        if let Some(replayer) = &self.replayer
+            && root != replayer.corpus_root()
+        {
+            return Err(Rejection::not_permitted(format!(
+                "this federation replays its workers' training on a public corpus with Merkle root {}, and your data's root is {}: join with the same files (as they were published), or your updates could not replay",
+                hex::encode(replayer.corpus_root()),
+                hex::encode(root)
+            )));
+        }
         let root = hex::encode(root);
         match self.data_roots.get(&id.0) {
             Some(held) if *held == root => return Ok(()),
