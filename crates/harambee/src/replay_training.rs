@@ -116,18 +116,13 @@ fn replay(
     round: u64,
     recipe: &TrainingRecipe,
 ) -> Result<std::result::Result<String, String>> {
-    let base = match models.get(round.saturating_sub(1))? {
+    let before = round.saturating_sub(1);
+    let base = match models.get(before)? {
         Kept::Model(base) => base,
-        Kept::Missing => {
-            return Ok(Err(format!(
-                "the model after round {} is not kept",
-                round.saturating_sub(1)
-            )));
-        }
+        Kept::Missing => return Ok(Err(format!("the model after round {before} is not kept"))),
         Kept::Corrupt(e) => {
             return Ok(Err(format!(
-                "the model after round {} is corrupt: {e}",
-                round.saturating_sub(1)
+                "the model after round {before} is corrupt: {e}"
             )));
         }
     };

@@ -903,12 +903,7 @@ fn compressed_updates_are_decoded_strictly_and_recorded_as_decoded() {
     args.extend(["--download-encoding", "int8"]);
     args.extend(["--classes-from", classes.to_str().unwrap()]);
     args.extend(SETTINGS);
-    let out = harambee(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::ok(&harambee(&args));
     let charter = fs::read_to_string(fed.join("charter.toml")).unwrap();
     assert!(charter.contains("update_encoding = \"int8\""), "{charter}");
     assert!(
@@ -1136,12 +1131,7 @@ fn a_buffered_federation_takes_stale_results_by_weight_and_verifies() {
         "--seed",
         "5",
     ]);
-    let out = harambee(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::ok(&harambee(&args));
     let charter = fs::read_to_string(fed.join("charter.toml")).unwrap();
     assert!(charter.contains("[buffered]"), "{charter}");
     // What FedBuff does not combine with is refused at init, with the reason.
@@ -1418,12 +1408,7 @@ fn lazy_workers_are_caught_by_replay_recorded_as_fraud_and_removed_while_trainin
     args.extend(["--listen", "127.0.0.1:0", "--no-dashboard", "--rounds", "6"]);
     args.extend(["--min-participants", "5", "--quorum", "2", "--batch", "10"]);
     args.extend(["--deadline-s", "60", "--seed", "5"]);
-    let out = harambee(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::ok(&harambee(&args));
     let charter = fs::read_to_string(fed.join("charter.toml")).unwrap();
     assert!(charter.contains("replay_fraction = 1.0"), "{charter}");
     // A model on burn's run-time kernels cannot be replayed bit for bit: refused, with why.

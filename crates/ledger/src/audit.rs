@@ -91,11 +91,34 @@ fn digest_of(hex_digest: &str) -> Option<Digest> {
     Digest::from_hex(hex_digest)
 }
 
+/// The update statement a member signed, from the ledger's hex digests (`None` when one is
+/// not a digest: nothing then verifies).
+fn statement(
+    federation: &str,
+    round: u64,
+    (base, update): (&str, &str),
+    num_samples: u64,
+    recipe: Option<TrainingRecipe>,
+) -> Option<UpdateStatement> {
+    Some(UpdateStatement {
+        federation: federation.to_string(),
+        round,
+        base: digest_of(base)?,
+        update: digest_of(update)?,
+        num_samples,
+        recipe,
+    })
+}
+
 /// Whether `signature` (hex) is `key`'s (hex) over `statement`.
-fn verify_signed(statement: UpdateStatement, key: Option<&String>, signature: &str) -> bool {
+fn verify_signed(
+    statement: Option<UpdateStatement>,
+    key: Option<&String>,
+    signature: &str,
+) -> bool {
     (|| {
         let signed = SignedUpdate {
-            statement,
+            statement: statement?,
             signer: key_of(key?)?,
             signature: hex::decode(signature).ok()?.try_into().ok()?,
         };
@@ -422,15 +445,14 @@ fn check_entries(a: &mut Audit, parsed: &[Option<Entry>], federation: &str, mut 
                     selected,
                     recipe.as_ref(),
                 );
-                let statement = UpdateStatement {
-                    federation: federation.to_string(),
-                    round: *round,
-                    base: digest_of(base).unwrap_or(Digest([0; 32])),
-                    update: digest_of(update_digest).unwrap_or(Digest([0; 32])),
-                    num_samples: *num_samples,
-                    recipe: *recipe,
-                };
-                let verified = verify_signed(statement, keys.get(participant), signature);
+                let signed = statement(
+                    federation,
+                    *round,
+                    (base, update_digest),
+                    *num_samples,
+                    *recipe,
+                );
+                let verified = verify_signed(signed, keys.get(participant), signature);
                 if let Some(max) = charter.max_samples
                     && *num_samples > max
                 {
@@ -474,15 +496,14 @@ fn check_entries(a: &mut Audit, parsed: &[Option<Entry>], federation: &str, mut 
                 if claimed == replayed {
                     a.find(at, r, format!("round {round}: participant {participant} is accused of fraud, but its update is the replay"));
                 }
-                let statement = UpdateStatement {
-                    federation: federation.to_string(),
-                    round: *round,
-                    base: digest_of(base).unwrap_or(Digest([0; 32])),
-                    update: digest_of(claimed).unwrap_or(Digest([0; 32])),
-                    num_samples: *num_samples,
-                    recipe: Some(*recipe),
-                };
-                if verify_signed(statement, keys.get(participant), signature) {
+                let signed = statement(
+                    federation,
+                    *round,
+                    (base, claimed),
+                    *num_samples,
+                    Some(*recipe),
+                );
+                if verify_signed(signed, keys.get(participant), signature) {
                     a.signatures_verified += 1;
                 } else {
                     a.find(at, r, format!("round {round}: the fraud entry's evidence is not participant {participant}'s signature"));
@@ -711,22 +732,16 @@ fn check_step(
         {
             a.find(at, r, format!("version {v}: participant {p} claims {} samples, beyond the charter's max_samples of {max}", input.num_samples));
         }
-        let verified = (|| {
-            let signed = SignedUpdate {
-                statement: UpdateStatement {
-                    federation: federation.to_string(),
-                    round: input.base_version + 1,
-                    base: digest_of(versions.get(input.base_version as usize)?)?,
-                    update: digest_of(&input.update_digest)?,
-                    num_samples: input.num_samples,
-                    recipe: None,
-                },
-                signer: key_of(keys.get(&p)?)?,
-                signature: hex::decode(&input.signature).ok()?.try_into().ok()?,
-            };
-            signed.verify().ok()
-        })();
-        if verified.is_some() {
+        let signed = versions.get(input.base_version as usize).and_then(|base| {
+            statement(
+                federation,
+                input.base_version + 1,
+                (base, &input.update_digest),
+                input.num_samples,
+                None,
+            )
+        });
+        if verify_signed(signed, keys.get(&p), &input.signature) {
             a.signatures_verified += 1;
         } else {
             a.find(at, r, format!("version {v}: participant {p}'s signature does not verify for this update and base version"));

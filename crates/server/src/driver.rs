@@ -259,7 +259,18 @@ impl Driver {
 
         let (paused, mut removed) = view::steward_state(&state.steward_actions()?);
         let (entries, heads) = state.ledger()?;
-        let fraudulent = fraud_in(&entries);
+        // Read once: the charter in force, enrolments, data commitments and frauds.
+        let logged: Vec<Entry> = entries
+            .iter()
+            .filter_map(|e| Entry::parse(e).ok())
+            .collect();
+        let fraudulent: BTreeSet<u64> = logged
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Fraud { participant, .. } => Some(*participant),
+                _ => None,
+            })
+            .collect();
         removed.extend(&fraudulent);
         let replayer = replayer_for(&charter, &config)?;
         let participants = state.participants()?;
@@ -288,7 +299,7 @@ impl Driver {
         let key_path = folder.root().join("coordinator.key");
         let key = Identity::load(&key_path).map_err(|e| ServerError::Config(e.to_string()))?;
         let ledger = Ledger::from_entries(entries);
-        if let Some(recorded) = charter_in_force(&ledger)
+        if let Some(recorded) = charter_in_force(&logged)
             && recorded != charter.hash()
         {
             return Err(ServerError::Config(format!(
@@ -296,20 +307,18 @@ impl Driver {
                 charter.hash()
             )));
         }
-        let logged_enrolments = ledger
-            .entries()
+        let logged_enrolments = logged
             .iter()
-            .filter(|e| matches!(Entry::parse(e), Ok(Entry::Enrolment { .. })))
+            .filter(|e| matches!(e, Entry::Enrolment { .. }))
             .count() as u64;
         let published = publish(core.global());
-        let data_roots = ledger
-            .entries()
+        let data_roots = logged
             .iter()
-            .filter_map(|e| match Entry::parse(e) {
-                Ok(Entry::DataCommitment {
+            .filter_map(|e| match e {
+                Entry::DataCommitment {
                     participant,
                     data_root,
-                }) => Some((participant, data_root)),
+                } => Some((*participant, data_root.clone())),
                 _ => None,
             })
             .collect();
@@ -632,17 +641,13 @@ fn publish_step(global: &ParamSet, base: Digest, change: Option<Arc<Vec<u8>>>) -
 }
 
 /// The hash of the charter the ledger says is in force: the genesis charter, as amended.
-fn charter_in_force(ledger: &Ledger) -> Option<String> {
-    let mut hash = None;
-    for bytes in ledger.entries() {
-        match Entry::parse(bytes) {
-            Ok(Entry::Genesis { charter, .. }) | Ok(Entry::Amendment { charter, .. }) => {
-                hash = Some(hex::encode(Sha256::digest(charter.as_bytes())));
-            }
-            _ => {}
+fn charter_in_force(entries: &[Entry]) -> Option<String> {
+    entries.iter().rev().find_map(|e| match e {
+        Entry::Genesis { charter, .. } | Entry::Amendment { charter, .. } => {
+            Some(hex::encode(Sha256::digest(charter.as_bytes())))
         }
-    }
-    hash
+        _ => None,
+    })
 }
 
 /// A buffered federation runs only under a charter with the same buffered rule, and a
@@ -665,17 +670,6 @@ fn check_buffered(charter: &Charter, config: &FederationConfig) -> Result<(), Se
         ));
     }
     Ok(())
-}
-
-/// The participants the ledger records fraud against.
-fn fraud_in(entries: &[Vec<u8>]) -> BTreeSet<u64> {
-    entries
-        .iter()
-        .filter_map(|e| match Entry::parse(e) {
-            Ok(Entry::Fraud { participant, .. }) => Some(participant),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Under the charter's verification rule (the same as federation.toml's): the replayer for

@@ -59,9 +59,10 @@ impl Driver {
         self.recipe(&open, id.0)
     }
 
-    /// Checks an update as [`Driver::accept`] will, then draws whether to replay it, with
-    /// the charter's probability. The draw happens only once the update is here and
-    /// signed, so a worker cannot know whether its update is checked.
+    /// Draws whether to replay an update, with the charter's probability, and if so checks
+    /// it as [`Driver::accept`] will (nothing is trained for an update that would be
+    /// refused anyway). The draw happens only once the whole update is here, so a worker
+    /// cannot know whether its update is checked.
     pub(crate) fn draw_spot_check(
         &mut self,
         h: &v1::UpdateHeader,
@@ -71,6 +72,9 @@ impl Driver {
         else {
             return Ok(None);
         };
+        if rand::random::<f64>() >= rule.replay_fraction {
+            return Ok(None);
+        }
         let replayer = Arc::clone(replayer);
         let id = self.check_header(h)?;
         let base = Arc::clone(self.core.global());
@@ -81,9 +85,6 @@ impl Driver {
         self.core
             .check_result(h.round, &result)
             .map_err(refusal_status)?;
-        if rand::random::<f64>() >= rule.replay_fraction {
-            return Ok(None);
-        }
         if !self.replaying.insert(id.0) {
             return Err(Rejection::not_now(
                 "another update of yours is being replayed; wait for its answer",
@@ -102,15 +103,16 @@ impl Driver {
         self.replaying.remove(&participant);
     }
 
-    /// The verdict of an update's replay, if it was drawn: it stands, or it is fraud.
+    /// The verdict of an update's replay, if it was drawn: it stands, or it is fraud against
+    /// the `recipe` it was signed with.
     pub(super) fn judge(
         &mut self,
         h: &v1::UpdateHeader,
-        id: ParticipantId,
+        (id, recipe): (ParticipantId, Option<TrainingRecipe>),
         claimed: Digest,
         verdict: Option<(Digest, Duration)>,
     ) -> Result<(), Rejection> {
-        let Some((replayed, took)) = verdict else {
+        let (Some((replayed, took)), Some(recipe)) = (verdict, recipe) else {
             return Ok(());
         };
         if replayed == claimed {
@@ -122,9 +124,6 @@ impl Driver {
             );
             return Ok(());
         }
-        let recipe = self
-            .open_recipe(id)
-            .ok_or_else(|| Rejection::internal("no recipe for a selected worker"))?;
         let base = self.core.global().digest();
         self.record_fraud(h, id, base, recipe, claimed, replayed)?;
         Err(Rejection::not_permitted(format!(

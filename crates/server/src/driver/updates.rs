@@ -156,7 +156,7 @@ impl Driver {
         self.core
             .check_result(h.round, &result)
             .map_err(refusal_status)?;
-        self.judge(h, id, digest, verdict)?;
+        self.judge(h, (id, recipe), digest, verdict)?;
         self.store_update(h, id, &result, digest)?;
         // Counted before the core sees it: the last update closes the round.
         let received = self.core.received() as u32 + 1;
